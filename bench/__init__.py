@@ -1,0 +1,1 @@
+"""Benchmark layer: grids, searches, significance tests, throughput harness (`cvil-bench`)."""

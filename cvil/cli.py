@@ -1,0 +1,58 @@
+"""The `cvil` command: a thin dispatcher over subcommands that each live beside the code they drive.
+
+Every subcommand module exposes ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking
+the parsed ``argparse.Namespace`` and returning an exit code). Modules are imported lazily, so ``cvil --help`` and
+``cvil synth`` do not pay for importing MLflow or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module that registers it (one idea per module; see docs/architecture.md)
+COMMANDS: dict[str, str] = {
+    "synth": "cvil.data.synth.cli",
+    "data": "cvil.data.cli",
+    "train": "cvil.train.cli",
+    "predict": "cvil.eval.cli",
+    "eval": "cvil.eval.cli",
+    "align": "cvil.distill.aligner_cli",
+    "embed-plot": "cvil.distill.embed_plot",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvil", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    registered: set[str] = set()
+    for name, module in COMMANDS.items():
+        if module in registered:
+            continue
+        if wanted is not None and COMMANDS[wanted] != module:
+            subparsers.add_parser(name, help=f"(see `cvil {name} --help`)")
+            continue
+        try:
+            importlib.import_module(module).register(subparsers)
+            registered.add(module)
+        except ModuleNotFoundError as exc:  # a command whose module is not built yet
+            if exc.name != module:
+                raise
+            subparsers.add_parser(name, help="(not available in this build)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0 if not argv else 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""cvil.distill."""

@@ -1,0 +1,1 @@
+"""Leaderboards: the paper tables regenerated from the tracking store."""
