@@ -1,0 +1,170 @@
+"""`cvil-bench compare A B`: is B better than A, by how much, and could seeds alone explain it?
+
+A and B are each one of
+  - a per-question CSV file (question_id, prediction, ground_truth, score, question_type),
+  - an MLflow run id (its ``predictions/<split>_per_question.csv`` artifact is fetched),
+  - ``cell=NAME`` (all finished seeds of that grid cell; ``--grid`` narrows to one grid).
+
+Accuracy-like metrics are compared on per-question scores averaged over seeds (paired permutation test + paired
+bootstrap CI); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
+The same `compare_frames` drives the leaderboards' significance marks, so the CLI and the tables agree.
+
+    cvil-bench compare runs/base.csv runs/kd.csv
+    cvil-bench compare cell=baseline cell=kd --grid paper-ja --tracking-uri sqlite:///mlflow.db --json
+    cvil-bench compare RUN_ID_A RUN_ID_B --metric bleu --tokenize ja-mecab
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench import significance as sig
+
+METRICS = ("accuracy", "bleu")
+
+
+@dataclass(frozen=True)
+class System:
+    """One side of a comparison: per-question frames by seed (a single CSV or run is one "seed")."""
+
+    label: str
+    source: str
+    frames: dict[str, pd.DataFrame]
+
+
+def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None = None,
+                split: str = "test") -> System:
+    from leaderboards import collect
+
+    if spec.startswith("cell="):
+        cell = spec.split("=", 1)[1]
+        client = collect.client(tracking_uri)
+        runs = collect.latest_per_seed(collect.find_runs(client, grid=grid, cell=cell))
+        if not runs:
+            where = f" in grid {grid!r}" if grid else ""
+            raise SystemExit(f"no finished runs for cell {cell!r}{where}")
+        grids = {r.grid for r in runs}
+        if len(grids) > 1:
+            raise SystemExit(f"cell {cell!r} exists in several grids {sorted(map(str, grids))}: pass --grid")
+        frames = {}
+        for r in runs:
+            frame = collect.per_question(client, r.run_id, split)
+            if frame is None:
+                raise SystemExit(f"run {r.run_id} (cell {cell}, seed {r.seed}) has no "
+                                 f"predictions/{split}_per_question.csv artifact")
+            frames[r.seed] = frame
+        return System(cell, f"grid {grids.pop()}, cell {cell}", frames)
+    path = Path(spec)
+    if path.suffix == ".csv" or path.exists():
+        if not path.exists():
+            raise SystemExit(f"{spec}: no such file")
+        return System(path.stem, str(path), {"-": collect.read_per_question_csv(path)})
+    client = collect.client(tracking_uri)
+    frame = collect.per_question(client, spec, split)
+    if frame is None:
+        raise SystemExit(f"{spec}: not a file, and no run with a predictions/{split}_per_question.csv artifact")
+    run = collect.get_run(client, spec)
+    return System(run.cell or spec[:8], f"run {spec}", {run.seed: frame})
+
+
+def compare_frames(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *,
+                   metric: str = "accuracy", n_resamples: int = 9999, seed: int = 0, bleu_test: str = "bs",
+                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345) -> sig.TestResult:
+    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores)."""
+    if metric == "bleu":
+        return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
+    return sig.compare_seeds({k: f["score"] for k, f in a_frames.items()},
+                             {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed).result
+
+
+def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *, test: str = "bs",
+                tokenize: str = "ja-mecab", seed: int = 12345) -> sig.TestResult:
+    """sacrebleu paired test with seeds pooled into one corpus: seed i of A paired with seed i of B (sorted),
+    questions joined on question_id (BLEU is a corpus statistic, it cannot be averaged per question)."""
+    base, system, refs = [], [], []
+    for (_, fa), (_, fb) in zip(sorted(a_frames.items()), sorted(b_frames.items())):
+        joined = fa[["prediction", "ground_truth"]].join(fb[["prediction"]], how="inner", rsuffix="_b")
+        base += joined["prediction"].tolist()
+        system += joined["prediction_b"].tolist()
+        refs += joined["ground_truth"].tolist()
+    result = sig.bleu_paired_test(base, system, refs, test=test, tokenize=tokenize, seed=seed)
+    pairs = min(len(a_frames), len(b_frames))
+    return replace(result, notes=result.notes + (f"{pairs} seed pair(s) pooled into one corpus",))
+
+
+def overall_by_seed(system: System, metric: str, tokenize: str = "ja-mecab") -> dict[str, float]:
+    if metric == "bleu":
+        from sacrebleu.metrics import BLEU
+
+        bleu = BLEU(tokenize=tokenize)
+        return {k: bleu.corpus_score(f["prediction"].tolist(), [f["ground_truth"].tolist()]).score
+                for k, f in system.frames.items()}
+    return {k: float(f["score"].mean()) for k, f in system.frames.items()}
+
+
+def compare(a: System, b: System, *, metric: str = "accuracy", **kwargs) -> dict:
+    """The full report: each system's seed spread and the paired test of B vs A."""
+    tokenize = kwargs.get("bleu_tokenize", "ja-mecab")
+    spreads = [sig.seed_spread(overall_by_seed(s, metric, tokenize)) for s in (a, b)]
+    result = compare_frames(a.frames, b.frames, metric=metric, **kwargs)
+    return {
+        "metric": metric,
+        "systems": [{"name": s.label, "source": s.source, **sp.to_dict()} for s, sp in zip((a, b), spreads)],
+        "comparison": {"a": a.label, "b": b.label, **result.to_dict()},
+    }
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def format_report(report: dict) -> str:
+    systems = pd.DataFrame([{"system": s["name"], "source": s["source"], "seeds": s["n_seeds"],
+                             "mean": _fmt(s["mean"]), "std over seeds": _fmt(s["std"])} for s in report["systems"]])
+    c = report["comparison"]
+    ci = f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+    comparison = pd.DataFrame([{"Δ (B − A)": _fmt(c["delta"]), f"{int(c['confidence'] * 100)} % CI": ci,
+                                "p": _fmt(c["p_value"]), "n": c["n"], "resamples": c["n_resamples"],
+                                "seed": c["seed"]}])
+    lines = [f"metric: {report['metric']}   A = {c['a']}   B = {c['b']}", "", systems.to_string(index=False), "",
+             comparison.to_string(index=False), "", f"test: {c['test']}", f"method: {c['method']}",
+             f"correction: {c['correction'] or 'none (single comparison)'}"]
+    lines += [f"note: {n}" for n in c["notes"]]
+    if c.get("signature"):
+        lines.append(f"signature: {c['signature']}")
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="paired significance test of system B vs system A",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="reference: per-question CSV, MLflow run id, or cell=NAME")
+    p.add_argument("b", help="system: per-question CSV, MLflow run id, or cell=NAME")
+    p.add_argument("--metric", choices=METRICS, default="accuracy")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLflow's own resolution)")
+    p.add_argument("--grid", default=None, help="restrict cell=NAME selectors to this grid")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n-resamples", type=int, default=9999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bleu-test", choices=("bs", "ar"), default="bs",
+                   help="sacrebleu paired bootstrap (bs) or approximate randomisation (ar)")
+    p.add_argument("--tokenize", default="ja-mecab",
+                   help="sacrebleu tokenizer for BLEU; 'none' for answers already tokenised with spaces")
+    p.add_argument("--bleu-seed", type=int, default=12345)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    a = load_system(args.a, tracking_uri=args.tracking_uri, grid=args.grid, split=args.split)
+    b = load_system(args.b, tracking_uri=args.tracking_uri, grid=args.grid, split=args.split)
+    report = compare(a, b, metric=args.metric, n_resamples=args.n_resamples, seed=args.seed,
+                     bleu_test=args.bleu_test, bleu_tokenize=args.tokenize, bleu_seed=args.bleu_seed)
+    print(json.dumps(report, indent=2, ensure_ascii=False, default=str) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,308 @@
+"""`cvil-bench grid`: run a paper table's grid — every cell × seed a `cvil train` child of one MLflow parent run.
+
+Why subprocesses: each job is exactly what a user would run by hand (`cvil train --config ... key=value ...`), it
+can crash without taking the grid down, K of them run in parallel, and the same command goes to a cluster
+scheduler unchanged (`bench.launchers`).
+
+Re-running a grid is cheap and safe: a cell × seed whose *finished* child run carries the same `cvil.config_hash`
+as the config it would run now is skipped; one that was interrupted and left a checkpoint in its `output_dir` is
+resumed (`--resume`); one that failed is run again. One failing job never stops the others; the summary (CSV and
+JSON, locally under `runs/<grid>/` and as artifacts of the parent run) lists every job, with the tail of stderr
+for the failed ones.
+
+The train command is `python -m cvil train` unless `--train-cmd`, `$CVIL_TRAIN_CMD` or the grid file's
+`train_cmd:` says otherwise (the tests use a fake trainer that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bench import tracking
+from bench.grid_spec import GridSpec, Job, expand, load_grid, slug, world_overrides
+from bench.launchers import LAUNCHERS, Handle, Outcome, make_launcher, stop_all
+
+TRAIN_CMD_ENV = "CVIL_TRAIN_CMD"
+HASH_TAG = "cvil.config_hash"
+
+
+def config_hash(cfg) -> str:
+    """sha256 of the resolved config without its `tracking` section: what the run computes, not where it logs.
+
+    Canonical JSON (sorted keys, no spaces, UTF-8) of `cvil.config.to_dict(cfg)`. `cvil train` tags its run with
+    the same value (`cvil.config_hash`), which is how a re-run recognises work already done.
+    TODO(lead): move next to `cvil.config` so the trainer and the bench share one definition.
+    """
+    from cvil.config import to_dict
+
+    data = {k: v for k, v in to_dict(cfg).items() if k != "tracking"}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def has_checkpoint(output_dir: str | Path) -> bool:
+    """Whether `cvil train --resume` has something to resume from in `output_dir`.
+
+    TODO(lead): replace with the trainer's own predicate; until then, any `checkpoint*` entry or a non-empty
+    `checkpoints/` folder counts.
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        return False
+    ckpt_dir = out / "checkpoints"
+    return (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or any(out.glob("checkpoint*"))
+
+
+def train_command(spec: GridSpec, explicit: str | None = None) -> list[str]:
+    if explicit:
+        return shlex.split(explicit)
+    if os.environ.get(TRAIN_CMD_ENV):
+        return shlex.split(os.environ[TRAIN_CMD_ENV])
+    if spec.train_cmd:
+        return list(spec.train_cmd)
+    return [sys.executable, "-m", "cvil", "train"]
+
+
+@dataclass
+class JobResult:
+    cell: str
+    seed: int
+    status: str  # finished | skipped | failed
+    run_id: str = ""
+    seconds: float = 0.0
+    returncode: int | None = None
+    resumed: bool = False
+    error: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    job: Job
+    digest: str = ""
+    resume: bool = False
+    skip_run: Any = None  # the finished run that makes this job unnecessary
+    error: str = ""  # the config does not even load
+
+
+def _plan(job: Job, previous: list) -> _Plan:
+    """Skip, resume, or (re)run: decided from this job's earlier child runs and its output folder."""
+    from cvil.config import ConfigError, load_config
+
+    try:
+        digest = config_hash(load_config(job.config, list(job.overrides)))
+    except (ConfigError, OSError) as exc:
+        return _Plan(job, error=f"config error: {exc}")
+    for run in previous:
+        if run.info.status == "FINISHED" and run.data.tags.get(HASH_TAG) == digest:
+            return _Plan(job, digest, skip_run=run)
+    latest_finished = bool(previous) and previous[0].info.status == "FINISHED"
+    return _Plan(job, digest, resume=has_checkpoint(job.output_dir) and not latest_finished)
+
+
+def _final_metrics(run) -> dict[str, float]:
+    return dict(sorted(run.data.metrics.items())) if run is not None else {}
+
+
+class GridRunner:
+    """Plans, launches and summarises one grid; `run()` returns the per-job results."""
+
+    def __init__(
+        self,
+        spec: GridSpec,
+        *,
+        jobs: int = 1,
+        seeds: int | None = None,
+        launcher: str = "local",
+        launcher_options: dict | None = None,
+        overrides: tuple[str, ...] = (),
+        uri: str | None = None,
+        runs_dir: str = "runs",
+        train_cmd: str | None = None,
+        echo: Callable[[str], None] = print,
+        poll_s: float = 0.2,
+    ):
+        self.spec, self.jobs, self.seeds = spec, max(1, jobs), seeds
+        self.overrides, self.runs_dir, self.echo, self.poll_s = tuple(overrides), runs_dir, echo, poll_s
+        self.uri = tracking.tracking_uri(uri)
+        self.cmd = train_command(spec, train_cmd)
+        self.grid_dir = Path(runs_dir) / slug(spec.name)
+        self.launcher = make_launcher(launcher, folder=str(self.grid_dir / "submitit"), options=launcher_options)
+
+    # -------------------------------------------------------------------------------------------- the run
+
+    def run(self) -> list[JobResult]:
+        world = world_overrides(self.spec.world, self.spec.paths, self.overrides)
+        all_jobs = expand(self.spec, seeds=self.seeds, extra_overrides=self.overrides, world=world,
+                          runs_dir=self.runs_dir)
+        c = tracking.client(self.uri)
+        exp_id = tracking.experiment_id(c, self.spec.experiment)  # migrates a fresh store before any child runs
+        parent = tracking.open_parent(c, exp_id, "grid", self.spec.name,
+                                      tags={"mlflow.note.content": self.spec.description} if self.spec.description
+                                      else {})
+        tracking.retry_locked(c.log_text, parent, self.spec.source, f"grid/{slug(self.spec.name)}.yaml")
+        self.echo(f"[grid {self.spec.name}] {len(all_jobs)} jobs, parent run {parent}, store {self.uri}")
+
+        previous = tracking.children(c, exp_id, parent)
+        plans = [_plan(j, [r for r in previous if r.data.tags.get("cvil.cell") == j.cell
+                           and r.data.tags.get("cvil.seed") == str(j.seed)]) for j in all_jobs]
+        results: dict[str, JobResult] = {}
+        todo: deque[_Plan] = deque()
+        for p in plans:
+            if p.skip_run is not None:
+                results[p.job.key] = JobResult(p.job.cell, p.job.seed, "skipped", p.skip_run.info.run_id,
+                                               metrics=_final_metrics(p.skip_run))
+                self.echo(f"[grid {self.spec.name}] skip   {p.job.key} (finished run {p.skip_run.info.run_id})")
+            elif p.error:
+                results[p.job.key] = JobResult(p.job.cell, p.job.seed, "failed", error=p.error)
+                self.echo(f"[grid {self.spec.name}] failed {p.job.key}: {p.error}")
+            else:
+                todo.append(p)
+
+        launched = self._launch_all(todo, parent, c, exp_id)
+        results.update(launched)
+        ordered = [results[p.job.key] for p in plans]
+        failed = [r for r in ordered if r.status == "failed"]
+        self._write_summary(c, parent, ordered)
+        tracking.close_parent(c, parent, ok=not failed)
+        done = sum(r.status != "failed" for r in ordered)
+        self.echo(f"[grid {self.spec.name}] {done}/{len(ordered)} ok, {len(failed)} failed; "
+                  f"summary {self.grid_dir / 'summary.csv'}")
+        return ordered
+
+    def _launch_all(self, todo: deque[_Plan], parent: str, c, exp_id: str) -> dict[str, JobResult]:
+        running: dict[str, tuple[_Plan, Handle, float, int]] = {}
+        results: dict[str, JobResult] = {}
+        total = len(todo)
+        try:
+            while todo or running:
+                while todo and len(running) < self.jobs:
+                    p = todo.popleft()
+                    started_ms = int(time.time() * 1000)
+                    running[p.job.key] = (p, self._start(p, parent), time.monotonic(), started_ms)
+                    what = " (resume)" if p.resume else ""
+                    self.echo(f"[grid {self.spec.name}] start  {p.job.key}{what} "
+                              f"[{total - len(todo)}/{total}, {len(running)} running]")
+                for key, (p, handle, t0, started_ms) in list(running.items()):
+                    outcome = handle.poll()
+                    if outcome is None:
+                        continue
+                    del running[key]
+                    results[key] = self._finish(p, outcome, time.monotonic() - t0, started_ms, parent, c, exp_id)
+                if running:
+                    time.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            self.echo(f"[grid {self.spec.name}] interrupted: stopping {len(running)} running jobs "
+                      "(re-run the same command to resume)")
+            stop_all([h for _, h, _, _ in running.values()])
+            raise
+        return results
+
+    def _start(self, p: _Plan, parent: str) -> Handle:
+        job = p.job
+        argv = [*self.cmd, "--config", job.config, *(["--resume"] if p.resume else []), *job.overrides,
+                f"tracking.parent_run_id={parent}", f"tracking.uri={self.uri}"]
+        logs = self.grid_dir / "logs" / f"{slug(job.cell)}-s{job.seed}"
+        return self.launcher.start(argv, cwd=str(Path.cwd()), env={"MLFLOW_TRACKING_URI": self.uri},
+                                   stdout_path=f"{logs}.out", stderr_path=f"{logs}.err")
+
+    def _finish(self, p: _Plan, outcome: Outcome, seconds: float, started_ms: int, parent: str, c,
+                exp_id: str) -> JobResult:
+        job = p.job
+        runs = tracking.children(c, exp_id, parent, {"cvil.cell": job.cell, "cvil.seed": str(job.seed)})
+        if not p.resume:  # a fresh attempt made a new run; a resumed one re-opened its old run
+            runs = [r for r in runs if r.info.start_time >= started_ms - 2000]
+        run = runs[0] if runs else None
+        ok = outcome.returncode == 0
+        error = "" if ok else (outcome.stderr_tail or f"exit code {outcome.returncode}, no stderr")
+        if ok and run is None:
+            ok, error = False, "the train command succeeded but logged no child run under the grid's parent run"
+        result = JobResult(job.cell, job.seed, "finished" if ok else "failed", run.info.run_id if run else "",
+                           round(seconds, 2), outcome.returncode, p.resume, error,
+                           _final_metrics(run) if ok else {})
+        headline = next(iter(k for k in ("test.accuracy", "val.score") if k in result.metrics), None)
+        extra = f" {headline}={result.metrics[headline]:.4f}" if headline else ""
+        last = error.strip().splitlines()[-1] if error.strip() else ""
+        self.echo(f"[grid {self.spec.name}] {'done  ' if ok else 'FAILED'} {job.key} in {seconds:.1f}s"
+                  + (extra if ok else f" (exit {outcome.returncode}): {last}"))
+        return result
+
+    # ---------------------------------------------------------------------------------------------- summary
+
+    def _write_summary(self, c, parent: str, rows: list[JobResult]) -> None:
+        self.grid_dir.mkdir(parents=True, exist_ok=True)
+        metric_names = sorted({m for r in rows for m in r.metrics})
+        csv_path, json_path = self.grid_dir / "summary.csv", self.grid_dir / "summary.json"
+        base = ["cell", "seed", "status", "run_id", "seconds", "returncode", "resumed", "error"]
+        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(base + metric_names)
+            for r in rows:
+                d = asdict(r)
+                w.writerow([d[k] for k in base] + [r.metrics.get(m, "") for m in metric_names])
+        summary = {
+            "grid": self.spec.name,
+            "parent_run_id": parent,
+            "tracking_uri": self.uri,
+            "counts": {s: sum(r.status == s for r in rows) for s in ("finished", "skipped", "failed")},
+            "failed": [{"cell": r.cell, "seed": r.seed, "error": r.error} for r in rows if r.status == "failed"],
+            "jobs": [asdict(r) for r in rows],
+        }
+        json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+        for path in (csv_path, json_path):
+            tracking.retry_locked(c.log_artifact, parent, str(path), "summary")
+        tracking.retry_locked(c.set_tag, parent, "cvil.grid.failed", str(len(summary["failed"])))
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def _launcher_options(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or ():
+        key, _, value = item.partition("=")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("grid", help="run a grid (cells x seeds) as MLflow child runs of one parent run",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("grid", help="a shipped grid name (e.g. table3_ablations) or a grid YAML file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every cell")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="jobs running at once (default 1)")
+    p.add_argument("--seeds", type=int, default=None, help="use only the grid's first N seeds")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--launcher-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="submitit executor parameter (slurm_partition=..., gpus_per_node=1, timeout_min=...)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--runs-dir", default="runs", help="root of the jobs' output_dir (default runs/)")
+    p.add_argument("--train-cmd", default=None, help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        print(f"cvil-bench grid: overrides must be key=value, got {bad}", file=sys.stderr)
+        return 2
+    spec = load_grid(args.grid)
+    runner = GridRunner(spec, jobs=args.jobs, seeds=args.seeds, launcher=args.launcher,
+                        launcher_options=_launcher_options(args.launcher_opt), overrides=tuple(args.overrides),
+                        uri=args.tracking_uri, runs_dir=args.runs_dir, train_cmd=args.train_cmd,
+                        echo=lambda line: print(line, flush=True))
+    results = runner.run()
+    return 1 if any(r.status == "failed" for r in results) else 0

@@ -1,0 +1,191 @@
+"""Grid files: which cells, which seeds, which world — data, not code.
+
+A grid file (``bench/grids/<name>.yaml``) names the paper table it reproduces, the world it runs on, the seeds,
+and its cells, each a run config plus overrides::
+
+    name: table3_ablations
+    world: {preset: small, root: worlds/small, seed: 0}   # or paths: {data_root: ..., teacher: ..., student_init: ...}
+    seeds: 3                                              # 0, 1, 2 — or an explicit list [88, 89, 90]
+    overrides: []                                         # applied to every cell
+    cells:
+      KD:            {config: configs/synthetic/kd.yaml}
+      w/o CLS:       {config: configs/synthetic/kd.yaml, overrides: [kd.cls=false]}
+
+`expand` turns a spec into one `Job` per cell × seed with the exact `cvil train` argument list, so the runner,
+the launchers and the skip-on-rerun check all agree on what a job *is*. Keeping the world logic here
+(`world_overrides`) lets the Optuna search resolve the same world the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cvil.config import ConfigError
+
+GRIDS_DIR = Path(__file__).resolve().parent / "grids"
+WORLD_KEYS = ("data.root", "kd.teacher", "model.init")  # what a world (synthetic or real) provides to every cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    config: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    name: str
+    cells: tuple[Cell, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    world: dict | None = None  # {preset, root, seed}: build (if missing) and use the synthetic world
+    paths: dict | None = None  # {data_root, teacher, student_init}: real data and checkpoints instead
+    overrides: tuple[str, ...] = ()
+    experiment: str = "cvil"
+    train_cmd: tuple[str, ...] = ()  # () = `python -m cvil train`; tests put a fake trainer here
+    description: str = ""
+    source: str = ""  # the YAML text, logged as the parent run's artifact
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell × seed: everything needed to launch it, find its run, and decide whether to skip it."""
+
+    grid: str
+    cell: str
+    seed: int
+    config: str
+    overrides: tuple[str, ...]  # the full list passed to `cvil train` after `--config`
+    output_dir: str
+    run_name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell}/seed{self.seed}"
+
+
+def find_grid(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a shipped grid (`table3_ablations`)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"grid file not found: {path}")
+        return path
+    shipped = GRIDS_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        known = ", ".join(sorted(p.stem for p in GRIDS_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown grid {name_or_path!r}; shipped grids: {known}")
+    return shipped
+
+
+def shipped_grids() -> list[str]:
+    return sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
+
+
+def load_grid(name_or_path: str) -> GridSpec:
+    path = find_grid(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    known = {"name", "cells", "seeds", "world", "paths", "overrides", "experiment", "train_cmd", "description"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown grid keys {unknown}; valid: {sorted(known)}")
+    cells_raw = raw.get("cells") or {}
+    if not isinstance(cells_raw, dict) or not cells_raw:
+        raise ConfigError(f"{path}: `cells` must be a non-empty mapping of name -> {{config, overrides}}")
+    cells = []
+    for name, body in cells_raw.items():
+        if not isinstance(body, dict) or "config" not in body:
+            raise ConfigError(f"{path}: cell {name!r} needs a `config:` file")
+        cells.append(Cell(str(name), str(body["config"]), tuple(map(str, body.get("overrides") or ()))))
+    if raw.get("world") and raw.get("paths"):
+        raise ConfigError(f"{path}: give either `world:` (synthetic) or `paths:` (real data), not both")
+    train_cmd = raw.get("train_cmd") or ()
+    return GridSpec(
+        name=str(raw.get("name") or path.stem),
+        cells=tuple(cells),
+        seeds=_seeds(raw.get("seeds", 3)),
+        world=raw.get("world"),
+        paths=raw.get("paths"),
+        overrides=tuple(map(str, raw.get("overrides") or ())),
+        experiment=str(raw.get("experiment") or "cvil"),
+        train_cmd=tuple(train_cmd.split() if isinstance(train_cmd, str) else map(str, train_cmd)),
+        description=str(raw.get("description") or ""),
+        source=text,
+    )
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return tuple(range(value))
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    raise ConfigError(f"grid `seeds` must be a count or a list of integers, got {value!r}")
+
+
+def slug(text: str) -> str:
+    """A folder- and run-name-safe form of a cell name (`w/o CLS` -> `wo-CLS`)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text.replace("/", "")).strip("-") or "cell"
+
+
+def world_overrides(world: dict | None, paths: dict | None, user_overrides: tuple[str, ...] = ()) -> list[str]:
+    """`data.root=`, `kd.teacher=`, `model.init=` for the world, except those the user set explicitly.
+
+    Giving all three on the command line switches a grid to real data without editing it, and then the synthetic
+    world is not even built.
+    """
+    given = {o.split("=", 1)[0].strip() for o in user_overrides}
+    missing = [k for k in WORLD_KEYS if k not in given]
+    if not missing:
+        return []
+    if paths:
+        values = {"data.root": paths.get("data_root"), "kd.teacher": paths.get("teacher"),
+                  "model.init": paths.get("student_init")}
+    elif world:
+        from cvil.world import ensure_world  # heavy (torch): only when a world is really needed
+
+        w = ensure_world(str(world.get("root", "worlds/small")), str(world.get("preset", "small")),
+                         int(world.get("seed", 0)))
+        values = {"data.root": w.root, "kd.teacher": w.teacher_dir, "model.init": w.student_init_dir}
+    else:
+        return []
+    return [f"{k}={values[k]}" for k in missing if values.get(k)]
+
+
+def expand(
+    spec: GridSpec,
+    *,
+    seeds: int | None = None,
+    extra_overrides: tuple[str, ...] = (),
+    world: list[str] | tuple[str, ...] = (),
+    runs_dir: str = "runs",
+) -> list[Job]:
+    """One `Job` per cell × seed; seeds outer, so the first finished jobs already cover every cell once."""
+    chosen = spec.seeds[:seeds] if seeds else spec.seeds
+    jobs = []
+    for seed in chosen:
+        for cell in spec.cells:
+            out = str(Path(runs_dir) / slug(spec.name) / slug(cell.name) / f"seed{seed}")
+            run_name = f"{slug(cell.name)}-s{seed}"
+            overrides = (
+                *world,
+                *spec.overrides,
+                *cell.overrides,
+                *extra_overrides,
+                f"train.seed={seed}",
+                f"output_dir={out}",
+                f"tracking.run_name={run_name}",
+                f"tracking.experiment={spec.experiment}",
+                f"tracking.tags.cvil.grid={spec.name}",
+                f"tracking.tags.cvil.cell={cell.name}",
+                f"tracking.tags.cvil.seed={seed}",
+            )
+            jobs.append(Job(spec.name, cell.name, seed, cell.config, overrides, out, run_name))
+    return jobs

@@ -1,0 +1,305 @@
+"""`cvil-bench search`: Optuna search over the per-layer KD weights λ_m (and optionally which layers are distilled).
+
+Parametrisation. For every distilled teacher layer m the trial suggests ``lambda_m = suggest_float("lambda_<m>",
+0, 1)`` and the run uses ``kd.layer_weights = (λ_m for m in kd.layers)`` as they are — *not* normalised to sum 1.
+The released code weights every layer 1, which is a corner of this box, so the default stays reachable; a sum-1
+simplex would silently rescale the whole KD loss (which `stages.*.kd_weight` and the learning rate already own).
+With ``--search-layers`` each candidate layer except the top one also gets ``use_layer_<m>`` ∈ {True, False}, and
+λ_m is only suggested for the layers in use (a conditional space, hence `TPESampler(multivariate=True,
+group=True)`). The top candidate layer is always kept, so "distil nothing" is not a trial (Table III's
+"w/o intermediate layers" cell is the top layer alone).
+
+Objective: the final `--metric` (default `val.score`) of a short run of the base config (`--stage-epochs` sets every
+stage's epochs; any `key=value` override refines the budget), maximised. Every intermediate evaluation reaches the
+trial through `cvil.train.api.run(cfg, on_eval=...)`; a `MedianPruner` stops unpromising trials early (raising
+`optuna.TrialPruned` inside `on_eval`, which the trainer lets through after closing its run as KILLED).
+
+Storage: a local journal file by default (safe for a few processes on one machine), or any RDB URL (`--storage
+postgresql://...`) for many workers. The study and its MLflow parent run are found again by name, so the same
+command resumes an interrupted search up to `--trials` finished trials. Each trial is a child run of the study's
+parent run with the λ_m as params and the objective as a metric; the best weights are written as a YAML config
+that `extends:` the base config, ready for `cvil train --config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import tracking
+from bench.grid_spec import slug, world_overrides
+
+
+@dataclass(frozen=True)
+class LayerSpace:
+    """The searched space: λ per layer in [0, 1]; with `search_layers`, also which layers (the top one kept)."""
+
+    candidates: tuple[int, ...]
+    search_layers: bool = False
+
+    def suggest(self, trial) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        top = max(self.candidates)
+        layers = tuple(
+            m for m in sorted(self.candidates)
+            if m == top or not self.search_layers or trial.suggest_categorical(f"use_layer_{m}", [True, False])
+        )
+        weights = tuple(trial.suggest_float(f"lambda_{m}", 0.0, 1.0) for m in layers)
+        return layers, weights
+
+
+def open_study(name: str, storage: str, *, seed: int, group: bool, startup: int, warmup: int):
+    """Create or load (same name) the study: journal file for a path, RDB for a URL; returns (study, storage).
+
+    The RDB storage gets a heartbeat, so Optuna itself fails trials whose worker died; the journal has none.
+    """
+    import optuna
+
+    if "://" in storage:
+        store: Any = optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
+    else:
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        store = optuna.storages.JournalStorage(JournalFileBackend(storage))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(multivariate=True, group=group, seed=seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+    study = optuna.create_study(study_name=name, storage=store, sampler=sampler, pruner=pruner,
+                                direction="maximize", load_if_exists=True)
+    return study, store
+
+
+def _fail_dead_trials(study, storage) -> None:
+    """A trial left RUNNING by a killed process on this host will never finish: mark it FAIL so resume is clean.
+
+    (Ctrl-C needs no help: Optuna marks that trial FAIL itself. Journal storage has no heartbeat to do this.)
+    """
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        w_host, _, w_pid = worker.rpartition(":")
+        if w_host == host and w_pid.isdigit() and not _pid_alive(int(w_pid)):
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def metric_of(metrics: dict, name: str) -> float | None:
+    """`name` from an evaluation's metrics, also accepting it without its split prefix (`val.score` -> `score`)."""
+    for key in (name, name.split(".", 1)[-1]):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def best_config_yaml(base_config: str, out_path: Path, layers, weights, note: str) -> str:
+    """A config that `extends:` the base config and sets only the searched KD fields."""
+    import yaml
+
+    rel = os.path.relpath(Path(base_config).resolve(), out_path.resolve().parent)
+    body = {"extends": rel, "kd": {"layers": list(layers), "layer_weights": [round(w, 6) for w in weights]}}
+    header = "".join(f"# {line}\n" for line in note.splitlines())
+    return header + yaml.safe_dump(body, sort_keys=False)
+
+
+class KDWeightSearch:
+    """One study: builds each trial's config, runs it in-process, reports to Optuna and MLflow."""
+
+    def __init__(self, args: argparse.Namespace):
+        from cvil.config import load_config
+
+        self.args = args
+        self.study_name = args.study or f"kd-weights-{slug(Path(args.config).stem)}"
+        self.uri = tracking.tracking_uri(args.tracking_uri)
+        user = tuple(args.overrides)
+        world = [] if args.no_world else world_overrides({"root": args.world_root, "preset": args.world_preset,
+                                                          "seed": 0}, None, user)
+        base = load_config(args.config, [*world, *user])
+        budget = [f"stages.{i}.epochs={args.stage_epochs}" for i in range(len(base.stages))] \
+            if args.stage_epochs is not None else []
+        self.overrides = [*world, *user, *budget]
+        cands = tuple(int(x) for x in args.layer_candidates.split(",")) if args.layer_candidates else base.kd.layers
+        if not cands:
+            raise SystemExit("cvil-bench search: no KD layers to search (kd.layers is empty)")
+        self.space = LayerSpace(tuple(cands), args.search_layers)
+        self.storage = args.storage or str(Path(args.runs_dir) / "search" / f"{self.study_name}.journal")
+        self.out_dir = Path(args.runs_dir) / "search" / slug(self.study_name)
+
+    def run(self) -> int:
+        from optuna.trial import TrialState
+
+        a = self.args
+        study, storage = open_study(self.study_name, self.storage, seed=a.seed, group=a.search_layers,
+                                    startup=a.pruner_startup_trials, warmup=a.pruner_warmup_evals)
+        _fail_dead_trials(study, storage)
+        c = tracking.client(self.uri)
+        self.exp_id = tracking.experiment_id(c, a.experiment)
+        self.parent = tracking.open_parent(c, self.exp_id, "search", self.study_name,
+                                           tags={"cvil.search.storage": self.storage})
+        self.client = c
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        remaining = max(0, a.trials - done)
+        print(f"[search {self.study_name}] {done} trials done, running {remaining} more "
+              f"(storage {self.storage}, parent run {self.parent})", flush=True)
+        if remaining:
+            study.optimize(self.objective, n_trials=remaining, catch=(Exception,), gc_after_trial=True)
+        return self._finish(study)
+
+    # --------------------------------------------------------------------------------------------- a trial
+
+    def objective(self, trial) -> float:
+        import optuna
+
+        from cvil.config import load_config
+        from cvil.train import api
+
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        layers, weights = self.space.suggest(trial)
+        n = trial.number
+        cfg = load_config(self.args.config, [
+            *self.overrides,
+            f"kd.layers={list(layers)}",
+            f"kd.layer_weights={list(weights)}",
+            f"output_dir={self.out_dir / f'trial{n}'}",
+            f"tracking.uri={self.uri}",
+            f"tracking.experiment={self.args.experiment}",
+            f"tracking.parent_run_id={self.parent}",
+            f"tracking.run_name={slug(self.study_name)}-t{n}",
+            f"tracking.tags.cvil.study={self.study_name}",
+            f"tracking.tags.cvil.trial={n}",
+        ])
+        evals = 0
+
+        def on_eval(stage: str, step: int, metrics: dict) -> None:
+            nonlocal evals
+            value = metric_of(metrics, self.args.metric)
+            if value is None:  # e.g. a KD-only stage that evaluates its KD loss, not the task
+                return
+            trial.report(value, evals)  # a monotone step across stages: the eval count
+            evals += 1
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"{self.args.metric}={value:.4f} at evaluation {evals} ({stage}, step {step})")
+
+        state, value = "FAIL", None
+        try:
+            metrics = api.run(cfg, on_eval=on_eval)
+            value = metric_of(metrics, self.args.metric)
+            if value is None or math.isnan(value):
+                raise KeyError(f"metric {self.args.metric!r} not in the run's final metrics {sorted(metrics)}")
+            state = "COMPLETE"
+            return value
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        finally:
+            self._log_trial(n, layers, weights, state, value)
+            print(f"[search {self.study_name}] trial {n} {state}"
+                  + (f" {self.args.metric}={value:.4f}" if value is not None else "")
+                  + f" layers={list(layers)} weights={[round(w, 3) for w in weights]}", flush=True)
+
+    def _log_trial(self, n: int, layers, weights, state: str, value: float | None) -> None:
+        """λ_m, the layer set and the objective on the trial's own child run (which the trainer created)."""
+        runs = tracking.children(self.client, self.exp_id, self.parent, {"cvil.trial": str(n)})
+        if not runs:
+            return
+        run_id = runs[0].info.run_id
+        from mlflow.entities import Metric, Param, RunTag
+
+        params = [Param(f"lambda_{m}", repr(round(w, 6))) for m, w in zip(layers, weights)]
+        params.append(Param("search.layers", ",".join(map(str, layers))))
+        existing = runs[0].data.params
+        params = [p for p in params if p.key not in existing]
+        metrics = [Metric("objective", value, int(time.time() * 1000), 0)] if value is not None else []
+        tracking.retry_locked(self.client.log_batch, run_id, metrics=metrics, params=params,
+                              tags=[RunTag("optuna.state", state), RunTag("optuna.study", self.study_name)])
+
+    # ------------------------------------------------------------------------------------------------ results
+
+    def _finish(self, study) -> int:
+        from optuna.trial import TrialState
+
+        c, parent = self.client, self.parent
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        trials_csv = self.out_dir / "trials.csv"
+        study.trials_dataframe().to_csv(trials_csv, index=False)
+        tracking.retry_locked(c.log_artifact, parent, str(trials_csv), "search")
+        if not complete:
+            print(f"[search {self.study_name}] no completed trial", file=sys.stderr)
+            tracking.close_parent(c, parent, ok=False)
+            return 1
+        best = study.best_trial
+        layers, weights = self.space.suggest(optuna_fixed(best.params))
+        out = Path(self.args.best_out) if self.args.best_out else self.out_dir / "best.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        note = (f"Best KD layer weights from Optuna study {self.study_name!r}: trial {best.number}, "
+                f"{self.args.metric}={best.value:.6f} over {len(complete)} completed trials.\n"
+                f"Generated by `cvil-bench search`; lambda_m in [0, 1], not normalised (see bench/search.py).")
+        out.write_text(best_config_yaml(self.args.config, out, layers, weights, note), encoding="utf-8")
+        tracking.retry_locked(c.log_artifact, parent, str(out), "search")
+        tracking.retry_locked(c.log_metric, parent, "best.objective", best.value)
+        tracking.retry_locked(c.set_tag, parent, "cvil.search.best_trial", str(best.number))
+        tracking.close_parent(c, parent, ok=True)
+        print(f"[search {self.study_name}] best trial {best.number}: {self.args.metric}={best.value:.4f} "
+              f"layers={list(layers)} weights={[round(w, 3) for w in weights]} -> {out}", flush=True)
+        return 0
+
+
+def optuna_fixed(params: dict):
+    """A trial stand-in replaying stored params, so `LayerSpace.suggest` decodes the best trial the same way."""
+    import optuna
+
+    return optuna.trial.FixedTrial(params)
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("search", help="Optuna search over the per-layer KD weights (lambda_m)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="base KD config (e.g. configs/synthetic/kd.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every trial")
+    p.add_argument("--study", default=None, help="study name (default kd-weights-<config stem>); reuse to resume")
+    p.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials wanted in total")
+    p.add_argument("--storage", default=None,
+                   help="journal file path (default runs/search/<study>.journal) or an RDB URL")
+    p.add_argument("--metric", default="val.score", help="maximised final metric, also read at each evaluation")
+    p.add_argument("--stage-epochs", type=float, default=None, help="set every stage's epochs (the short budget)")
+    p.add_argument("--search-layers", action="store_true", help="also search which layers are distilled")
+    p.add_argument("--layer-candidates", default=None, help="comma-separated teacher layers (default kd.layers)")
+    p.add_argument("--pruner-startup-trials", type=int, default=5, help="MedianPruner n_startup_trials")
+    p.add_argument("--pruner-warmup-evals", type=int, default=1, help="MedianPruner n_warmup_steps (evaluations)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--best-out", default=None, help="where to write the best config (default runs/search/<study>/best.yaml)")
+    p.add_argument("--experiment", default="cvil")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--world-root", default="worlds/small")
+    p.add_argument("--world-preset", default="small")
+    p.add_argument("--no-world", action="store_true", help="use the config's paths as they are")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return KDWeightSearch(args).run()

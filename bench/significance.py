@@ -1,0 +1,344 @@
+"""Paired significance tests between two systems evaluated on the same questions.
+
+Why paired: both systems answer the same test questions, so the per-question differences carry all the signal and
+the between-question variance cancels. VQA accuracy / VQA score are per-question additive, hence a paired
+permutation test (p-value) and a paired bootstrap (CI of the mean difference) on the per-question scores apply
+directly (scipy). BLEU is a corpus statistic, not a mean of per-question values, so it goes through sacrebleu's
+paired bootstrap / approximate randomisation, which resample per-segment sufficient statistics.
+
+Conventions: Δ = B − A (system minus reference / baseline), in the units of the scores given (no rescaling).
+Every result records the test, the number of resamples, the seed, the CI method actually used (a degenerate BCa
+falls back to the percentile interval and says so) and the multiple-comparison correction, if any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: Cap on floats materialised per resampling batch (9999 × 38k questions would otherwise need ~3 GB).
+_MAX_BATCH_FLOATS = 20_000_000
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One paired comparison, self-describing enough to be quoted in a table footnote."""
+
+    test: str
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n: int
+    n_resamples: int
+    seed: int | None
+    method: str
+    confidence: float = 0.95
+    correction: str | None = None
+    p_adjusted: float | None = None
+    notes: tuple[str, ...] = ()
+    signature: str | None = None
+
+    __test__ = False  # not a pytest class, despite the name
+
+    @property
+    def p(self) -> float | None:
+        """The p-value to act on: the corrected one when a correction was applied."""
+        return self.p_adjusted if self.p_adjusted is not None else self.p_value
+
+    def ci_contains(self, value: float) -> bool:
+        return self.ci_low is not None and self.ci_high is not None and self.ci_low <= value <= self.ci_high
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """A system's overall score across seeds: mean ± std, and a t-interval for the mean over seeds."""
+
+    mean: float
+    std: float
+    n_seeds: int
+    ci_low: float
+    ci_high: float
+    per_seed: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["per_seed"] = dict(self.per_seed)
+        return out
+
+
+def _paired_arrays(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired scores need two 1-D arrays of the same length, got {a.shape} and {b.shape}")
+    if a.size < 2:
+        raise ValueError(f"paired tests need at least 2 questions, got {a.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("per-question scores contain NaN or inf")
+    return a, b
+
+
+def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(y - x, axis=axis)
+
+
+def _batch(n: int) -> int:
+    return max(1, _MAX_BATCH_FLOATS // max(n, 1))
+
+
+def paired_permutation_test(
+    a: Sequence[float], b: Sequence[float], *, n_resamples: int = 9999, seed: int | None = 0,
+    alternative: str = "two-sided",
+) -> TestResult:
+    """Paired permutation test of mean(b − a) = 0 (within-pair label swaps; exact when 2**n ≤ n_resamples)."""
+    a, b = _paired_arrays(a, b)
+    res = stats.permutation_test(
+        (a, b), _mean_difference, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
+        batch=_batch(a.size), alternative=alternative, rng=np.random.default_rng(seed),
+    )
+    n_null = int(np.size(res.null_distribution))
+    exact = n_null < n_resamples or n_null == 2 ** a.size
+    return TestResult(
+        test="paired permutation test (mean difference)", delta=float(res.statistic), ci_low=None, ci_high=None,
+        p_value=float(res.pvalue), n=a.size, n_resamples=n_null, seed=seed,
+        method="exact" if exact else "randomised", notes=(f"alternative={alternative}",),
+    )
+
+
+def paired_bootstrap_ci(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, method: str = "BCa",
+    n_resamples: int = 9999, seed: int | None = 0,
+) -> TestResult:
+    """Paired bootstrap CI of mean(b − a).
+
+    BCa is undefined when the bootstrap distribution is degenerate (e.g. two systems that agree on every question):
+    scipy then warns (DegenerateDataWarning) and returns NaN. We fall back to the percentile interval and record it
+    in ``method`` and ``notes`` rather than reporting NaN.
+    """
+    a, b = _paired_arrays(a, b)
+    delta = float(np.mean(b - a))
+
+    def run(m: str):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = stats.bootstrap(
+                (a, b), _mean_difference, paired=True, vectorized=True, n_resamples=n_resamples,
+                batch=_batch(a.size), confidence_level=confidence, method=m, rng=np.random.default_rng(seed),
+            )
+        degenerate = [w for w in caught if issubclass(w.category, stats.DegenerateDataWarning)]
+        return res.confidence_interval, degenerate
+
+    ci, degenerate = run(method)
+    notes: tuple[str, ...] = ()
+    used = method
+    if method.lower() == "bca" and (degenerate or not (np.isfinite(ci.low) and np.isfinite(ci.high))):
+        reason = str(degenerate[0].message).splitlines()[0] if degenerate else "BCa interval is NaN"
+        ci, _ = run("percentile")
+        used = "percentile"
+        notes = (f"BCa degenerate, fell back to percentile: {reason}",)
+    low, high = float(ci.low), float(ci.high)
+    if not (np.isfinite(low) and np.isfinite(high)):  # all resamples equal: the interval is the point itself
+        low = high = delta
+    return TestResult(
+        test="paired bootstrap CI (mean difference)", delta=delta, ci_low=low, ci_high=high, p_value=None,
+        n=a.size, n_resamples=n_resamples, seed=seed, method=used, confidence=confidence, notes=notes,
+    )
+
+
+def paired_test(
+    a: Sequence[float], b: Sequence[float], *, n_resamples: int = 9999, seed: int | None = 0,
+    confidence: float = 0.95, ci_method: str = "BCa",
+) -> TestResult:
+    """The default comparison of per-question scores: permutation p-value plus paired bootstrap CI of Δ."""
+    perm = paired_permutation_test(a, b, n_resamples=n_resamples, seed=seed)
+    boot = paired_bootstrap_ci(a, b, confidence=confidence, method=ci_method, n_resamples=n_resamples, seed=seed)
+    return dataclasses.replace(
+        perm, test="paired permutation test; paired bootstrap CI", ci_low=boot.ci_low, ci_high=boot.ci_high,
+        confidence=confidence, method=f"permutation: {perm.method}; CI: {boot.method}",
+        n_resamples=max(perm.n_resamples, boot.n_resamples), notes=perm.notes + boot.notes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- seeds
+
+def seed_spread(overall_by_seed: Mapping[str, float], *, confidence: float = 0.95) -> SeedSpread:
+    """Mean ± sample std over seeds and a Student-t interval for the mean (NaN width with one seed)."""
+    values = np.array([float(v) for v in overall_by_seed.values()], dtype=float)
+    if values.size == 0:
+        raise ValueError("no seeds")
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if values.size > 1 else float("nan")
+    if values.size > 1:
+        half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1) * std / math.sqrt(values.size))
+    else:
+        half = float("nan")
+    return SeedSpread(mean, std, int(values.size), mean - half, mean + half,
+                      {str(k): float(v) for k, v in overall_by_seed.items()})
+
+
+def seed_average(scores_by_seed: Mapping[str, pd.Series]) -> pd.Series:
+    """Per-question mean over seeds, on the questions every seed answered (indexed by question_id)."""
+    if not scores_by_seed:
+        raise ValueError("no seeds")
+    frame = pd.concat({str(k): s for k, s in scores_by_seed.items()}, axis=1, join="inner")
+    return frame.mean(axis=1)
+
+
+@dataclass(frozen=True)
+class SeedAwareComparison:
+    """Seed-averaged paired test of B vs A plus each system's spread over seeds."""
+
+    result: TestResult
+    spread_a: SeedSpread
+    spread_b: SeedSpread
+    n_dropped: int
+
+    def to_dict(self) -> dict:
+        return {"result": self.result.to_dict(), "spread_a": self.spread_a.to_dict(),
+                "spread_b": self.spread_b.to_dict(), "n_dropped": self.n_dropped}
+
+
+def compare_seeds(
+    a_by_seed: Mapping[str, pd.Series], b_by_seed: Mapping[str, pd.Series], *, n_resamples: int = 9999,
+    seed: int | None = 0, confidence: float = 0.95,
+) -> SeedAwareComparison:
+    """Compare two systems trained with several seeds each.
+
+    Each seed's per-question scores (a Series indexed by question_id) are averaged over seeds per question, the
+    two averaged vectors are joined on question_id and tested as paired samples. Averaging over seeds first keeps
+    one pair per question (pooling seeds as extra "questions" would overstate n). The seed spread says how much of
+    Δ a different seed alone could move.
+    """
+    avg_a, avg_b = seed_average(a_by_seed), seed_average(b_by_seed)
+    joined = pd.concat({"a": avg_a, "b": avg_b}, axis=1, join="inner")
+    n_all = len(avg_a.index.union(avg_b.index))
+    result = paired_test(joined["a"].to_numpy(), joined["b"].to_numpy(), n_resamples=n_resamples, seed=seed,
+                         confidence=confidence)
+    n_dropped = n_all - len(joined)
+    note = (f"seed-averaged per-question scores ({len(a_by_seed)} vs {len(b_by_seed)} seeds)",)
+    if n_dropped:
+        note += (f"{n_dropped} question(s) not answered by every seed of both systems were left out",)
+    result = dataclasses.replace(result, notes=result.notes + note)
+    return SeedAwareComparison(
+        result=result,
+        spread_a=seed_spread({k: float(s.mean()) for k, s in a_by_seed.items()}, confidence=confidence),
+        spread_b=seed_spread({k: float(s.mean()) for k, s in b_by_seed.items()}, confidence=confidence),
+        n_dropped=n_dropped,
+    )
+
+
+# ----------------------------------------------------------------------------------------- multiple comparisons
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni step-down adjusted p-values (controls the family-wise error rate).
+
+    scipy ships only BH/BY (false_discovery_control) and statsmodels is not a dependency: the step-down is short.
+    """
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(stepped)
+    return adjusted
+
+
+def apply_holm(results: Sequence[TestResult]) -> list[TestResult]:
+    """Holm-correct a family of results (those without a p-value pass through unchanged)."""
+    idx = [i for i, r in enumerate(results) if r.p_value is not None]
+    adjusted = holm([results[i].p_value for i in idx]) if idx else []
+    out = list(results)
+    for i, p_adj in zip(idx, adjusted):
+        out[i] = dataclasses.replace(results[i], p_adjusted=float(p_adj), correction=f"Holm (m={len(idx)})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- BLEU
+
+@contextlib.contextmanager
+def _sacrebleu_seed(seed: int) -> Iterator[None]:
+    """sacrebleu's PairedTest reads its seed from SACREBLEU_SEED at construction."""
+    old = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(seed)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SACREBLEU_SEED", None)
+        else:
+            os.environ["SACREBLEU_SEED"] = old
+
+
+def bleu_paired_test(
+    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], *, test: str = "bs",
+    tokenize: str = "ja-mecab", n_resamples: int = 0, seed: int = 12345, confidence: float = 0.95,
+) -> TestResult:
+    """Paired BLEU test with sacrebleu: ``test="bs"`` (paired bootstrap, Koehn 2004; 1000 resamples by default) or
+    ``"ar"`` (approximate randomisation, Riezler & Maxwell 2005; 10000 trials by default). Δ = BLEU(system) −
+    BLEU(baseline).
+
+    Tokenisation is passed straight to sacrebleu: a tokenizer name (``"ja-mecab"``, ``"char"``, ``"13a"``) or
+    ``"none"`` for strings already tokenised with spaces (e.g. by fugashi + unidic-lite, whose segmentation differs
+    from ja-mecab's IPA dictionary: the signature says which was used). The CI of Δ is a paired bootstrap over the
+    same per-segment sufficient statistics with the indices sacrebleu's bootstrap draws (same seed).
+    """
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import PairedTest
+
+    if not len(baseline) == len(system) == len(references):
+        raise ValueError(f"lengths differ: baseline {len(baseline)}, system {len(system)}, refs {len(references)}")
+    if seed == 0:
+        raise ValueError("sacrebleu treats seed 0 as 'unseeded'; pick another seed")
+    refs = [list(references)]
+    metric = BLEU(tokenize=tokenize)
+    with _sacrebleu_seed(seed):
+        paired = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": metric}, refs,
+                            test_type=test, n_samples=n_resamples)
+        signatures, scores = paired()
+    (name,) = [k for k in scores if k != "System"]
+    base_res, sys_res = scores[name]
+    deltas = _bleu_bootstrap_deltas(metric, baseline, system, refs, n=1000 if test == "ar" else paired.n_samples,
+                                    seed=seed)
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(x) for x in np.percentile(deltas, [tail, 100 - tail]))
+    delta, p_value = float(sys_res.score - base_res.score), float(sys_res.p_value)
+    notes = (f"BLEU baseline {base_res.score:.2f}, system {sys_res.score:.2f}",)
+    if delta == 0 and not deltas.any():
+        # sacrebleu counts strictly larger resampled differences, so a difference that is zero on every resample
+        # (identical outputs, or BLEU 0 for both, common with 1-2 token answers) gets p = 1/(n+1). No evidence.
+        p_value = 1.0
+        notes += ("degenerate: Δ is 0 on every resample; p set to 1 (sacrebleu would report 1/(n+1))",)
+    label = {"bs": "paired bootstrap", "ar": "paired approximate randomisation"}[test]
+    return TestResult(
+        test=f"sacrebleu {label} (BLEU)", delta=delta, ci_low=low, ci_high=high, p_value=p_value, n=len(system),
+        n_resamples=paired.n_samples, seed=seed, method=f"{test}; CI: paired bootstrap percentile",
+        confidence=confidence, notes=notes, signature=str(signatures[name]),
+    )
+
+
+def _bleu_bootstrap_deltas(metric, baseline, system, refs, *, n: int, seed: int) -> np.ndarray:
+    """BLEU(system) − BLEU(baseline) on n paired bootstrap resamples of the segments.
+
+    sacrebleu's significance module resamples these per-segment statistics with the same private hooks; reusing
+    them keeps the CI on the same footing as its p-value (same indices as its paired bootstrap for the same seed).
+    """
+    bl = np.asarray(metric._extract_corpus_statistics(list(baseline), refs), dtype="float32")
+    sy = np.asarray(metric._extract_corpus_statistics(list(system), refs), dtype="float32")
+    idxs = np.random.default_rng(seed).choice(len(system), size=(n, len(system)), replace=True)
+    return np.array([metric._compute_score_from_stats(sy[i].sum(0)).score
+                     - metric._compute_score_from_stats(bl[i].sum(0)).score for i in idxs])

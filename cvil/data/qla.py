@@ -1,0 +1,180 @@
+"""Reader for the reference's QLA JSON files (`{split}2014_qla_mrcnn.json`): one dict per question.
+
+Fields (see docs/architecture.md §1): questions per language (`en`/`ja`/`hi`, or upstream Oscar's `q` for English),
+`o` detector tags, `an` label ids with soft scores `s`, `img_id`, `q_id`, and `{lang}-en` word alignments. The
+reference silently drops train/val rows with no label (its answer-coverage filter); we drop them too, but count
+them and say why, and we fail on any malformed row instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvil.data.errors import DataFormatError
+
+QUESTION_LANGUAGES = ("en", "ja", "hi")
+ALIGNMENT_SUFFIX = "-en"
+REQUIRED_FIELDS = ("o", "an", "s", "img_id", "q_id")
+NO_LABEL = "empty `an`: no answer in the label set"
+NO_LABEL_WITH_ANSWER = "empty `an`: answer string outside the label set"
+
+# An alignment entry: (tgt_word, en_word, en_idx) when aligned, or the raw shorter entry, e.g. (tgt_word,).
+AlignmentEntry = tuple
+
+
+@dataclass(frozen=True)
+class QLARow:
+    """One question. `alignments[lang]` lists one entry per target-language word (see `is_aligned`)."""
+
+    questions: dict[str, str]
+    tags: str
+    answer_ids: tuple[int, ...]
+    scores: tuple[float, ...]
+    img_id: int
+    q_id: int
+    alignments: dict[str, list[AlignmentEntry]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Rows left out by the coverage filter: how many, why, and their positions in the file."""
+
+    total: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    row_indices: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class QLAFile:
+    path: Path
+    rows: list[QLARow]
+    dropped: Dropped
+
+    def file_indices(self) -> list[int]:
+        """The position in the JSON file of each kept row (rows shift when empty ones are dropped)."""
+        skipped = set(self.dropped.row_indices)
+        return [i for i in range(len(self.rows) + self.dropped.total) if i not in skipped]
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Question languages present in at least one row, in a stable order."""
+        seen = {lang for row in self.rows for lang in row.questions}
+        return tuple(sorted(seen, key=lambda lang: (lang not in QUESTION_LANGUAGES, lang)))
+
+
+def is_aligned(entry: AlignmentEntry) -> bool:
+    """The reference treats entries shorter than `[tgt, en, en_idx]` as unaligned words."""
+    return len(entry) >= 3
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_alignment(path: Path, where: str, value: object) -> list[AlignmentEntry]:
+    if not isinstance(value, list):
+        raise DataFormatError(path, where, "a list of [tgt_word, en_word, en_idx] entries", type(value).__name__)
+    entries: list[AlignmentEntry] = []
+    for k, entry in enumerate(value):
+        if not isinstance(entry, list) or not entry or not all(isinstance(w, (str, int)) for w in entry):
+            raise DataFormatError(path, f"{where}[{k}]", "[tgt_word, en_word, en_idx] or a shorter list", repr(entry))
+        if is_aligned(entry):
+            tgt, en, idx = entry[0], entry[1], entry[-1]
+            try:
+                idx = int(idx)  # the reference stores it as an int or a str and calls int()
+            except ValueError:
+                raise DataFormatError(path, f"{where}[{k}]", "an integer en_idx", repr(entry[-1])) from None
+            if idx < 0:
+                raise DataFormatError(path, f"{where}[{k}]", "en_idx >= 0", idx)
+            entries.append((tgt, en, idx))
+        else:
+            entries.append(tuple(entry))
+    return entries
+
+
+def _parse_row(path: Path, index: int, raw: object) -> QLARow:
+    where = f"row {index}"
+    if not isinstance(raw, dict):
+        raise DataFormatError(path, where, "a JSON object", type(raw).__name__)
+    missing = [name for name in REQUIRED_FIELDS if name not in raw]
+    if missing:
+        raise DataFormatError(path, where, f"field(s) {', '.join(missing)}", f"keys {sorted(raw)}")
+    row = dict(raw)
+    alignment_keys = [key for key in row if isinstance(key, str) and key.endswith(ALIGNMENT_SUFFIX) and len(key) > 3]
+    languages = list(QUESTION_LANGUAGES) + [k[: -len(ALIGNMENT_SUFFIX)] for k in alignment_keys]
+    questions = {lang: row.pop(lang) for lang in dict.fromkeys(languages) if lang in row}
+    if "en" not in questions and "q" in row:  # upstream Oscar's English question field
+        questions["en"] = row.pop("q")
+    if not questions:
+        raise DataFormatError(path, where, f"a question field ({', '.join(QUESTION_LANGUAGES)} or q)", f"keys {sorted(raw)}")
+    for lang, text in questions.items():
+        if not isinstance(text, str):
+            raise DataFormatError(path, f"{where} field {lang!r}", "a question string", repr(text))
+    alignments = {key[: -len(ALIGNMENT_SUFFIX)]: _parse_alignment(path, f"{where} field {key!r}", row.pop(key))
+                  for key in alignment_keys}
+    tags, answer_ids, scores, img_id, q_id = (row.pop(name) for name in REQUIRED_FIELDS)
+    if not isinstance(tags, str):
+        raise DataFormatError(path, f"{where} field 'o'", "a string of ';'-separated tags", repr(tags))
+    if not isinstance(answer_ids, list) or not all(_is_int(a) for a in answer_ids):
+        raise DataFormatError(path, f"{where} field 'an'", "a list of int label ids", repr(answer_ids))
+    if not isinstance(scores, list) or not all(_is_number(s) and math.isfinite(s) for s in scores):
+        raise DataFormatError(path, f"{where} field 's'", "a list of finite soft scores", repr(scores))
+    if len(scores) != len(answer_ids):
+        raise DataFormatError(path, f"{where} field 's'", f"{len(answer_ids)} scores (one per `an` entry)", len(scores))
+    for name, value in (("img_id", img_id), ("q_id", q_id)):
+        if not _is_int(value):
+            raise DataFormatError(path, f"{where} field {name!r}", "an int", repr(value))
+    return QLARow(questions=questions, tags=tags, answer_ids=tuple(answer_ids), scores=tuple(float(s) for s in scores),
+                  img_id=img_id, q_id=q_id, alignments=alignments, extra=row)
+
+
+def _load_json(path: Path) -> object:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise DataFormatError(path, "file", "a QLA JSON file", "no such file") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, f"byte {exc.start}", "UTF-8 text", exc.reason) from None
+
+
+def read_qla(path: str | Path, *, drop_empty: bool = True) -> QLAFile:
+    """Read a QLA file. With `drop_empty` (train/val) rows whose `an` is empty are dropped and reported in `.dropped`;
+    test files keep them (`drop_empty=False`)."""
+    path = Path(path)
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise DataFormatError(path, "top level", "a JSON list of question rows", type(data).__name__)
+    rows: list[QLARow] = []
+    reasons: Counter[str] = Counter()
+    dropped_at: list[int] = []
+    for index, raw in enumerate(data):
+        row = _parse_row(path, index, raw)
+        if drop_empty and not row.answer_ids:
+            reasons[NO_LABEL_WITH_ANSWER if "answer" in row.extra else NO_LABEL] += 1
+            dropped_at.append(index)
+            continue
+        rows.append(row)
+    return QLAFile(path=path, rows=rows, dropped=Dropped(len(dropped_at), dict(reasons), tuple(dropped_at)))
+
+
+def read_unknown(path: str | Path) -> QLAFile:
+    """Read the JVG `.unknown` test file: every test row (covered or not), each with its `answer` string."""
+    qla = read_qla(path, drop_empty=False)
+    for index, row in enumerate(qla.rows):
+        if not isinstance(row.extra.get("answer"), str):
+            raise DataFormatError(qla.path, f"row {index} field 'answer'", "the ground-truth answer string",
+                                  repr(row.extra.get("answer", "<missing>")))
+    return qla

@@ -1,0 +1,99 @@
+"""Presets of the synthetic world: how big it is, how hard it is, and how noisy its annotators and detector are.
+
+`small` is the default: sized after the facts in DESIGN.md §3 (≤ 12 regions and tags, 16 classes, 8 colours, a mix
+dominated by colour and "where is the X?" questions, ~12k translated and ~2k "real" Japanese training questions), so
+that a hidden-64 × 4-layer teacher can learn it and the whole paper grid runs in minutes on 2 CPU cores.
+`tiny` is for tests (seconds; some scenes over 50 regions so truncation is exercised). `medium` is larger and mixes in
+the harder question types.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    n_classes: int                      # first N classes of the lexicon
+    n_colours: int                      # first N colours of the lexicon
+    feat_dim: int                       # region feature size (the real one is 2054); last 6 dims are the box
+    regions_small: tuple[int, int]      # (min, max) regions of an ordinary scene
+    regions_large: tuple[int, int]      # (min, max) regions of a "crowded" scene (over 50: truncation)
+    large_scene_frac: float             # share of crowded scenes
+    max_tags: int                       # cap on detector tags per image
+    # VQA-like English set (and its ja/hi translations): images per split, questions per image
+    vqa_images: dict = field(default_factory=dict)
+    vqa_q_per_image: int = 6
+    # English question mix (type -> weight); colour + position must dominate for learnability (DESIGN §3)
+    vqa_mix: dict = field(default_factory=dict)
+    # JVG-like Japanese set: images per split (8 QA per image)
+    jvg_images: dict = field(default_factory=dict)
+    jvg_q_per_image: int = 8
+    jvg_mix: dict = field(default_factory=dict)
+    jvg_coverage: float = 0.75           # top-K answer vocabulary chosen to cover this share of train answers
+    # annotators: per-question agreement drawn uniformly from this range
+    agree_range: tuple[float, float] = (0.55, 1.0)
+    answer_min_count: int = 9           # VQA: answers seen >= this often in train+val annotations become labels
+    # detector
+    tag_miss: float = 0.12              # a region's object is not reported
+    tag_false_pos: float = 0.35         # chance per image of one hallucinated tag (a second one at half the chance)
+    # feature noise (class/colour prototypes have unit variance per dim)
+    colour_scale: float = 0.9
+    size_scale: float = 0.3
+    feat_noise: float = 0.35
+    # alignment noise in `ja-en` / `hi-en` (the `gold-*` fields stay clean)
+    align_drop: float = 0.04
+    align_shift: float = 0.03
+    string_idx_frac: float = 0.05       # rows whose en_idx are stored as strings (the reference allows it)
+    # tokenisers
+    teacher_vocab: int = 600
+    student_vocab: int = 1200
+    teacher_accuracy_target: float = 0.85
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny", n_classes=10, n_colours=6, feat_dim=32,
+        regions_small=(4, 20), regions_large=(51, 64), large_scene_frac=0.35, max_tags=30,
+        vqa_images={"train": 40, "val": 12, "test": 12}, vqa_q_per_image=5,
+        vqa_mix={"color": 0.45, "position": 0.37, "exist": 0.1, "count": 0.08},
+        jvg_images={"train": 16, "val": 6, "test": 8},
+        jvg_mix={"color": 0.33, "position": 0.24, "count": 0.1, "size": 0.08, "what": 0.07,
+                 "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
+        answer_min_count=2, teacher_vocab=300, student_vocab=500,
+    ),
+    "small": Preset(
+        name="small", n_classes=16, n_colours=8, feat_dim=64,
+        regions_small=(5, 12), regions_large=(5, 12), large_scene_frac=0.0, max_tags=12,
+        vqa_images={"train": 2000, "val": 250, "test": 250}, vqa_q_per_image=6,
+        vqa_mix={"color": 0.45, "position": 0.40, "exist": 0.08, "count": 0.07},
+        jvg_images={"train": 250, "val": 40, "test": 120},
+        jvg_mix={"color": 0.33, "position": 0.24, "count": 0.1, "size": 0.08, "what": 0.07,
+                 "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
+        answer_min_count=9, teacher_vocab=600, student_vocab=1000,
+    ),
+    "medium": Preset(
+        name="medium", n_classes=32, n_colours=11, feat_dim=128,
+        regions_small=(10, 40), regions_large=(51, 100), large_scene_frac=0.25, max_tags=30,
+        vqa_images={"train": 8000, "val": 1000, "test": 1000}, vqa_q_per_image=6,
+        vqa_mix={"color": 0.32, "position": 0.26, "exist": 0.1, "count": 0.1, "is_color": 0.1, "what_at": 0.12},
+        jvg_images={"train": 1500, "val": 200, "test": 600},
+        jvg_mix={"color": 0.3, "position": 0.22, "count": 0.12, "size": 0.08, "what": 0.1,
+                 "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
+        answer_min_count=9, teacher_vocab=1000, student_vocab=2000, teacher_accuracy_target=0.7,
+    ),
+}
+
+DEFAULT_PRESET = "small"
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`, or a ValueError that suggests the closest name."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown synth preset {name!r} (known: {', '.join(PRESETS)}){hint}") from None

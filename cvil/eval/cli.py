@@ -1,0 +1,180 @@
+"""``cvil eval`` (score a results file) and ``cvil predict`` (produce one from a trained checkpoint).
+
+``eval`` is pure: it reads ground-truth files and an EvalAI results file and never touches a model. ``predict`` is the
+model side; it is registered here so both commands live beside the evaluation code, and it forwards to the
+function named by :data:`PREDICT_ENTRY` once the training code provides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# "module:function" taking the parsed namespace and returning an exit code; provided by the training code.
+PREDICT_ENTRY = "cvil.train.predict:main"
+
+
+def _load_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _print_table(title: str, summary: dict[str, float], extra: dict[str, Any] | None = None) -> None:
+    width = max([len(k) for k in summary] + [len(k) for k in (extra or {})] + [6])
+    print(title)
+    print("-" * (width + 12))
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {value:>9.2f}")
+    for key, value in (extra or {}).items():
+        print(f"{key:<{width}}  {value!s:>9}")
+
+
+def _write_json(path: str | Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=2)
+
+
+def _annotations(path: str, questions_path: str | None) -> list[dict[str, Any]]:
+    """Official annotations, checked against the questions file when given (same question ids)."""
+    data = _load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise ValueError(f"{path}: expected an object with an 'annotations' list")
+    anns = data["annotations"]
+    if questions_path is not None:
+        qdata = _load_json(questions_path)
+        if not isinstance(qdata, dict) or not isinstance(qdata.get("questions"), list):
+            raise ValueError(f"{questions_path}: expected an object with a 'questions' list")
+        q_ids = {int(q["question_id"]) for q in qdata["questions"]}
+        a_ids = {int(a["question_id"]) for a in anns}
+        if q_ids != a_ids:
+            diff = sorted(q_ids ^ a_ids)
+            raise ValueError(f"questions and annotations disagree, e.g. on question_id {diff[0]} ({len(diff)} ids)")
+    return anns
+
+
+def _run_vqa(args: argparse.Namespace) -> int:
+    from cvil.eval.evaluate import evaluate_predictions
+    from cvil.eval.results_io import read_results, write_per_question
+
+    anns = _annotations(args.annotations, args.questions)
+    preds = read_results(args.results, [int(a["question_id"]) for a in anns])
+    result = evaluate_predictions("vqa", anns, preds)
+    official = result.report["official"]
+    _print_table("VQA accuracy (official rules, percent)", {"overall": official["overall"]} | official["perAnswerType"],
+                 {"questions": len(anns)})
+    if args.out:
+        _write_json(args.out, official)
+    if args.per_question:
+        write_per_question(args.per_question, result.per_question)
+    return 0
+
+
+def _run_hindi(args: argparse.Namespace) -> int:
+    from cvil.eval.evaluate import evaluate_predictions
+    from cvil.eval.hindi import load_hindi_classes
+    from cvil.eval.results_io import read_results, write_per_question
+
+    anns = _annotations(args.annotations, args.questions)
+    preds = read_results(args.results, [int(a["question_id"]) for a in anns])
+    result = evaluate_predictions("hindi", anns, preds, classes=load_hindi_classes(args.classes))
+    _print_table("Hindi VQA accuracy (percent; accuracy_en = English classes)", result.summary,
+                 {"questions": len(anns)})
+    if args.out:
+        _write_json(args.out, result.report)
+    if args.per_question:
+        write_per_question(args.per_question, result.per_question)
+    return 0
+
+
+def _run_jvg(args: argparse.Namespace) -> int:
+    from cvil.eval.evaluate import evaluate_predictions
+    from cvil.eval.jvg import load_unknown
+    from cvil.eval.results_io import read_results, write_per_question
+
+    gt = load_unknown(args.unknown)
+    preds = read_results(args.results, list(gt["question_id"]))
+    tokenizer = None if args.bleu_tokenizer == "none" else args.bleu_tokenizer
+    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer)
+    counts = result.report["counts"]
+    extra: dict[str, Any] = {k: counts[k] for k in ("n", "n_covered", "correct_uncovered")}
+    if "bleu" in result.report:
+        extra["bleu signature"] = result.report["bleu"]["signature_str"]
+    _print_table("JVG evaluation (percent)", result.summary, extra)
+    if args.out:
+        _write_json(args.out, {"summary": result.summary} | result.report)
+    if args.per_question:
+        write_per_question(args.per_question, result.per_question)
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    module_name, func_name = PREDICT_ENTRY.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(
+            "cvil predict needs a trained checkpoint and the model-side prediction code, which this build lacks.\n"
+            "Train one with `cvil train`; to score an existing results file use `cvil eval`.",
+            file=sys.stderr,
+        )
+        return 2
+    return int(getattr(module, func_name)(args) or 0)
+
+
+def _guarded(func: Any) -> Any:
+    """Turn input errors into a one-line message and exit code 2 instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            print(f"cvil eval: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def register(subparsers: Any) -> None:
+    """Add ``eval`` (with ``vqa``, ``jvg``, ``hindi``) and ``predict``."""
+    ev = subparsers.add_parser("eval", help="score an EvalAI results file (VQA official, JVG, Hindi)")
+    sub = ev.add_subparsers(dest="eval_kind", metavar="KIND", required=True)
+
+    vqa = sub.add_parser("vqa", help="official VQA accuracy from the official question/annotation files")
+    vqa.add_argument("--questions", help="v2_OpenEnded_mscoco_*_questions.json (checked against the annotations)")
+    vqa.add_argument("--annotations", required=True, help="v2_mscoco_*_annotations.json")
+    vqa.add_argument("--results", required=True, help='results JSON: [{"question_id", "answer"}]')
+    vqa.add_argument("--out", help="write the official accuracy dict here (JSON)")
+    vqa.add_argument("--per-question", help="write the per-question CSV here")
+    vqa.set_defaults(func=_guarded(_run_vqa))
+
+    hi = sub.add_parser("hindi", help="accuracy over merged Hindi classes and English classes")
+    hi.add_argument("--questions")
+    hi.add_argument("--annotations", required=True)
+    hi.add_argument("--results", required=True)
+    hi.add_argument("--classes", required=True, help="vqa/hi_ans2label.json")
+    hi.add_argument("--out")
+    hi.add_argument("--per-question")
+    hi.set_defaults(func=_guarded(_run_hindi))
+
+    jvg = sub.add_parser("jvg", help="JVG accuracy, coverage, BLEU and per-question-word accuracy")
+    jvg.add_argument("--unknown", required=True, help="test-dev2015_qla_mrcnn.json.unknown (all test rows)")
+    jvg.add_argument("--results", required=True)
+    jvg.add_argument("--bleu-tokenizer", default="fugashi", choices=["fugashi", "ja-mecab", "char", "none"])
+    jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")
+    jvg.add_argument("--per-question", help="write the per-question CSV here")
+    jvg.set_defaults(func=_guarded(_run_jvg))
+
+    pr = subparsers.add_parser("predict", help="write an EvalAI results file from a trained checkpoint")
+    pr.add_argument("--checkpoint", help="trained model folder (from `cvil train`)")
+    pr.add_argument("--data", help="dataset folder")
+    pr.add_argument("--split", default="test", choices=["train", "val", "test"])
+    pr.add_argument("--out", help="results JSON to write")
+    pr.set_defaults(func=_run_predict)

@@ -1,0 +1,125 @@
+"""JVG (Japanese Visual Genome) string-level evaluation: exact-match accuracy, coverage, BLEU, per question word.
+
+Why string level over *all* test questions: the released scores divide covered-row accuracy by the coverage factor
+(``score.sh``: × 224185/301392). Exact match over every row of the ``.unknown`` file gives the same number whenever
+no uncovered row is answered correctly (a classifier cannot output an out-of-vocabulary answer), and it stays right
+for systems that can. Both are reported: ``accuracy`` (all rows), ``accuracy_covered`` (rows with a label) and
+``coverage``; ``accuracy == accuracy_covered × coverage`` holds exactly when ``correct_uncovered == 0``, which is
+also reported.
+
+Choices where the paper is silent: strings match after ``str.strip()`` only (no NFKC, no kana folding, so 2 and ２ are
+different answers); a row is covered when its ``an`` list is non-empty (the file's own marking); all summary values are
+percent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cvil.eval import bleu as bleu_mod
+from cvil.eval import question_types as qt
+
+QUESTION_FIELDS = ("ja", "q")  # the Japanese question; upstream files call it `q`
+
+
+def unknown_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows of a ``.unknown`` file as a table: question_id, question, ground_truth, covered."""
+    records = []
+    for i, row in enumerate(rows):
+        if "q_id" not in row or "answer" not in row:
+            raise ValueError(f"row {i} of the .unknown file lacks 'q_id' or 'answer' (keys: {sorted(row)})")
+        question = next((row[f] for f in QUESTION_FIELDS if f in row), "")
+        records.append(
+            {
+                "question_id": int(row["q_id"]),
+                "question": str(question),
+                "ground_truth": str(row["answer"]),
+                "covered": bool(row.get("an")),
+            }
+        )
+    frame = pd.DataFrame.from_records(
+        records, columns=["question_id", "question", "ground_truth", "covered"]
+    )
+    dups = frame["question_id"][frame["question_id"].duplicated()]
+    if len(dups):
+        raise ValueError(f"duplicate q_id {int(dups.iloc[0])} in the .unknown file")
+    return frame
+
+
+def load_unknown(path: str | Path) -> pd.DataFrame:
+    """Read ``test-dev2015_qla_mrcnn.json.unknown`` (a JSON list of QLA rows with ``answer``)."""
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of rows")
+    return unknown_frame(rows)
+
+
+@dataclass
+class JVGResult:
+    """Summary numbers (percent), the per-question table and the BLEU details."""
+
+    summary: dict[str, float]
+    per_question: pd.DataFrame = field(repr=False)
+    bleu: bleu_mod.BleuResult | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _match(prediction: str, truth: str) -> bool:
+    return prediction.strip() == truth.strip()
+
+
+def evaluate_jvg(
+    gt: pd.DataFrame,
+    predictions: Mapping[int, str],
+    *,
+    bleu_tokenizer: str | None = "fugashi",
+    question_types: Mapping[str, qt.QuestionWord] | None = None,
+    **bleu_options: Any,
+) -> JVGResult:
+    """Score predictions (question id -> answer string) against every row of ``gt`` (from :func:`unknown_frame`).
+
+    ``bleu_tokenizer=None`` skips BLEU. Per-type accuracies are exact match over all rows of that type.
+    """
+    missing = [q for q in gt["question_id"] if q not in predictions]
+    if missing:
+        raise KeyError(f"no prediction for question_id {missing[0]} ({len(missing)} missing)")
+    if gt.empty:
+        raise ValueError("no ground-truth rows to evaluate")
+    table = gt.copy()
+    table["prediction"] = [str(predictions[q]) for q in table["question_id"]]
+    table["score"] = [
+        1.0 if _match(p, t) else 0.0 for p, t in zip(table["prediction"], table["ground_truth"], strict=True)
+    ]
+    types = [qt.classify(q, question_types) for q in table["question"]]
+    table["question_type"] = [qt.encode(t) for t in types]
+
+    n = len(table)
+    covered = table["covered"]
+    n_cov = int(covered.sum())
+    correct = int(table["score"].sum())
+    correct_cov = int(table.loc[covered, "score"].sum())
+    summary: dict[str, float] = {
+        "accuracy": 100.0 * correct / n,
+        "accuracy_covered": 100.0 * correct_cov / n_cov if n_cov else 0.0,
+        "coverage": 100.0 * n_cov / n,
+    }
+    result_bleu = None
+    if bleu_tokenizer is not None:
+        result_bleu = bleu_mod.corpus_bleu(
+            list(table["prediction"]), list(table["ground_truth"]), tokenizer=bleu_tokenizer, **bleu_options
+        )
+        summary["bleu"] = result_bleu.score
+    exploded = pd.DataFrame({"type": types, "score": table["score"]}).explode("type")
+    for name, group in exploded.groupby("type", sort=False):
+        summary[f"accuracy.{name}"] = 100.0 * float(group["score"].mean())
+    counts = {"n": n, "n_covered": n_cov, "correct": correct, "correct_uncovered": correct - correct_cov}
+    counts |= {f"n.{name}": int(c) for name, c in exploded["type"].value_counts(sort=False).items()}
+    columns = ["question_id", "prediction", "ground_truth", "score", "question_type", "covered", "question"]
+    return JVGResult(summary, table[columns].reset_index(drop=True), result_bleu, counts)

@@ -1,0 +1,79 @@
+"""Japanese question types by question word (Table I(b) of the paper), as a configurable substring map.
+
+The paper says only "we identify the question type by checking the presence of each question word". The rules chosen
+here (the paper is silent on all of them):
+
+1. **Substring presence, not tokens.** fugashi/UniDic keeps 何色, 何人, 何時 as single tokens, so token matching would
+   miss 何 in them; the paper speaks of the *presence* of the word. Questions are NFKC-normalised first.
+2. **Multi-label.** A question belongs to every type whose word is present (何 and いくつ in one question count for
+   both nani and ikutsu). Per-type accuracies are therefore not a partition of the test set and do not average to the
+   overall accuracy. Questions with no question word get the type ``other`` (reported, not in Table I(b)).
+3. **Masking of longer words.** Before a type's words are searched, that type's ``exclude`` strings are removed from
+   the question. Defaults: どう (dou) excludes どうして (which is naze, "why"), and the common nouns ぶどう (grape),
+   どうぶつ (animal), どうろ (road), which contain どう but are not the question word. いつ (itsu) excludes いつも
+   ("always"). The reverse overlap does not need a rule: どうして is only naze.
+4. **Compounds of 何 stay nani.** 何人 (how many people), 何色 (what colour), 何時 (what time), 何歳 (how old) count as
+   nani because 何 is present; they are not moved to ikutsu or itsu. A question like 何時ですか is therefore nani only.
+5. どれくらい/どのくらい/どれぐらい/どのぐらい are dorekurai; they contain no other type's word, and neither do
+   どこ, どんな, いくつ (いくつ does not contain いつ).
+
+Everything is data: pass another map to :func:`classify` to change any rule.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+OTHER = "other"
+JOIN = "|"  # separator when several types are stored in one CSV cell
+
+
+@dataclass(frozen=True)
+class QuestionWord:
+    """A question type: the words that mark it and the longer strings masked before searching for them."""
+
+    words: tuple[str, ...]
+    exclude: tuple[str, ...] = field(default=())
+
+
+# Order = the row order of Table I(b).
+JAPANESE_QUESTION_TYPES: dict[str, QuestionWord] = {
+    "nani": QuestionWord(("何", "なに", "なん")),
+    "dare": QuestionWord(("誰", "だれ")),
+    "doko": QuestionWord(("どこ",)),
+    "donna": QuestionWord(("どんな",)),
+    "dorekurai": QuestionWord(("どれくらい", "どのくらい", "どれぐらい", "どのぐらい")),
+    "dou": QuestionWord(("どう",), exclude=("どうして", "ぶどう", "どうぶつ", "どうろ")),
+    "itsu": QuestionWord(("いつ",), exclude=("いつも",)),
+    "ikutsu": QuestionWord(("いくつ",)),
+    "naze": QuestionWord(("なぜ", "どうして")),
+}
+
+
+def _mask(text: str, exclude: Sequence[str]) -> str:
+    # Longest first, so that a shorter exclusion cannot break a longer one apart.
+    for ex in sorted(exclude, key=len, reverse=True):
+        text = text.replace(ex, "\u3000" * len(ex))
+    return text
+
+
+def classify(question: str, types: Mapping[str, QuestionWord] | None = None) -> tuple[str, ...]:
+    """All types whose word is present in ``question`` (in map order), or ``("other",)``."""
+    types = JAPANESE_QUESTION_TYPES if types is None else types
+    text = unicodedata.normalize("NFKC", question)
+    found = tuple(
+        name for name, qw in types.items() if any(w in _mask(text, qw.exclude) for w in qw.words)
+    )
+    return found or (OTHER,)
+
+
+def encode(types: Sequence[str]) -> str:
+    """Types of one question as one CSV cell (``"nani|ikutsu"``)."""
+    return JOIN.join(types)
+
+
+def decode(cell: str) -> tuple[str, ...]:
+    """Inverse of :func:`encode`."""
+    return tuple(t for t in cell.split(JOIN) if t)

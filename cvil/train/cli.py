@@ -1,0 +1,37 @@
+"""`cvil train --config FILE [--resume] [key=value ...]` (also under `torchrun --nproc_per_node N -m cvil train`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cvil.config import ConfigError, load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from cvil.train.preflight import check_run
+
+        check_run(cfg, resume=args.resume)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"cvil train: {exc}", file=sys.stderr)
+        return 2
+    from cvil.train.api import run
+
+    metrics = run(cfg, resume=args.resume)
+    if metrics:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a schedule of stages (BASELINE, AUG, KD, TEACHER, ...)",
+                              description=__doc__)
+    p.add_argument("--config", required=True, help="YAML run config (see configs/)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.seed=3")
+    p.set_defaults(func=_train)

@@ -1,0 +1,151 @@
+"""Per-stage data: QLA rows, label maps, packed features, datasets and loaders.
+
+Training reads region features only from the packed fp16 store; a split without one is packed on first use (by
+rank 0, the others wait), so the per-image `.pt` layout of the reference works unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from cvil.config import DataConfig, KDConfig, StageConfig
+from cvil.data import layout
+from cvil.data.collate import collate
+from cvil.data.feature_store import PackedFeatureStore, pack_features
+from cvil.data.label_maps import LabelMaps, load_label_maps
+from cvil.data.qla import QLAFile, read_qla
+from cvil.data.region_features import PtDirSource
+from cvil.train.distributed import DistInfo, barrier
+from cvil.train.sampling import ResumableSampler, ShardSampler
+
+
+class DataSetupError(FileNotFoundError):
+    pass
+
+
+def load_tokenizer(folder: str | Path):
+    """An HF tokenizer folder, or a bare `vocab.txt` (as in Oscar checkpoints), lower-cased as the reference."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataSetupError(f"tokenizer folder not found: {folder}")
+    if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(str(folder))
+    if (folder / "vocab.txt").exists():
+        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    raise DataSetupError(f"{folder} holds neither an HF tokenizer nor a vocab.txt")
+
+
+def dataset_folder(data: DataConfig, dataset: str) -> Path:
+    folder = Path(data.root) / dataset
+    if not folder.is_dir():
+        raise DataSetupError(f"dataset folder not found: {folder} (data.root={data.root!r}, dataset={dataset!r})")
+    return folder
+
+
+@lru_cache(maxsize=16)
+def _qla(path: Path, drop_empty: bool) -> QLAFile:
+    return read_qla(path, drop_empty=drop_empty)
+
+
+def split_rows(folder: Path, split: str) -> QLAFile:
+    """The rows of a split; train and val drop rows without an in-vocabulary answer (counted), test keeps all."""
+    path = layout.qla_path(folder, split)
+    if not path.is_file():
+        raise DataSetupError(f"missing split file {path}")
+    return _qla(path, split != "test")
+
+
+@lru_cache(maxsize=8)
+def label_maps(folder: Path) -> LabelMaps:
+    return load_label_maps(folder)
+
+
+def feature_store(folder: Path, split: str, dist: DistInfo) -> PackedFeatureStore:
+    packed = layout.packed_store_path(folder, split)
+    if not (packed / "index.json").exists():
+        if dist.is_main:
+            source_dir = layout.feature_dir(folder, split)
+            if not source_dir.is_dir():
+                raise DataSetupError(f"no packed store at {packed} and no per-image features at {source_dir}")
+            pack_features(PtDirSource(source_dir), packed)
+        barrier()
+    return PackedFeatureStore(packed)
+
+
+@dataclass
+class StageData:
+    """Everything one stage reads: the train loader, the val loader, and the facts evaluation needs."""
+
+    train: DataLoader
+    val: DataLoader
+    train_sampler: ResumableSampler
+    num_labels: int
+    val_dropped: int  # val questions without an in-vocabulary answer (for the unfiltered score)
+
+
+def kd_selection(kd: KDConfig):
+    from cvil.data.vqa_dataset import KDSelection
+
+    return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix)
+
+
+def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: DataConfig, tokenizer,
+                  dist: DistInfo, teacher_tokenizer=None, kd: KDConfig | None = None, seed: int = 0):
+    from cvil.data.vqa_dataset import VQADataset
+
+    use_kd = stage.objective != "task" and kd is not None
+    return VQADataset(
+        rows,
+        tokenizer,
+        feature_store(folder, split, dist),
+        len(label_maps(folder)),
+        stage.lang,
+        data.max_regions,
+        teacher_tokenizer=teacher_tokenizer if use_kd else None,
+        kd=kd_selection(kd) if use_kd else None,
+        codemix_train=(split == "train"),
+        seed=seed,
+        max_text_len=data.max_text_len,
+    )
+
+
+def make_collate(data: DataConfig):
+    fixed = None if data.dynamic_padding else data.max_text_len
+
+    def _collate(examples):
+        return collate(examples, fixed_text_len=fixed)
+
+    return _collate
+
+
+def build_stage_data(stage: StageConfig, data: DataConfig, kd: KDConfig, *, tokenizer, teacher_tokenizer,
+                     dist: DistInfo, seed: int) -> StageData:
+    folder = dataset_folder(data, stage.dataset)
+    train_rows = split_rows(folder, "train").rows
+    if data.max_train_examples:
+        train_rows = train_rows[: data.max_train_examples]
+    val_file = split_rows(folder, "val")
+    common = dict(folder=folder, stage=stage, data=data, tokenizer=tokenizer, dist=dist,
+                  teacher_tokenizer=teacher_tokenizer, kd=kd, seed=seed)
+    train_ds = build_dataset(train_rows, split="train", **common)
+    val_ds = build_dataset(val_file.rows, split="val", **common)
+    sampler = ResumableSampler(len(train_ds), seed=seed, rank=dist.rank, world_size=dist.world_size)
+    loader_kw = dict(collate_fn=make_collate(data), num_workers=data.num_workers,
+                     pin_memory=data.pin_memory and dist.device.type == "cuda",
+                     persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+    train = DataLoader(train_ds, batch_size=data.batch_size, sampler=sampler, drop_last=False, **loader_kw)
+    val = DataLoader(val_ds, batch_size=data.eval_batch_size,
+                     sampler=ShardSampler(len(val_ds), rank=dist.rank, world_size=dist.world_size), **loader_kw)
+    return StageData(train, val, sampler, len(label_maps(folder)), val_file.dropped.total)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}

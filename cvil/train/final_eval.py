@@ -1,0 +1,120 @@
+"""The end of a run: save the final model, predict the evaluation splits, score them with the official metrics.
+
+Which metric a split gets follows from the last stage's data: a JVG-like `vg/` folder is scored by exact match,
+coverage and BLEU against the answer strings (test: the `.unknown` file, i.e. every test question); a VQA folder by
+the official VQA accuracy from raw annotator answers when the official annotation file is there (Hindi questions:
+also over the merged Hindi classes), else by the soft score. Predictions are written in the EvalAI results format
+with a per-question CSV beside them, and everything is logged to the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from cvil.data import layout
+from cvil.data.qla import QLARow, read_qla, read_unknown
+from cvil.eval.evaluate import EvalResult, evaluate_predictions
+from cvil.eval.results_io import write_per_question, write_results
+from cvil.train.data_setup import build_dataset, dataset_folder, label_maps, make_collate, to_device
+from cvil.train.distributed import all_gather_objects
+from cvil.train.precision import autocast
+from cvil.train.sampling import ShardSampler
+
+log = logging.getLogger(__name__)
+
+
+def split_rows_for_eval(folder: Path, split: str) -> list[QLARow]:
+    """Every question of a split, covered or not (test: the `.unknown` file when there is one)."""
+    if split == "test" and layout.unknown_path(folder).is_file():
+        return read_unknown(layout.unknown_path(folder)).rows
+    return read_qla(layout.qla_path(folder, split), drop_empty=False).rows
+
+
+@torch.no_grad()
+def predict(trainer, folder: Path, split: str, rows: list[QLARow]) -> dict[int, str]:
+    """{question id: predicted answer string} for `rows`, computed on every rank's shard and gathered."""
+    cfg, dist = trainer.cfg, trainer.dist
+    stage = cfg.stages[-1]
+    ds = build_dataset(rows, folder=folder, split=split, stage=dataclasses.replace(stage, objective="task"),
+                       data=cfg.data, tokenizer=trainer.tokenizer, dist=dist, seed=cfg.train.seed)
+    loader = DataLoader(ds, batch_size=cfg.data.eval_batch_size, collate_fn=make_collate(cfg.data),
+                        sampler=ShardSampler(len(ds), rank=dist.rank, world_size=dist.world_size))
+    answers = label_maps(folder).label2ans
+    model = trainer.model.eval()
+    local: dict[int, str] = {}
+    for batch in loader:
+        batch = to_device(batch, dist.device)
+        with autocast(trainer.precision, dist.device):
+            logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["img_feats"]).logits
+        for qid, label in zip(batch["question_ids"].tolist(), logits.argmax(dim=1).tolist()):
+            local[int(qid)] = answers[label]
+    merged: dict[int, str] = {}
+    for part in all_gather_objects(local):
+        merged.update(part)
+    return merged
+
+
+def _jvg_rows(rows: list[QLARow], lang: str) -> list[dict]:
+    return [{"q_id": r.q_id, "answer": r.extra.get("answer", ""), lang: r.questions.get(lang, ""),
+             "an": list(r.answer_ids)} for r in rows]
+
+
+def score_split(trainer, folder: Path, split: str) -> EvalResult | None:
+    lang = trainer.cfg.stages[-1].lang
+    rows = split_rows_for_eval(folder, split)
+    if not rows:
+        return None
+    predictions = predict(trainer, folder, split, rows)
+    if not trainer.dist.is_main:
+        return None
+    if folder.name == "vg" or any("answer" in r.extra for r in rows):
+        return evaluate_predictions("jvg", _jvg_rows(rows, lang), predictions)
+    annotations = folder / f"v2_mscoco_{layout.QLA_STEM[split]}_annotations.json"
+    if not annotations.is_file():
+        log.warning("no official annotations at %s: %s is not scored", annotations, split)
+        return None
+    anns = json.loads(annotations.read_text(encoding="utf-8"))["annotations"]
+    wanted = {r.q_id for r in rows}
+    anns = [a for a in anns if int(a["question_id"]) in wanted]
+    if lang == "hi" and (folder / layout.HINDI_CLASSES).is_file():
+        from cvil.eval.hindi import load_hindi_classes
+
+        return evaluate_predictions("hindi", anns, predictions, classes=load_hindi_classes(folder / layout.HINDI_CLASSES))
+    return evaluate_predictions("vqa", anns, predictions)
+
+
+def finish_run(trainer) -> dict[str, float]:
+    """Save the final model (and the Oscar-format export), score the evaluation splits, log it all."""
+    cfg, out = trainer.cfg, Path(trainer.cfg.output_dir)
+    if trainer.dist.is_main:
+        trainer.model.save_pretrained(out / "final")
+        if cfg.export_oscar:
+            from cvil.models.checkpoint import save_oscar_checkpoint
+
+            vocab = Path(cfg.model.tokenizer or cfg.model.init) / "vocab.txt"
+            save_oscar_checkpoint(trainer.model, out / "oscar", vocab_file=vocab if vocab.is_file() else None)
+    folder = dataset_folder(cfg.data, cfg.stages[-1].dataset)
+    metrics: dict[str, float] = {}
+    for split in cfg.evaluate:
+        result = score_split(trainer, folder, split)
+        if result is None:
+            continue
+        metrics.update(result.metrics(split))
+        pred_dir = out / "predictions"
+        write_results(pred_dir / f"{split}_results.json", dict(zip(result.per_question["question_id"],
+                                                                    result.per_question["prediction"])))
+        write_per_question(pred_dir / f"{split}_per_question.csv", result.per_question)
+        trainer.tracker.log_artifact(pred_dir / f"{split}_results.json", "predictions")
+        trainer.tracker.log_artifact(pred_dir / f"{split}_per_question.csv", "predictions")
+        if "bleu" in result.report:
+            trainer.tracker.set_tags({"cvil.bleu_signature": json.dumps(result.report["bleu"].get("signature", ""))})
+    if trainer.dist.is_main:
+        trainer.tracker.log_metrics(metrics, trainer.progress.global_step)
+        (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
+    return metrics

@@ -1,0 +1,121 @@
+"""Building the models a run needs and shaping them per stage (head size, what trains).
+
+The student starts from `model.init` (an mBERT-style HF BERT folder, or an Oscar-format/our own checkpoint), or
+from scratch for the TEACHER schedule. Per stage, the classifier is re-initialised when the label set changes or
+the stage asks for it (the reference's missing `remove-classifier.py`), and parameters are frozen as the stage says:
+head-only stages train `classifier.*` alone (as the reference's `--only_classifier`); a pure KD stage freezes the
+pooler and the classifier, which the KD loss never reaches, so DDP needs no `find_unused_parameters` (the reference
+instead let weight decay shrink them by ≈0.88 over the stage).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cvil.config import KDConfig, RunConfig, StageConfig
+from cvil.models.config import oscar_config
+from cvil.models.oscar import OscarVQA
+from cvil.train.checkpointing import atomic_torch_save, verified_torch_load
+from cvil.data import layout
+from cvil.data.feature_store import PackedFeatureStore
+from cvil.train.data_setup import dataset_folder, label_maps
+
+log = logging.getLogger(__name__)
+
+
+class ResumeError(ValueError):
+    pass
+
+
+def _first_stage_shapes(cfg: RunConfig, device) -> tuple[int, int]:
+    """(num_labels, img_feature_dim) of the first stage's dataset."""
+    folder = dataset_folder(cfg.data, cfg.stages[0].dataset)
+    packed = layout.packed_store_path(folder, "train")
+    if (packed / "index.json").exists():
+        dim = PackedFeatureStore(packed).dim
+    else:
+        first = next(iter(sorted(layout.feature_dir(folder, "train").glob("*.pt"))), None)
+        if first is None:
+            raise ResumeError(f"no region features under {layout.feature_dir(folder, 'train')}")
+        dim = int(torch.load(first, weights_only=True).shape[-1])
+    return len(label_maps(folder)), dim
+
+
+def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
+    if not cfg.stages:
+        raise ResumeError(f"schedule {cfg.schedule!r} has no stages")
+    num_labels, img_dim = _first_stage_shapes(cfg, device)
+    torch.manual_seed(cfg.train.seed)  # fresh parts (image embedding, head) depend on the seed only
+    dropout = dict(hidden_dropout_prob=cfg.model.hidden_dropout_prob,
+                   attention_probs_dropout_prob=cfg.model.attention_probs_dropout_prob)
+    if cfg.model.init:
+        model = OscarVQA.from_pretrained(cfg.model.init, num_labels=num_labels, img_feature_dim=img_dim,
+                                         attn_implementation=cfg.model.attn_implementation, **dropout)
+    else:
+        from cvil.train.data_setup import load_tokenizer
+
+        vocab = len(load_tokenizer(cfg.model.tokenizer))
+        model = OscarVQA(oscar_config(img_feature_dim=img_dim, num_labels=num_labels, vocab_size=vocab,
+                                      use_img_layernorm=cfg.model.use_img_layernorm,
+                                      attn_implementation=cfg.model.attn_implementation,
+                                      **dropout, **cfg.model.from_scratch))
+    return model.to(device)
+
+
+def load_teacher(cfg: RunConfig, device: torch.device) -> OscarVQA:
+    if not cfg.kd.teacher:
+        raise ResumeError("a KD stage needs kd.teacher (an Oscar-format teacher checkpoint folder)")
+    model = OscarVQA.from_pretrained(cfg.kd.teacher, attn_implementation=cfg.model.attn_implementation)
+    return model.to(device).eval()
+
+
+def prepare_head(model: OscarVQA, stage: StageConfig, num_labels: int, *, seed: int) -> None:
+    """Give the model a fresh `num_labels` classifier when the label set changes or the stage asks for one."""
+    if not stage.reset_head and model.classifier.out_features == num_labels:
+        return
+    old = model.classifier.out_features
+    head = nn.Linear(model.config.hidden_size, num_labels, device=model.classifier.weight.device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * model.config.initializer_range)
+        head.bias.zero_()
+    model.classifier = head
+    model.config.num_labels = num_labels
+    log.info("stage %s: classifier.* dropped and re-initialised (%d -> %d labels)", stage.name, old, num_labels)
+
+
+def match_head(model: OscarVQA, state: dict) -> None:
+    """Resize the classifier to the shape stored in `state` (before loading a checkpoint from another stage)."""
+    rows = state["classifier.weight"].shape[0]
+    if model.classifier.out_features != rows:
+        model.classifier = nn.Linear(model.config.hidden_size, rows, device=model.classifier.weight.device)
+        model.config.num_labels = rows
+
+
+def kd_reaches_head(stage: StageConfig, kd: KDConfig) -> bool:
+    """Whether any loss term of the stage reaches the pooler/classifier."""
+    task = stage.objective == "task" or (stage.objective == "task+kd" and stage.task_weight != 0)
+    return task or (stage.objective != "task" and kd.logit_weight != 0)
+
+
+def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
+    if stage.trainable == "head":
+        model.requires_grad_(False)
+        model.classifier.requires_grad_(True)
+        return
+    model.requires_grad_(True)
+    if not kd_reaches_head(stage, kd):
+        model.bert.pooler.requires_grad_(False)
+        model.classifier.requires_grad_(False)
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def load_weights(path: Path) -> dict:
+    return verified_torch_load(path)

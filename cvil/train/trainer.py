@@ -1,0 +1,346 @@
+"""The training loop every paper row runs through: a schedule of stages over one student model.
+
+`Trainer.run()` walks the stages of a `RunConfig` (BASELINE, AUG, KD, TEACHER are just different stage lists). Per
+stage: set the label head and which parameters train, build AdamW + linear decay, loop over epochs with gradient
+accumulation, AMP, clipping, periodic evaluation and resumable checkpoints, then load the stage's selected
+checkpoint (best val score, lowest held-out KD loss, or last) as the start of the next stage.
+
+Resume is exact: a checkpoint carries model, optimiser, scheduler, scaler, RNG states and the data position, and the
+sampler replays the same permutation from that position, so a killed-and-resumed run ends with the same weights as
+an uninterrupted one (fp32, CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from cvil.config import RunConfig, StageConfig
+from cvil.distill.kd_losses import distillation_loss, teacher_logit_loss
+from cvil.distill.teacher import FrozenTeacher
+from cvil.models.oscar import instance_bce_with_logits
+from cvil.tracking import NullTracker, Tracker
+from cvil.train import model_setup
+from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
+from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, to_device
+from cvil.train.distributed import DistInfo, all_reduce_sum, barrier, broadcast_object
+from cvil.train.optim import build_optimizer, build_scheduler
+from cvil.train.precision import autocast, grad_scaler, resolve_precision
+
+log = logging.getLogger(__name__)
+
+EvalCallback = Callable[[str, int, dict], None]
+
+
+@dataclass
+class Progress:
+    """Where a run is: saved in every checkpoint, enough to continue exactly."""
+
+    stage: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # micro-batches of this rank's shard consumed in the current epoch
+    stage_step: int = 0  # optimizer steps taken in the current stage
+    global_step: int = 0
+    best_value: float | None = None
+    best_step: int = -1
+    run_id: str = ""
+    config_hash: str = ""
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, *, dist: DistInfo, tracker: Tracker | None = None,
+                 on_eval: EvalCallback | None = None) -> None:
+        self.cfg, self.dist, self.on_eval = cfg, dist, on_eval
+        self.tracker = tracker or NullTracker()
+        self.out = Path(cfg.output_dir)
+        self.precision = resolve_precision(cfg.train.precision, dist.device)
+        self.scaler = grad_scaler(self.precision, dist.device)
+        self.progress = Progress()
+        self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.init or _required(cfg, "model.tokenizer"))
+        self.teacher: FrozenTeacher | None = None
+        self.teacher_tokenizer = None
+        if any(s.objective != "task" for s in cfg.stages):
+            teacher = model_setup.load_teacher(cfg, dist.device)
+            self.teacher = FrozenTeacher(teacher, precision=self.precision)
+            self.teacher_tokenizer = load_tokenizer(cfg.kd.teacher_tokenizer or cfg.kd.teacher)
+        self.model = model_setup.build_student(cfg, dist.device)
+        self.show_progress = cfg.train.progress == "on" or (
+            cfg.train.progress == "auto" and sys.stderr.isatty() and not os.environ.get("CI"))
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    def _stage_dir(self, index: int) -> Path:
+        return self.out / "stages" / f"{index}-{self.cfg.stages[index].name}"
+
+    def _save_checkpoint(self, optimizer, scheduler) -> None:
+        if not self.dist.is_main:
+            return
+        atomic_torch_save({
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng(),
+            "progress": asdict(self.progress),
+        }, self.checkpoint_path)
+
+    def load_resume_state(self) -> dict | None:
+        if not self.checkpoint_path.exists():
+            return None
+        state = verified_torch_load(self.checkpoint_path)
+        saved = Progress(**state["progress"])
+        if saved.config_hash and self.progress.config_hash and saved.config_hash != self.progress.config_hash:
+            raise model_setup.ResumeError(
+                f"{self.checkpoint_path} was written by a run with a different config (hash {saved.config_hash[:12]} "
+                f"vs {self.progress.config_hash[:12]}): refusing to resume; use a new output_dir")
+        self.progress = saved
+        return state
+
+    # -------------------------------------------------------------------------------------------------- run
+    def run(self, resume_state: dict | None = None) -> dict:
+        cfg = self.cfg
+        start_stage = self.progress.stage
+        for index in range(start_stage, len(cfg.stages)):
+            stage_resume = resume_state if index == start_stage else None
+            self._run_stage(index, cfg.stages[index], stage_resume)
+        return {"global_step": self.progress.global_step}
+
+    def _prepare_stage(self, index: int, stage: StageConfig, data: StageData) -> None:
+        model_setup.prepare_head(self.model, stage, data.num_labels, seed=self.cfg.train.seed + index)
+        model_setup.set_trainable(self.model, stage, self.cfg.kd)
+
+    def _run_stage(self, index: int, stage: StageConfig, resume_state: dict | None) -> None:
+        cfg, dist = self.cfg, self.dist
+        data = build_stage_data(stage, cfg.data, cfg.kd, tokenizer=self.tokenizer,
+                                teacher_tokenizer=self.teacher_tokenizer, dist=dist,
+                                seed=cfg.train.seed + 1000 * index)
+        mid_stage = resume_state is not None and _is_mid_stage(resume_state["progress"])
+        if resume_state is not None:  # weights first: the checkpoint's head may not have this stage's label count
+            model_setup.match_head(self.model, resume_state["model"])
+            self.model.load_state_dict(resume_state["model"])
+            restore_rng(resume_state["rng"])
+        if not mid_stage:
+            self._prepare_stage(index, stage, data)
+            self.progress.epoch = self.progress.batches_in_epoch = self.progress.stage_step = 0
+            self.progress.best_value, self.progress.best_step = None, -1
+        else:
+            model_setup.set_trainable(self.model, stage, cfg.kd)
+        steps_per_epoch = max(1, math.ceil(data.train_sampler.per_rank / cfg.train.grad_accum))
+        epochs = max(1, math.ceil(stage.epochs))
+        total_steps = max(1, round(stage.epochs * steps_per_epoch))
+        optimizer = build_optimizer(self.model, stage.lr, cfg.train, dist.device)
+        scheduler = build_scheduler(optimizer, total_steps, cfg.train.warmup_ratio)
+        if mid_stage:
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            self.scaler.load_state_dict(resume_state["scaler"])
+        wrapped = self._wrap(self.model)
+        log.info("stage %d %s: %d steps (%d/epoch), lr %.2g, trains %s, objective %s", index, stage.name,
+                 total_steps, steps_per_epoch, stage.lr, stage.trainable, stage.objective)
+        timer = _Throughput()
+        for epoch in range(self.progress.epoch, epochs):
+            self.progress.epoch = epoch
+            data.train_sampler.set_epoch(epoch, start=self.progress.batches_in_epoch * cfg.data.batch_size)
+            if hasattr(data.train.dataset, "set_epoch"):
+                data.train.dataset.set_epoch(epoch)
+            self.model.train()
+            accum = 0
+            for batch in self._progress_bar(data.train, f"{stage.name} ep{epoch}"):
+                if self.progress.stage_step >= total_steps:
+                    break
+                batch = to_device(batch, dist.device)
+                parts = self._loss_step(wrapped, batch, stage, accum + 1 < cfg.train.grad_accum)
+                timer.add(batch["input_ids"].shape[0] * dist.world_size)
+                self.progress.batches_in_epoch += 1
+                accum += 1
+                if accum < cfg.train.grad_accum:
+                    continue
+                accum = 0
+                grad_norm = self._optimizer_step(optimizer, scheduler)
+                self.progress.stage_step += 1
+                self.progress.global_step += 1
+                step = self.progress.global_step
+                if step % cfg.train.log_every == 0:
+                    self._log_step(parts, grad_norm, scheduler.get_last_lr()[0], timer, stage)
+                if stage.eval_every and self.progress.stage_step % stage.eval_every == 0:
+                    self._evaluate_and_select(index, stage, data)
+                if self.progress.stage_step % cfg.train.checkpoint_every == 0:
+                    self._save_checkpoint(optimizer, scheduler)
+            self.progress.batches_in_epoch = 0
+            self.progress.epoch = epoch + 1
+            self._evaluate_and_select(index, stage, data)
+            self._save_checkpoint(optimizer, scheduler)
+            if self.progress.stage_step >= total_steps:
+                break
+        self._finish_stage(index, stage)
+        self.progress.stage = index + 1
+        self.progress.epoch = self.progress.batches_in_epoch = self.progress.stage_step = 0
+        self._save_checkpoint(optimizer, scheduler)
+
+    def _wrap(self, model):
+        if not self.dist.enabled:
+            return model
+        ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def _loss_step(self, wrapped, batch: dict, stage: StageConfig, no_sync: bool) -> dict:
+        """Forward + backward of one micro-batch; returns the (detached) loss parts for logging."""
+        use_kd = stage.objective != "task"
+        ctx = wrapped.no_sync() if no_sync and isinstance(wrapped, DistributedDataParallel) else _nullcontext()
+        with ctx:
+            with autocast(self.precision, self.dist.device):
+                out = wrapped(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                              batch["img_feats"], output_hidden_states=use_kd)
+            loss, parts = self.objective(out, batch, stage)
+            self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
+        return parts
+
+    def objective(self, out, batch: dict, stage: StageConfig) -> tuple[torch.Tensor, dict]:
+        """The stage's loss: task BCE, KD, or a weighted sum (all in fp32)."""
+        parts: dict[str, float] = {}
+        total = torch.zeros((), device=out.logits.device)
+        task_weight = stage.task_weight if stage.objective == "task+kd" else float(stage.objective == "task")
+        if task_weight:
+            task = instance_bce_with_logits(out.logits.float(), batch["labels"])
+            total = total + task_weight * task
+            parts["loss.task"] = float(task.detach())
+        if stage.objective != "task":
+            teacher_out = self.teacher(batch)
+            kd_cfg = self.cfg.kd
+            kd = distillation_loss(out.hidden_states, teacher_out.hidden_states, batch, layers=kd_cfg.layers,
+                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction)
+            total = total + stage.kd_weight * kd.total
+            parts["loss.kd"] = float(kd.total.detach())
+            parts.update({f"kd.layer{k}": v for k, v in kd.per_layer.items()})
+            parts.update({f"kd.{k}": v for k, v in kd.per_component.items()})
+            if kd_cfg.logit_weight:
+                logit = teacher_logit_loss(out.logits, teacher_out.logits)
+                total = total + kd_cfg.logit_weight * logit
+                parts["loss.kd_logits"] = float(logit.detach())
+        parts["loss"] = float(total.detach())
+        return total, parts
+
+    def _optimizer_step(self, optimizer, scheduler) -> float:
+        self.scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    # ------------------------------------------------------------------------------------------- evaluation
+    def _evaluate_and_select(self, index: int, stage: StageConfig, data: StageData) -> None:
+        from cvil.train.in_loop_eval import evaluate_in_loop
+
+        metrics = evaluate_in_loop(self, data, stage)
+        step = self.progress.global_step
+        self._log_metrics({f"val.{k}": v for k, v in metrics.items()}, step)
+        if self.on_eval is not None:
+            self.on_eval(stage.name, step, metrics)
+        value, better = _selection_value(stage, metrics)
+        if better(value, self.progress.best_value):
+            self.progress.best_value, self.progress.best_step = value, step
+            if self.dist.is_main:
+                model_setup.save_weights(self.model, self._stage_dir(index) / "best.pt")
+        barrier()
+
+    def _finish_stage(self, index: int, stage: StageConfig) -> None:
+        """Load the stage's selected weights (documented policy per `stage.select`) and record the choice."""
+        best = self._stage_dir(index) / "best.pt"
+        if stage.select != "last" and best.exists():
+            self.model.load_state_dict(model_setup.load_weights(best))
+        choice = {"stage": stage.name, "select": stage.select, "best_value": self.progress.best_value,
+                  "best_step": self.progress.best_step if stage.select != "last" else self.progress.global_step}
+        if self.dist.is_main:
+            self._stage_dir(index).mkdir(parents=True, exist_ok=True)
+            (self._stage_dir(index) / "selection.json").write_text(json.dumps(choice, indent=2))
+            self.tracker.log_metrics({f"{stage.name}.selected_step": choice["best_step"]}, self.progress.global_step)
+
+    # -------------------------------------------------------------------------------------------------- logs
+    def _log_step(self, parts: dict, grad_norm: float, lr: float, timer: "_Throughput", stage: StageConfig) -> None:
+        metrics = {f"train.{k}": v for k, v in parts.items()}
+        metrics.update({"train.lr": lr, "train.grad_norm": grad_norm, "train.samples_per_s": timer.rate()})
+        self._log_metrics(metrics, self.progress.global_step)
+
+    def _log_metrics(self, metrics: dict, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        self.tracker.log_metrics(metrics, step)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def _progress_bar(self, iterable, desc: str):
+        if not (self.show_progress and self.dist.is_main):
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _is_mid_stage(progress: dict) -> bool:
+    """A checkpoint written inside a stage (not at a stage boundary, where the next stage starts afresh)."""
+    return bool(progress["stage_step"] or progress["epoch"] or progress["batches_in_epoch"])
+
+
+def _selection_value(stage: StageConfig, metrics: dict):
+    """What the stage's checkpoint policy compares: higher val score, lower held-out KD loss, or always the latest."""
+    if stage.select == "val_score":
+        return metrics.get("score", 0.0), lambda new, best: best is None or new > best
+    if stage.select == "val_kd_loss":
+        return metrics.get("kd_loss", math.inf), lambda new, best: best is None or new < best
+    return 0.0, lambda new, best: True
+
+
+class _Throughput:
+    def __init__(self) -> None:
+        self.samples, self.start = 0, time.perf_counter()
+
+    def add(self, n: int) -> None:
+        self.samples += n
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        rate = self.samples / max(now - self.start, 1e-9)
+        self.samples, self.start = 0, now
+        return rate
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _required(cfg: RunConfig, key: str):
+    raise model_setup.ResumeError(f"config key {key} is required for schedule {cfg.schedule!r}")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    _ = broadcast_object  # ranks agree on everything else through the config

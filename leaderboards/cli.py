@@ -1,0 +1,76 @@
+"""`cvil-bench leaderboard`: regenerate the paper's tables from the tracking store (never hand-edited).
+
+    cvil-bench leaderboard --tracking-uri sqlite:///mlflow.db --out leaderboards/rendered
+    cvil-bench leaderboard --grid my-ja-grid --tables table1a table3
+
+Writes <table>.md / .tex / .csv / .html and index.html under --out, one PNG per grid under <out>/plots/, and logs
+each grid's PNG on the grid's parent run (artifact path ``leaderboards/``) when the parent run exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from leaderboards import collect, plots, render
+from leaderboards.spec import SPEC_DIR, load_published, load_specs
+from leaderboards.table import Table, build_table
+
+
+def generate(mlflow_client, out_dir: str | Path, *, grid: str | None = None, table_ids: list[str] | None = None,
+             spec_dir: str | Path = SPEC_DIR, generated: str | None = None, log_plots: bool = True,
+             **build_kwargs) -> tuple[list[Table], list[Path]]:
+    """Build, render and write every selected table; returns the tables and the written paths."""
+    specs = load_specs(spec_dir)
+    if table_ids:
+        unknown = set(table_ids) - {s.id for s in specs}
+        if unknown:
+            raise SystemExit(f"unknown table id(s) {sorted(unknown)}; known: {[s.id for s in specs]}")
+        specs = [s for s in specs if s.id in table_ids]
+    published = load_published()
+    tables = [build_table(s, mlflow_client, grid=grid, published=published, **build_kwargs) for s in specs]
+    out = Path(out_dir)
+    written = render.write_all(tables, out, generated=generated or dt.date.today().isoformat(),
+                               plots={t.spec.id: plots.table_plot(t) for t in tables})
+    for g in sorted({g for t in tables for g in t.grids}):
+        png = plots.grid_plot(tables, g)
+        if png is None:
+            continue
+        path = out / "plots" / f"{g}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        written.append(path)
+        parent = collect.parent_run_id(collect.find_runs(mlflow_client, grid=g)) if log_plots else None
+        if parent:
+            mlflow_client.log_artifact(parent, str(path), "leaderboards")
+    return tables, written
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("leaderboard", help="regenerate the leaderboard tables from MLflow runs",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLflow's own resolution)")
+    p.add_argument("--grid", default=None, help="read the tables' runs from this grid instead of the specs' default")
+    p.add_argument("--tables", nargs="*", default=None, help="table ids (default: all specs)")
+    p.add_argument("--specs", default=str(SPEC_DIR), help="folder of table spec YAMLs")
+    p.add_argument("--out", default="leaderboards/rendered")
+    p.add_argument("--n-resamples", type=int, default=9999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bleu-tokenize", default="ja-mecab")
+    p.add_argument("--no-significance", action="store_true")
+    p.add_argument("--no-log-plots", action="store_true", help="do not log grid plots on the parent runs")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    tables, written = generate(
+        collect.client(args.tracking_uri), args.out, grid=args.grid, table_ids=args.tables, spec_dir=args.specs,
+        log_plots=not args.no_log_plots, significance=not args.no_significance, n_resamples=args.n_resamples,
+        seed=args.seed, bleu_tokenize=args.bleu_tokenize)
+    for t in tables:
+        statuses = [e.status for e in t.entries.values()]
+        print(f"{t.spec.id}: {statuses.count('ok')} ok, {statuses.count('missing')} missing, "
+              f"{statuses.count('failed')} failed")
+    print(f"wrote {len(written)} files under {args.out}")
+    return 0

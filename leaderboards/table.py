@@ -1,0 +1,211 @@
+"""Build one leaderboard table from finished runs: seed aggregation, significance marks, provenance.
+
+Every cell says what it is: a value with its 95 % t-interval over seeds and the number of seeds, or "missing" /
+"failed: reason" (never an empty or zero cell). Significance is always relative to the spec's reference row, on
+per-question scores (seed-averaged per question, see `bench.significance.compare_seeds`), BLEU through sacrebleu's
+paired bootstrap, and the p-values of the whole table are Holm-corrected together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench import significance as sig
+from bench.compare import compare_frames
+from leaderboards import collect
+from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
+
+ALPHA_MARKS = ((0.01, "**"), (0.05, "*"))  # Holm-adjusted p below the threshold -> mark
+PROVENANCE_ORDER = ("dataset", "language", "split", "n_questions", "tokenizer", "bleu_signature", "teacher",
+                    "student_init", "commit", "date")
+NOT_RECORDED = "not recorded"
+
+
+@dataclass
+class Entry:
+    """One table cell of ours (display units: values already multiplied by the column's scale)."""
+
+    row: str
+    column: str
+    status: str  # "ok" | "missing" | "failed"
+    reason: str = ""
+    mean: float | None = None
+    std: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    seeds: tuple[str, ...] = ()
+    n_questions: int | None = None
+    test: sig.TestResult | None = None
+    mark: str = ""
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+
+@dataclass
+class Table:
+    spec: TableSpec
+    grids: tuple[str, ...]
+    entries: dict[tuple[str, str], Entry]
+    published: list[dict]
+    provenance: dict[str, str]
+    footnotes: list[str] = field(default_factory=list)
+    column_grids: dict[str, str] = field(default_factory=dict)  # column key -> grid its runs came from
+
+    def entry(self, row: Row, column: Column) -> Entry:
+        return self.entries[(row.label, column.key)]
+
+
+def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, published: dict | None = None,
+                significance: bool = True, n_resamples: int = 9999, seed: int = 0, bleu_seed: int = 12345,
+                bleu_tokenize: str = "ja-mecab") -> Table:
+    """Read the runs of the spec's grid(s) and assemble the table (``grid`` overrides the spec's default grid)."""
+    main_grid = grid or spec.grid
+    grids = {c.key: c.grid or main_grid for c in spec.columns}
+    runs = {g: collect.find_runs(mlflow_client, grid=g) for g in sorted(set(grids.values()))}
+    frames = _FrameCache(mlflow_client, spec.split)
+
+    entries: dict[tuple[str, str], Entry] = {}
+    used: dict[tuple[str, str], list[collect.RunRecord]] = {}
+    for row in spec.rows:
+        for col in spec.columns:
+            records = [r for r in runs[grids[col.key]] if r.cell == row.cell_for(col)]
+            entry, finished = _aggregate(row, col, records)
+            if entry.status == "ok":
+                entry.n_questions = frames.n_questions(finished, col)
+            entries[(row.label, col.key)] = entry
+            used[(row.label, col.key)] = finished
+
+    footnotes = ["Values: mean over seeds ± half-width of the 95 % Student-t interval over seeds; "
+                 "the Seeds column gives the number of finished seeds."]
+    if significance and spec.reference:
+        footnotes += _mark_significance(spec, entries, used, frames, n_resamples=n_resamples, seed=seed,
+                                        bleu_seed=bleu_seed, bleu_tokenize=bleu_tokenize)
+    footnotes.append(f"Rows labelled \"published (paper)\" are the cViL paper's Table {spec.paper_table} "
+                     "numbers, transcribed, not recomputed; they are not comparable cell by cell with ours "
+                     "(different data, models and scale of training).")
+    all_runs = [r for rs in used.values() for r in rs]
+    return Table(spec=spec, grids=tuple(sorted(set(grids.values()))), entries=entries,
+                  published=list((published or {}).get(spec.paper_table, [])),
+                  provenance=provenance(all_runs, spec, entries), footnotes=footnotes,
+                  column_grids=grids)
+
+
+def _aggregate(row: Row, col: Column, records: list[collect.RunRecord]) -> tuple[Entry, list[collect.RunRecord]]:
+    finished = collect.latest_per_seed(records)
+    if not finished:
+        failed = [r for r in records if r.status in ("FAILED", "KILLED")]
+        if failed:
+            return Entry(row.label, col.key, "failed", failed[-1].failure_reason()), []
+        running = [r for r in records if r.status in ("RUNNING", "SCHEDULED")]
+        reason = f"{len(running)} run(s) not finished" if running else "no finished run"
+        return Entry(row.label, col.key, "missing", reason), []
+    with_metric = [r for r in finished if col.metric in r.metrics]
+    if not with_metric:
+        return Entry(row.label, col.key, "missing", f"metric {col.metric} not logged"), []
+    spread = sig.seed_spread({r.seed: r.metrics[col.metric] * col.scale for r in with_metric})
+    return Entry(row.label, col.key, "ok", mean=spread.mean, std=spread.std, ci_low=spread.ci_low,
+                 ci_high=spread.ci_high, seeds=tuple(spread.per_seed)), with_metric
+
+
+class _FrameCache:
+    """Per-question frames by run id, downloaded once per table build."""
+
+    def __init__(self, mlflow_client, split: str):
+        self.client, self.split, self.cache = mlflow_client, split, {}
+
+    def get(self, run: collect.RunRecord) -> pd.DataFrame | None:
+        if run.run_id not in self.cache:
+            self.cache[run.run_id] = collect.per_question(self.client, run.run_id, self.split)
+        return self.cache[run.run_id]
+
+    def by_seed(self, runs: list[collect.RunRecord], col: Column) -> dict[str, pd.DataFrame] | None:
+        out = {}
+        for r in runs:
+            frame = self.get(r)
+            if frame is None:
+                return None
+            out[r.seed] = filter_question_type(frame, col.question_type)
+        return out
+
+    def n_questions(self, runs: list[collect.RunRecord], col: Column) -> int | None:
+        frames = self.by_seed(runs, col)
+        sizes = {len(f) for f in frames.values()} if frames else set()
+        return sizes.pop() if len(sizes) == 1 else None
+
+
+def filter_question_type(frame: pd.DataFrame, question_type: str | None) -> pd.DataFrame:
+    """Rows of one question type; a question in several types lists them separated by ';'."""
+    if question_type is None:
+        return frame
+    if "question_type" not in frame.columns:
+        return frame.iloc[0:0]
+    types = frame["question_type"].astype(str).str.split(";")
+    return frame[types.map(lambda ts: question_type in [t.strip() for t in ts])]
+
+
+def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_seed, bleu_tokenize) -> list[str]:
+    keys, results, notes = [], [], set()
+    for col in spec.columns:
+        ref = entries[(spec.reference, col.key)]
+        ref_frames = frames.by_seed(used[(spec.reference, col.key)], col) if ref.status == "ok" else None
+        for row in spec.rows:
+            entry = entries[(row.label, col.key)]
+            if row.label == spec.reference or entry.status != "ok":
+                continue
+            sys_frames = frames.by_seed(used[(row.label, col.key)], col)
+            if ref_frames is None or sys_frames is None:
+                notes.add("Cells without per-question scores (theirs or the reference's) carry no test.")
+                continue
+            try:
+                result = compare_frames(ref_frames, sys_frames, metric="bleu" if col.test == "bleu" else "accuracy",
+                                        n_resamples=n_resamples, seed=seed, bleu_tokenize=bleu_tokenize,
+                                        bleu_seed=bleu_seed)
+            except ValueError as exc:  # e.g. fewer than 2 shared questions
+                notes.add(f"Some cells carry no test: {exc}.")
+                continue
+            keys.append((row.label, col.key))
+            results.append(result)
+    for key, result in zip(keys, sig.apply_holm(results)):
+        entries[key].test = result
+        entries[key].mark = next((m for a, m in ALPHA_MARKS if result.p < a), "")
+    out = []
+    if results:
+        tests = sorted({r.test for r in results})
+        out.append(f"Significance vs {spec.reference} (same column): {'; '.join(tests)}, on per-question scores "
+                   f"averaged over seeds ({n_resamples} resamples, seed {seed}); BLEU: corpus over all seeds, "
+                   f"tokenize={bleu_tokenize}. p-values Holm-corrected across the {len(results)} comparisons in "
+                   f"this table: * p < 0.05, ** p < 0.01.")
+    return out + sorted(notes)
+
+
+def provenance(runs: list[collect.RunRecord], spec: TableSpec, entries: dict[tuple[str, str], Entry],
+               keys: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Facts a reader needs to trust the numbers, read from the runs' tags/params (keys in provenance.yaml)."""
+    keys = keys or load_provenance_keys()
+    out: dict[str, str] = {}
+    for name in PROVENANCE_ORDER:
+        if name == "split":
+            out[name] = spec.split
+        elif name == "n_questions":
+            sizes = sorted({e.n_questions for e in entries.values() if e.n_questions is not None})
+            out[name] = ", ".join(str(s) for s in sizes) or NOT_RECORDED
+        elif name == "date":
+            ends = [r.end_time for r in runs if r.end_time]
+            out[name] = (dt.datetime.fromtimestamp(max(ends) / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
+                         if ends else NOT_RECORDED)
+        else:
+            values = sorted({v for r in runs for v in [_first(r, keys.get(name, []))] if v})
+            out[name] = ", ".join(values) or NOT_RECORDED
+    signatures = sorted({e.test.signature for e in entries.values() if e.test and e.test.signature})
+    if signatures:
+        out["significance_bleu_signature"] = ", ".join(signatures)
+    return out
+
+
+def _first(run: collect.RunRecord, candidates: list[str]) -> str | None:
+    return next((v for v in (run.lookup(k) for k in candidates) if v), None)

@@ -1,0 +1,50 @@
+"""Japanese question words: the documented overlap rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from cvil.eval.question_types import QuestionWord, classify, decode, encode
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("これは何ですか", ("nani",)),
+        ("なにがありますか", ("nani",)),
+        ("なんですか", ("nani",)),
+        ("何人いますか", ("nani",)),  # compounds of 何 stay nani
+        ("何色ですか", ("nani",)),
+        ("何時ですか", ("nani",)),  # not itsu
+        ("誰がいますか", ("dare",)),
+        ("だれですか", ("dare",)),
+        ("どこにありますか", ("doko",)),
+        ("どんな天気ですか", ("donna",)),
+        ("どのくらいの大きさですか", ("dorekurai",)),
+        ("どれぐらい", ("dorekurai",)),
+        ("天気はどうですか", ("dou",)),
+        ("どうして傘をさしていますか", ("naze",)),  # どうして is naze only
+        ("なぜ", ("naze",)),
+        ("いつ撮影されましたか", ("itsu",)),
+        ("いくつありますか", ("ikutsu",)),  # いくつ does not contain いつ
+        ("何がいくつありますか", ("nani", "ikutsu")),  # multi-label
+        ("どうしてどうなりましたか", ("dou", "naze")),  # a bare どう besides どうして
+        ("ぶどうはどこにありますか", ("doko",)),  # ぶどう (grape) is masked for dou
+        ("どうぶつは誰のですか", ("dare",)),
+        ("いつもどこにいますか", ("doko",)),  # いつも (always) is masked for itsu
+        ("これは車です", ("other",)),
+    ],
+)
+def test_classify(question: str, expected: tuple[str, ...]) -> None:
+    assert classify(question) == expected
+
+
+def test_custom_map() -> None:
+    types = {"why": QuestionWord(("なぜ", "どうして")), "how": QuestionWord(("どう",))}
+    assert classify("どうして", types) == ("why", "how")  # no exclusion configured: both
+
+
+def test_encode_decode() -> None:
+    assert encode(("nani", "ikutsu")) == "nani|ikutsu"
+    assert decode("nani|ikutsu") == ("nani", "ikutsu")
+    assert decode("other") == ("other",)
