@@ -89,7 +89,7 @@ def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFr
     questions joined on question_id (BLEU is a corpus statistic, it cannot be averaged per question)."""
     base, system, refs = [], [], []
     for (_, fa), (_, fb) in zip(sorted(a_frames.items()), sorted(b_frames.items())):
-        joined = fa[["prediction", "ground_truth"]].join(fb[["prediction"]], how="inner", rsuffix="_b")
+        joined = fa[["prediction", "ground_truth"]].join(fb[["prediction"]].add_suffix("_b"), how="inner")
         base += joined["prediction"].tolist()
         system += joined["prediction_b"].tolist()
         refs += joined["ground_truth"].tolist()

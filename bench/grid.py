@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import tracking
+from bench.argparse_util import allow_intermixed
 from bench.grid_spec import GridSpec, Job, expand, load_grid, slug, world_overrides
 from bench.launchers import LAUNCHERS, Handle, Outcome, make_launcher, stop_all
 
@@ -292,6 +293,7 @@ def register(subparsers) -> None:
     p.add_argument("--runs-dir", default="runs", help="root of the jobs' output_dir (default runs/)")
     p.add_argument("--train-cmd", default=None, help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
     p.set_defaults(func=main)
+    allow_intermixed(p)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import tracking
+from bench.argparse_util import allow_intermixed
 from bench.grid_spec import slug, world_overrides
 
 
@@ -299,6 +300,7 @@ def register(subparsers) -> None:
     p.add_argument("--world-preset", default="small")
     p.add_argument("--no-world", action="store_true", help="use the config's paths as they are")
     p.set_defaults(func=main)
+    allow_intermixed(p)
 
 
 def main(args: argparse.Namespace) -> int:

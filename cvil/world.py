@@ -39,10 +39,10 @@ def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed:
     root = Path(root)
     paths = WorldPaths(root, root / "teacher" / "oscar", root / "student_init")
     if not (root / "world.json").is_file():
-        from cvil.data.synth import generate_world
+        from cvil.data.synth.writer import generate
 
         log.info("generating the synthetic world (preset %s, seed %d) in %s", preset, seed, root)
-        generate_world(root, preset=preset, seed=seed)
+        generate(preset, seed, root)
     teacher_cfg = load_config(TEACHER_CONFIG, [f"data.root={root}", f"model.tokenizer={root / 'tokenizers' / 'teacher'}",
                                                f"output_dir={root / 'teacher'}", f"tracking.enabled={str(tracking).lower()}",
                                                "tracking.run_name=teacher", "tracking.tags.cvil.role=teacher"])

@@ -7,6 +7,7 @@ failed runs are returned too, so a table can say "failed: reason" instead of sil
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,6 @@ import pandas as pd
 GRID_TAG, CELL_TAG, SEED_TAG, PARENT_TAG = "cvil.grid", "cvil.cell", "cvil.seed", "mlflow.parentRunId"
 #: tags that may hold why a run failed, first hit wins
 FAILURE_TAGS = ("cvil.error", "cvil.failure", "cvil.failure_reason", "mlflow.note.content")
-PER_QUESTION_COLUMNS = ("question_id", "prediction", "ground_truth", "score", "question_type")
 
 
 @dataclass(frozen=True)
@@ -124,16 +124,33 @@ def parent_run_id(records: list[RunRecord]) -> str | None:
 
 
 def read_per_question_csv(path: str | Path) -> pd.DataFrame:
-    """The per-question CSV, indexed by question_id (str); answers stay strings ("NA" is an answer, not NaN)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("question_id", "score") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: per-question CSV lacks column(s) {missing}; expected {list(PER_QUESTION_COLUMNS)}")
-    frame["score"] = pd.to_numeric(frame["score"], errors="raise")
+    """The per-question CSV (cvil.eval's reader: int ids, float scores, verbatim answers), indexed by question_id."""
+    from cvil.eval.results_io import read_per_question
+
+    frame = read_per_question(path)
     if frame["question_id"].duplicated().any():
         dup = frame.loc[frame["question_id"].duplicated(), "question_id"].iloc[0]
         raise ValueError(f"{path}: question_id {dup!r} appears more than once")
     return frame.set_index("question_id")
+
+
+def grid_failures(mlflow_client, records: list[RunRecord]) -> dict[str, str]:
+    """cell -> why its last attempt failed, from the grid parent's ``summary/summary.json`` (bench.grid writes it;
+    a job that failed before logging a child run is only recorded there)."""
+    parent = parent_run_id(records)
+    if parent is None:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="cvil-summary-") as tmp:
+        try:
+            local = mlflow_client.download_artifacts(parent, "summary/summary.json", tmp)
+            summary = json.loads(Path(local).read_text(encoding="utf-8"))
+        except Exception:  # no summary yet (grid still running) or unreadable: nothing to add
+            return {}
+    out = {}
+    for item in summary.get("failed", []):
+        lines = [ln.strip() for ln in str(item.get("error", "")).splitlines() if ln.strip()]
+        out[str(item.get("cell"))] = (lines[-1] if lines else "unknown error")[:120]
+    return out
 
 
 def per_question(mlflow_client, run_id: str, split: str = "test") -> pd.DataFrame | None:

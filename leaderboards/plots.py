@@ -21,9 +21,11 @@ def panels_for(tables: list[Table], grid: str | None = None) -> list[dict]:
     for t in tables:
         published = {p["system"]: p for p in t.published if not p.get("setting")}
         for col in t.spec.columns:
+            if col.published_only:
+                continue
             if grid is not None and t.column_grids.get(col.key) != grid:
                 continue
-            key = (tuple(r.cell_for(col) for r in t.spec.rows), col.metric, col.question_type)
+            key = (tuple(r.cell_for(col) for r in t.spec.rows), col.metric, col.subset_column, col.subset)
             if key in seen:
                 continue
             seen.add(key)

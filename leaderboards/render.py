@@ -35,6 +35,8 @@ def title(table: Table) -> str:
 def cell_text(entry: Entry) -> str:
     if entry.status == "failed":
         return f"failed: {entry.reason}"
+    if entry.status == "n/a":
+        return NOT_APPLICABLE
     if entry.status != "ok":
         return MISSING
     text = f"{entry.mean:.2f}"
@@ -89,9 +91,9 @@ def long_frame(table: Table) -> pd.DataFrame:
                 "status": e.status, "reason": e.reason, "mean": e.mean, "std": e.std, "ci_low": e.ci_low,
                 "ci_high": e.ci_high, "n_seeds": e.n_seeds, "seeds": ";".join(e.seeds), "n_questions": e.n_questions,
                 "reference": table.spec.reference,
-                "delta": t.delta * col.scale if t else None,
-                "delta_ci_low": t.ci_low * col.scale if t and t.ci_low is not None else None,
-                "delta_ci_high": t.ci_high * col.scale if t and t.ci_high is not None else None,
+                "delta": t.delta * col.delta_scale if t else None,
+                "delta_ci_low": t.ci_low * col.delta_scale if t and t.ci_low is not None else None,
+                "delta_ci_high": t.ci_high * col.delta_scale if t and t.ci_high is not None else None,
                 "p": t.p_value if t else None, "p_adjusted": t.p_adjusted if t else None,
                 "test": t.test if t else None, "method": t.method if t else None,
                 "correction": t.correction if t else None, "mark": e.mark,

@@ -35,10 +35,18 @@ class Column:
     key: str
     label: str
     metric: str
-    test: str = "paired"               # "paired" (per-question scores) or "bleu" (sacrebleu, corpus-level)
-    question_type: str | None = None   # restrict per-question scores to this question_type
-    scale: float = 1.0                 # display factor (fractions -> percent)
-    grid: str | None = None            # take this column's runs from another grid
+    test: str = "paired"                  # "paired" (per-question scores) or "bleu" (sacrebleu, corpus-level)
+    subset: str | None = None             # keep the questions whose `subset_column` lists this value
+    subset_column: str = "question_type"  # e.g. answer_type for VQA's yes/no, number, other
+    scale: float = 1.0                    # display factor for the logged metric (cvil.eval logs percent)
+    score_scale: float = 100.0            # display factor for Δ of per-question scores (fractions in the CSV)
+    grid: str | None = None               # take this column's runs from another grid
+    published_only: bool = False          # no runs of ours for this column (shown as n/a)
+
+    @property
+    def delta_scale(self) -> float:
+        """Δ from sacrebleu is already in BLEU points; Δ of per-question scores is a fraction."""
+        return 1.0 if self.test == "bleu" else self.score_scale
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench import significance as sig
 from bench.compare import compare_frames
+from cvil.eval.question_types import decode as decode_types
 from leaderboards import collect
 from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
 
@@ -30,7 +31,7 @@ class Entry:
 
     row: str
     column: str
-    status: str  # "ok" | "missing" | "failed"
+    status: str  # "ok" | "missing" | "failed" | "n/a" (published-only column)
     reason: str = ""
     mean: float | None = None
     std: float | None = None
@@ -67,14 +68,16 @@ def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, publ
     main_grid = grid or spec.grid
     grids = {c.key: c.grid or main_grid for c in spec.columns}
     runs = {g: collect.find_runs(mlflow_client, grid=g) for g in sorted(set(grids.values()))}
+    failures = {g: collect.grid_failures(mlflow_client, rs) for g, rs in runs.items()}
     frames = _FrameCache(mlflow_client, spec.split)
 
     entries: dict[tuple[str, str], Entry] = {}
     used: dict[tuple[str, str], list[collect.RunRecord]] = {}
     for row in spec.rows:
         for col in spec.columns:
-            records = [r for r in runs[grids[col.key]] if r.cell == row.cell_for(col)]
-            entry, finished = _aggregate(row, col, records)
+            cell = row.cell_for(col)
+            records = [r for r in runs[grids[col.key]] if r.cell == cell]
+            entry, finished = _aggregate(row, col, records, failures[grids[col.key]].get(cell))
             if entry.status == "ok":
                 entry.n_questions = frames.n_questions(finished, col)
             entries[(row.label, col.key)] = entry
@@ -95,12 +98,15 @@ def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, publ
                   column_grids=grids)
 
 
-def _aggregate(row: Row, col: Column, records: list[collect.RunRecord]) -> tuple[Entry, list[collect.RunRecord]]:
+def _aggregate(row: Row, col: Column, records: list[collect.RunRecord],
+               grid_failure: str | None = None) -> tuple[Entry, list[collect.RunRecord]]:
+    if col.published_only:
+        return Entry(row.label, col.key, "n/a", "published-only column"), []
     finished = collect.latest_per_seed(records)
     if not finished:
         failed = [r for r in records if r.status in ("FAILED", "KILLED")]
-        if failed:
-            return Entry(row.label, col.key, "failed", failed[-1].failure_reason()), []
+        if failed or grid_failure:  # the grid's record (stderr tail) says more than a bare FAILED status
+            return Entry(row.label, col.key, "failed", grid_failure or failed[-1].failure_reason()), []
         running = [r for r in records if r.status in ("RUNNING", "SCHEDULED")]
         reason = f"{len(running)} run(s) not finished" if running else "no finished run"
         return Entry(row.label, col.key, "missing", reason), []
@@ -129,7 +135,7 @@ class _FrameCache:
             frame = self.get(r)
             if frame is None:
                 return None
-            out[r.seed] = filter_question_type(frame, col.question_type)
+            out[r.seed] = filter_subset(frame, col)
         return out
 
     def n_questions(self, runs: list[collect.RunRecord], col: Column) -> int | None:
@@ -138,14 +144,13 @@ class _FrameCache:
         return sizes.pop() if len(sizes) == 1 else None
 
 
-def filter_question_type(frame: pd.DataFrame, question_type: str | None) -> pd.DataFrame:
-    """Rows of one question type; a question in several types lists them separated by ';'."""
-    if question_type is None:
+def filter_subset(frame: pd.DataFrame, col: Column) -> pd.DataFrame:
+    """The questions of one type; a question of several types lists them "|"-joined (cvil.eval.question_types)."""
+    if col.subset is None:
         return frame
-    if "question_type" not in frame.columns:
+    if col.subset_column not in frame.columns:
         return frame.iloc[0:0]
-    types = frame["question_type"].astype(str).str.split(";")
-    return frame[types.map(lambda ts: question_type in [t.strip() for t in ts])]
+    return frame[frame[col.subset_column].map(lambda cell: col.subset in decode_types(str(cell)))]
 
 
 def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_seed, bleu_tokenize) -> list[str]:

@@ -10,10 +10,10 @@ image fails with its id instead of turning into NaN losses hours later.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import difflib
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
@@ -127,7 +127,7 @@ class TsvSource:
             raise DataFormatError(self.path, "file", "a VinVL feature TSV", "no such file")
         size = self.path.stat().st_size
         self._offsets = self._read_offset_map(Path(offset_map), size) if offset_map else self._scan()
-        self._handle = None
+        self._map: mmap.mmap | None = None
 
     def _read_offset_map(self, map_path: Path, size: int) -> dict[int, int]:
         try:
@@ -163,35 +163,45 @@ class TsvSource:
     def ids(self) -> list[int]:
         return sorted(self._offsets)
 
-    def __getstate__(self) -> dict:  # file handles do not cross process boundaries (DataLoader workers)
-        return {**self.__dict__, "_handle": None}
+    def __getstate__(self) -> dict:  # a memory map does not cross process boundaries (DataLoader workers)
+        return {**self.__dict__, "_map": None}
+
+    def _row_bounds(self, offset: int) -> tuple[int, int]:
+        """[start, end) of the row at `offset` in the memory-mapped file, without its line end."""
+        if self._map is None:
+            with open(self.path, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        end = self._map.find(b"\n", offset)
+        end = len(self._map) if end < 0 else end
+        if end > offset and self._map[end - 1] == ord("\r"):
+            end -= 1
+        return offset, end
 
     def get(self, img_id: int) -> np.ndarray:
         if img_id not in self._offsets:
             raise _missing(self.path, img_id)
-        offset = self._offsets[img_id]
-        if self._handle is None:
-            self._handle = open(self.path, "rb")
-        self._handle.seek(offset)
-        line = self._handle.readline()
+        start, end = self._row_bounds(self._offsets[img_id])
 
         def bad(expected: str, got: object) -> DataFormatError:
-            return DataFormatError(self.path, f"line {self._line_number(offset)} (img_id {img_id})", expected, got)
+            return DataFormatError(self.path, f"line {self._line_number(start)} (img_id {img_id})", expected, got)
 
-        fields = line.rstrip(b"\r\n").split(b"\t")
+        # row[0] = key, row[1] = num_boxes, row[-1] = base64 payload: the payload (megabytes) is decoded in place
+        payload_at = self._map.rfind(b"\t", start, end) + 1
+        fields = self._map[start:payload_at].split(b"\t")
         if len(fields) < 3:
             raise bad("img_id \\t num_boxes \\t base64 features", f"{len(fields)} column(s)")
-        if _as_img_id(fields[0].decode(errors="replace"), self.path, f"line {self._line_number(offset)}") != img_id:
-            raise bad(f"the row of img_id {img_id} at byte {offset}", f"key {fields[0].decode(errors='replace')!r}")
+        if fields[0].strip() != str(img_id).encode():
+            raise bad(f"the row of img_id {img_id} at byte {start}", f"key {fields[0].decode(errors='replace')!r}")
         try:
             num_boxes = int(fields[1])
-            payload = base64.b64decode(fields[-1], validate=True)
+            with memoryview(self._map) as view:
+                payload = binascii.a2b_base64(view[payload_at:end], strict_mode=True)
         except (ValueError, binascii.Error) as exc:
             raise bad("an int box count and a complete base64 payload (truncated row?)", str(exc)) from None
         if num_boxes < 0 or (num_boxes == 0) != (len(payload) == 0) or (num_boxes and len(payload) % (4 * num_boxes)):
             raise bad(f"num_boxes ({num_boxes}) x D float32 values (truncated row?)", f"{len(payload)} bytes")
         width = len(payload) // (4 * num_boxes) if num_boxes else (self.dim or 0)
-        array = np.frombuffer(payload, dtype="<f4").reshape(num_boxes, width)
+        array = np.frombuffer(payload, dtype="<f4").reshape(num_boxes, width).copy()  # writable, like the others
         return check_features(array, self.path, img_id, self.dim)
 
 

@@ -30,9 +30,9 @@ Order of steps for one question (``VQAEval.evaluate``):
   at the original input, not the partially processed text. So ``"1,000"`` -> ``"1000"``, ``"red,blue"`` ->
   ``"red blue"``, ``"red, blue"`` -> ``"red blue"`` (comma deleted), ``"t-shirt"`` -> ``"t shirt"``, and with a number
   present every mark is deleted: ``"1,000 t-shirt"`` -> ``"1000 tshirt"``.
-- Q5: ``periodStrip`` is ``(?!<=\\d)(\\.)(?!\\d)``; the ``(?!<=\\d)`` was meant as a look-behind but is a look-ahead that
-  always succeeds, so the rule is "delete every period not followed by a digit": ``"a.m."`` -> ``"am"``, ``"3.5"``
-  stays, ``"5."`` -> ``"5"``, ``"u.s.a"`` -> ``"usa"``.
+- Q5: ``periodStrip`` is ``(?!<=\\d)(\\.)(?!\\d)``; the ``(?!<=\\d)`` was meant as a look-behind but is a
+  look-ahead that always succeeds, so the rule is "delete every period not followed by a digit": ``"a.m."`` ->
+  ``"am"``, ``"3.5"`` stays, ``"5."`` -> ``"5"``, ``"u.s.a"`` -> ``"usa"``.
 - Q6: ``re.UNICODE`` is passed as the positional *count* argument of ``Pattern.sub``, so at most 32 periods are removed.
 
 :func:`process_digit_article` quirks:

@@ -172,9 +172,12 @@ def load_model(
         num_labels = num_labels if num_labels is not None else old_labels
         fresh_prefixes: tuple[str, ...] = (_CLASSIFIER,) if report.label_change else ()
     else:
-        needed = [name for name, value in (("img_feature_dim", img_feature_dim), ("num_labels", num_labels)) if value is None]
+        given = {"img_feature_dim": img_feature_dim, "num_labels": num_labels}
+        needed = [name for name, value in given.items() if value is None]
         if needed:
-            raise CheckpointError(f"{folder} is a text-only BERT checkpoint; pass {' and '.join(needed)} to build the student")
+            raise CheckpointError(
+                f"{folder} is a text-only BERT checkpoint; pass {' and '.join(needed)} to build the student"
+            )
         overrides.setdefault("use_img_layernorm", False)
         fresh_prefixes = (_IMG_EMBEDDING, _IMG_LAYERNORM, _CLASSIFIER)
         report.unexpected = sorted(k for k in state if not k.startswith("bert."))

@@ -90,10 +90,11 @@ class StageData:
     val_dropped: int  # val questions without an in-vocabulary answer (for the unfiltered score)
 
 
-def kd_selection(kd: KDConfig):
+def kd_selection(kd: KDConfig, *, split: str):
+    """The positions to distil; code-mixing is a training-time augmentation (train split only, as the reference)."""
     from cvil.data.vqa_dataset import KDSelection
 
-    return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix)
+    return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix and split == "train")
 
 
 def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: DataConfig, tokenizer,
@@ -109,8 +110,7 @@ def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: D
         stage.lang,
         data.max_regions,
         teacher_tokenizer=teacher_tokenizer if use_kd else None,
-        kd=kd_selection(kd) if use_kd else None,
-        codemix_train=(split == "train"),
+        kd=kd_selection(kd, split=split) if use_kd else None,
         seed=seed,
         max_text_len=data.max_text_len,
     )

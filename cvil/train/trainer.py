@@ -140,7 +140,8 @@ class Trainer:
             self.progress.best_value, self.progress.best_step = None, -1
         else:
             model_setup.set_trainable(self.model, stage, cfg.kd)
-        steps_per_epoch = max(1, math.ceil(data.train_sampler.per_rank / cfg.train.grad_accum))
+        batches_per_epoch = math.ceil(data.train_sampler.per_rank / cfg.data.batch_size)
+        steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
         epochs = max(1, math.ceil(stage.epochs))
         total_steps = max(1, round(stage.epochs * steps_per_epoch))
         optimizer = build_optimizer(self.model, stage.lr, cfg.train, dist.device)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import statistics
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ import torch
 from cvil.data.feature_store import pack_features
 from cvil.data.region_features import open_feature_source
 
-D, N_IMAGES, BATCH, MAX_REGIONS = 2054, 96, 32, 50
+D, N_IMAGES, BATCH, MAX_REGIONS, ROUNDS = 2054, 96, 32, 50, 15
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +63,37 @@ def _run(benchmark, load_batch, batches) -> None:
         benchmark.extra_info["samples_per_s"] = round(BATCH / benchmark.stats.stats.median, 1)
 
 
-def test_packed_store_get_batch(benchmark, world):
-    _run(benchmark, lambda ids: world["store"].get_batch(ids, MAX_REGIONS), world["batches"])
-
-
-def test_packed_store_get_per_image(benchmark, world):
-    def load(ids):
+def _loaders(world) -> dict[str, Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]]]:
+    def packed_per_image(ids):
         items = [world["store"].get(i, MAX_REGIONS) for i in ids]
         return torch.stack([f for f, _ in items]), torch.tensor([n for _, n in items])
 
-    _run(benchmark, load, world["batches"])
+    return {
+        "packed_get_batch": lambda ids: world["store"].get_batch(ids, MAX_REGIONS),
+        "packed_get_per_image": packed_per_image,
+        "pt_files": lambda ids: _pad_stack([world["pt-dir"].get(i) for i in ids]),
+        "tsv_offset_map": lambda ids: _pad_stack([world["tsv"].get(i) for i in ids]),
+    }
 
 
-def test_per_image_pt_files(benchmark, world):
-    _run(benchmark, lambda ids: _pad_stack([world["pt-dir"].get(i) for i in ids]), world["batches"])
+@pytest.mark.parametrize("variant", ["packed_get_batch", "packed_get_per_image", "pt_files", "tsv_offset_map"])
+def test_feature_loading(benchmark, world, variant):
+    _run(benchmark, _loaders(world)[variant], world["batches"])
 
 
-def test_vinvl_tsv_with_offset_map(benchmark, world):
-    _run(benchmark, lambda ids: _pad_stack([world["tsv"].get(i) for i in ids]), world["batches"])
+def test_feature_loading_alternated(benchmark, world):
+    """All variants alternated in one process (the trustworthy comparison on a shared machine): per variant the
+    median batch time gives `samples_per_s`, and its ratio to the packed store's `get_batch` goes to `extra_info`."""
+    loaders, times = _loaders(world), {}
+
+    def one_round():
+        for name, load in loaders.items():
+            start = time.perf_counter()
+            load(next(world["batches"]))
+            times.setdefault(name, []).append(time.perf_counter() - start)
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=1)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    for name, median in medians.items():
+        benchmark.extra_info[f"{name}.samples_per_s"] = round(BATCH / median, 1)
+        benchmark.extra_info[f"{name}.slowdown_vs_packed"] = round(median / medians["packed_get_batch"], 2)

@@ -1,10 +1,11 @@
 """Training-step throughput of OscarVQA: SDPA + dynamic text padding vs eager + fixed 128 padding.
 
 Skipped by default; run with `pytest tests/benchmarks/test_model_speed.py --benchmark-only`.
-The two variants are alternated in one process on one thread (absolute times on a shared machine are noisy, the
-ratio measured side by side is what to trust). Per variant the median step time gives `samples_per_s`; both and
-their ratio go to `extra_info`. The benchmark's own timing is one alternating round (every variant once); the crossed variants
-(SDPA + fixed, eager + dynamic) separate the padding's share of the speed-up from the attention kernel's.
+The variants are alternated in one process on one thread (absolute times on a shared machine are noisy; the ratio
+measured side by side is what to trust). Per variant, the median step time gives `samples_per_s`; rates and ratios
+go to `extra_info`. The benchmark's own timing is one alternating round (every variant once). Besides the two
+compared set-ups, the crossed ones (SDPA + fixed, eager + dynamic) tell the padding's share of the speed-up from
+the attention kernel's.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def test_train_step_throughput(benchmark, one_thread, size):
     models = {}
     for attn in ("sdpa", "eager"):
         torch.manual_seed(0)
-        config = oscar_config(img_feature_dim=IMG_DIM, num_labels=LABELS, vocab_size=VOCAB, attn_implementation=attn, **fields)
+        config = oscar_config(
+            img_feature_dim=IMG_DIM, num_labels=LABELS, vocab_size=VOCAB, attn_implementation=attn, **fields
+        )
         models[attn] = OscarVQA(config).train()
     dynamic, fixed = _batch(None), _batch(FIXED_T)
     # The two compared set-ups, plus the two crossed ones that tell padding's share from the attention kernel's.

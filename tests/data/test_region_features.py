@@ -124,3 +124,14 @@ def test_offset_map_past_end_or_misaligned(tmp_path):
 def test_unknown_source_suggests_a_name():
     with pytest.raises(ValueError, match=r"did you mean 'tsv'"):
         open_feature_source("tvs", "x")
+
+
+def test_packing_any_format_gives_the_same_store(sources, tmp_path):
+    from cvil.data.feature_store import FEATURES_FILE, INDEX_FILE, pack_features
+
+    _, readers = sources
+    packed = [tmp_path / f"packed{k}" for k in range(len(readers))]
+    for reader, out in zip(readers, packed):
+        pack_features(reader, out)
+    for file in (FEATURES_FILE, INDEX_FILE):
+        assert len({(out / file).read_bytes() for out in packed}) == 1

@@ -14,12 +14,15 @@ from cvil.eval.results_io import ResultsFormatError, read_per_question
 ANNS = [
     {
         "question_id": 1, "image_id": 1, "question_type": "is the", "answer_type": "yes/no",
-        "multiple_choice_answer": "yes", "answers": [{"answer": "yes", "answer_confidence": "yes", "answer_id": i} for i in range(1, 11)],
+        "multiple_choice_answer": "yes",
+        "answers": [{"answer": "yes", "answer_confidence": "yes", "answer_id": i} for i in range(1, 11)],
     },
     {
         "question_id": 2, "image_id": 1, "question_type": "how many", "answer_type": "number",
         "multiple_choice_answer": "3",
-        "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(["2"] * 2 + ["3"] * 8)],
+        "answers": [
+            {"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(["2"] * 2 + ["3"] * 8)
+        ],
     },
 ]
 QUESTIONS = [{"image_id": 1, "question": "Is the cat white?", "question_id": 1},
@@ -47,7 +50,8 @@ def vqa_files(tmp_path):
 def test_eval_vqa(tmp_path, vqa_files, capsys) -> None:
     q, a, r = vqa_files
     out, csv = tmp_path / "acc.json", tmp_path / "pq.csv"
-    rc = main(["eval", "vqa", "--questions", q, "--annotations", a, "--results", r, "--out", str(out), "--per-question", str(csv)])
+    rc = main(["eval", "vqa", "--questions", q, "--annotations", a, "--results", r,
+               "--out", str(out), "--per-question", str(csv)])
     assert rc == 0
     acc = json.loads(out.read_text())
     assert acc == {"overall": 80.0, "perQuestionType": {"is the": 100.0, "how many": 60.0},

@@ -8,7 +8,9 @@ import pytest
 
 from cvil.eval.hindi import HindiClasses, evaluate_hindi, load_hindi_classes
 
-CLASSES = HindiClasses(labels=("ऊपर", "हाँ", "नीचे"), en_to_hi={"up": "ऊपर", "above": "ऊपर", "yes": "हाँ", "down": "नीचे"})
+CLASSES = HindiClasses(
+    labels=("ऊपर", "हाँ", "नीचे"), en_to_hi={"up": "ऊपर", "above": "ऊपर", "yes": "हाँ", "down": "नीचे"}
+)
 
 
 def _ann(qid: int, answers: list[str], atype: str) -> dict:

@@ -21,7 +21,9 @@ def test_results_round_trip(tmp_path) -> None:
     preds = {3: "二", 1: "yes", 2: ""}
     path = write_results(tmp_path / "sub" / "test-dev2015_results.json", preds)
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data == [{"question_id": 1, "answer": "yes"}, {"question_id": 2, "answer": ""}, {"question_id": 3, "answer": "二"}]
+    assert data == [
+        {"question_id": 1, "answer": "yes"}, {"question_id": 2, "answer": ""}, {"question_id": 3, "answer": "二"}
+    ]
     assert read_results(path, expected_ids=[1, 2, 3]) == preds
     assert "二" in path.read_text(encoding="utf-8")  # UTF-8, not \\u escapes
 
@@ -32,7 +34,11 @@ def test_results_round_trip(tmp_path) -> None:
         ({"question_id": 1, "answer": "a"}, None, "must be a JSON list"),
         ([{"question_id": 1, "answer": "a"}], [1, 2], "question_id 2: no prediction"),
         ([{"question_id": 1, "answer": "a"}, {"question_id": 1, "answer": "b"}], None, "question_id 1: duplicated"),
-        ([{"question_id": 1, "answer": "a"}, {"question_id": 9, "answer": "b"}], [1], "question_id 9: not in the question set"),
+        (
+            [{"question_id": 1, "answer": "a"}, {"question_id": 9, "answer": "b"}],
+            [1],
+            "question_id 9: not in the question set",
+        ),
         ([{"question_id": 5, "answer": 3}], None, "question_id 5: answer 3 is a int, not a string"),
         ([{"question_id": 5, "answer": None}], None, "question_id 5: answer None"),
         ([{"question_id": 5}], None, "question_id 5: no 'answer'"),

@@ -172,13 +172,15 @@ def test_missing_keys_are_an_error(oscar_dir):
 def test_wrong_hidden_size_is_an_error(oscar_dir):
     folder, _ = oscar_dir
     edit_config(folder, hidden_size=64, intermediate_size=128)
-    with pytest.raises(CheckpointError, match=r"bert\.embeddings\.word_embeddings\.weight: checkpoint \(60, 32\) vs model \(60, 64\)"):
+    expected = r"bert\.embeddings\.word_embeddings\.weight: checkpoint \(60, 32\) vs model \(60, 64\)"
+    with pytest.raises(CheckpointError, match=expected):
         OscarVQA.from_pretrained(folder)
 
 
 def test_wrong_img_dim_is_an_error(oscar_dir):
     folder, _ = oscar_dir
-    with pytest.raises(CheckpointError, match=r"bert\.img_embedding\.weight: checkpoint \(32, 10\) vs model \(32, 12\)"):
+    expected = r"bert\.img_embedding\.weight: checkpoint \(32, 10\) vs model \(32, 12\)"
+    with pytest.raises(CheckpointError, match=expected):
         OscarVQA.from_pretrained(folder, img_feature_dim=12)
 
 
@@ -214,13 +216,16 @@ def test_hf_bert_folder_initialises_the_student(tmp_path, batch, cls, file_forma
     student = OscarVQA.from_pretrained(tmp_path, img_feature_dim=10, num_labels=5, hidden_dropout_prob=0.3)
     report = student.load_report
     assert report.kind == "bert" and student.config.hidden_dropout_prob == 0.3
-    assert sorted(report.missing) == ["bert.img_embedding.bias", "bert.img_embedding.weight", "classifier.bias", "classifier.weight"]
+    fresh = ["bert.img_embedding.bias", "bert.img_embedding.weight", "classifier.bias", "classifier.weight"]
+    assert sorted(report.missing) == fresh
     assert not student.config.use_img_layernorm
-    assert all(k.startswith("cls.") for k in report.unexpected) and bool(report.unexpected) == (cls is BertForPreTraining)
+    assert all(k.startswith("cls.") for k in report.unexpected)
+    assert bool(report.unexpected) == (cls is BertForPreTraining)
     for key, value in bert.state_dict().items():
         if not key.endswith(("position_ids", "token_type_ids")):
             torch.testing.assert_close(student.state_dict()["bert." + key], value, atol=0, rtol=0)
-    assert torch.count_nonzero(student.classifier.bias) == 0 and torch.count_nonzero(student.bert.img_embedding.bias) == 0
+    assert torch.count_nonzero(student.classifier.bias) == 0
+    assert torch.count_nonzero(student.bert.img_embedding.bias) == 0
     assert abs(student.bert.img_embedding.weight.std().item() - 0.02) < 0.01
 
     # With zero regions the Oscar encoder is exactly HF BERT (same embeddings, layers, mask handling, pooler).

@@ -27,7 +27,8 @@ def reference_keys(num_layers: int, img_layernorm: bool) -> set[str]:
     keys |= {f"bert.embeddings.LayerNorm.{p}" for p in ("weight", "bias")}
     for i in range(num_layers):
         keys |= {f"bert.encoder.layer.{i}.{k}.{p}" for k in _LAYER_KEYS for p in ("weight", "bias")}
-    for mod in ("bert.pooler.dense", "bert.img_embedding", "classifier") + (("bert.LayerNorm",) if img_layernorm else ()):
+    modules = ("bert.pooler.dense", "bert.img_embedding", "classifier") + (("bert.LayerNorm",) if img_layernorm else ())
+    for mod in modules:
         keys |= {f"{mod}.weight", f"{mod}.bias"}
     return keys
 
@@ -41,7 +42,8 @@ def test_state_dict_keys_are_oscars(make_model, sizes, img_layernorm):
     model = make_model(use_img_layernorm=img_layernorm)
     state = model.state_dict()
     assert set(state) == reference_keys(2, img_layernorm)
-    assert all(re.fullmatch(r"(bert\.(embeddings|encoder\.layer\.\d+|pooler|img_embedding|LayerNorm)|classifier)\..+", k) for k in state)
+    pattern = r"(bert\.(embeddings|encoder\.layer\.\d+|pooler|img_embedding|LayerNorm)|classifier)\..+"
+    assert all(re.fullmatch(pattern, k) for k in state)
     assert state["bert.img_embedding.weight"].shape == (sizes["hidden"], sizes["img_dim"])
     assert state["classifier.weight"].shape == (sizes["labels"], sizes["hidden"])
 

@@ -152,8 +152,8 @@ def hindi_answer(en: str) -> str:
     for o in CLASSES:
         if en in (o.en, o.en_plural):
             return o.hi
-    if en.isdigit() and int(en) < len(HI_NUMBERS):
-        return HI_NUMBERS[int(en)]
+    if en.isdigit():
+        return HI_NUMBERS[int(en)] if int(en) < len(HI_NUMBERS) else en
     raise KeyError(f"no Hindi translation for the English answer {en!r}")
 
 

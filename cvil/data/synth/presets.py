@@ -48,8 +48,9 @@ class Preset:
     align_shift: float = 0.03
     string_idx_frac: float = 0.05       # rows whose en_idx are stored as strings (the reference allows it)
     # tokenisers
-    teacher_vocab: int = 600
+    teacher_vocab: int = 600            # caps; the teacher keeps all English words whole
     student_vocab: int = 1200
+    student_split_share: float = 0.3    # share of tag words the student splits into several pieces
     teacher_accuracy_target: float = 0.85
 
 
@@ -62,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         jvg_images={"train": 16, "val": 6, "test": 8},
         jvg_mix={"color": 0.33, "position": 0.24, "count": 0.1, "size": 0.08, "what": 0.07,
                  "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
-        answer_min_count=2, teacher_vocab=300, student_vocab=500,
+        answer_min_count=2, teacher_vocab=400, student_vocab=800,
     ),
     "small": Preset(
         name="small", n_classes=16, n_colours=8, feat_dim=64,
@@ -72,7 +73,7 @@ PRESETS: dict[str, Preset] = {
         jvg_images={"train": 250, "val": 40, "test": 120},
         jvg_mix={"color": 0.33, "position": 0.24, "count": 0.1, "size": 0.08, "what": 0.07,
                  "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
-        answer_min_count=9, teacher_vocab=600, student_vocab=1000,
+        answer_min_count=9, teacher_vocab=600, student_vocab=1500,
     ),
     "medium": Preset(
         name="medium", n_classes=32, n_colours=11, feat_dim=128,
@@ -82,7 +83,7 @@ PRESETS: dict[str, Preset] = {
         jvg_images={"train": 1500, "val": 200, "test": 600},
         jvg_mix={"color": 0.3, "position": 0.22, "count": 0.12, "size": 0.08, "what": 0.1,
                  "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
-        answer_min_count=9, teacher_vocab=1000, student_vocab=2000, teacher_accuracy_target=0.7,
+        answer_min_count=9, teacher_vocab=1500, student_vocab=3000, teacher_accuracy_target=0.7,
     ),
 }
 

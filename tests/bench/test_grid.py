@@ -1,0 +1,208 @@
+"""The grid runner end to end with a fake `cvil train`: child runs, skip on re-run, resume, failures, concurrency.
+
+The fake trainer (written to tmp_path) does what the real one promises: one MLflow run under
+`tracking.parent_run_id` with the `tracking.tags`, `cvil.config_hash`, a stream of metrics and final metrics;
+a non-zero exit with a reason on stderr when it fails. Cells named in $FAKE_FAIL fail on purpose after writing a
+checkpoint, so the next grid run must resume them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench import tracking
+from bench.grid import GridRunner, config_hash, has_checkpoint, register
+from bench.grid_spec import expand, load_grid, shipped_grids, slug
+
+FAKE_TRAIN = textwrap.dedent(
+    r'''
+    """A stand-in for `cvil train --config FILE [--resume] key=value ...`."""
+    import os, sys
+    from pathlib import Path
+
+    import mlflow
+
+    from bench.grid import config_hash
+    from cvil.config import load_config
+
+    argv = [a for a in sys.argv[1:] if a != "train"]
+    resume = "--resume" in argv
+    argv = [a for a in argv if a != "--resume"]
+    config = argv[argv.index("--config") + 1]
+    overrides = [a for i, a in enumerate(argv) if "=" in a and argv[i - 1] != "--config"]
+    cfg = load_config(config, overrides)
+    t = cfg.tracking
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "argv.log", "a") as f:
+        f.write(" ".join(sys.argv[1:]) + "\n")
+    cell = t.tags["cvil.cell"]
+    if cell in os.environ.get("FAKE_FAIL", "").split(","):
+        (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "checkpoints" / "step1.pt").write_text("x")
+        print(f"Traceback ...\nRuntimeError: deliberate failure in cell {cell}", file=sys.stderr)
+        sys.exit(3)
+    mlflow.set_tracking_uri(t.uri)
+    mlflow.set_experiment(t.experiment)
+    tags = {"mlflow.parentRunId": t.parent_run_id, "cvil.config_hash": config_hash(cfg),
+            **{k: str(v) for k, v in t.tags.items()}}
+    with mlflow.start_run(run_name=t.run_name, tags=tags):
+        for step in range(15):  # many small writes: the concurrency the store must absorb
+            mlflow.log_metric("train.loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metrics({"test.accuracy": 0.5 + cfg.train.seed / 100, "val.score": 0.4 + cfg.train.seed / 100})
+    '''
+)
+
+
+@pytest.fixture
+def fake_grid(mlflow_store, tmp_path, monkeypatch):
+    """A 2-cell grid (OK, BAD) whose cells share one tiny config; the fake trainer as CVIL_TRAIN_CMD."""
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    (tmp_path / "base.yaml").write_text("schedule: baseline\ntrain: {seed: 7}\n")
+    grid = tmp_path / "tiny.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: tiny
+        seeds: 2
+        cells:
+          OK: {config: base.yaml}
+          BAD: {config: base.yaml, overrides: [kd.cls=false]}
+    """))
+    monkeypatch.setenv("CVIL_TRAIN_CMD", f"{sys.executable} {script} train")
+    return grid
+
+
+def _run(grid: Path, uri: str, **kw) -> tuple[list, list[str]]:
+    lines: list[str] = []
+    runner = GridRunner(load_grid(str(grid)), uri=uri, echo=lines.append, poll_s=0.05, **kw)
+    return runner.run(), lines
+
+
+@pytest.mark.slow
+def test_grid_end_to_end_skip_resume_and_failures(fake_grid, mlflow_store, monkeypatch, tmp_path):
+    # first run, 2 jobs at once: OK finishes for both seeds, BAD fails on purpose (after a checkpoint)
+    monkeypatch.setenv("FAKE_FAIL", "BAD")
+    results, lines = _run(fake_grid, mlflow_store, jobs=2)
+    status = {(r.cell, r.seed): r.status for r in results}
+    assert status == {("OK", 0): "finished", ("OK", 1): "finished", ("BAD", 0): "failed", ("BAD", 1): "failed"}
+    assert all("deliberate failure in cell BAD" in r.error for r in results if r.cell == "BAD")
+    ok0 = next(r for r in results if (r.cell, r.seed) == ("OK", 0))
+    assert ok0.metrics["test.accuracy"] == pytest.approx(0.5) and ok0.run_id
+    assert sum("start" in line for line in lines) == 4 and sum("FAILED" in line for line in lines) == 2
+
+    summary = json.loads((tmp_path / "runs/tiny/summary.json").read_text())
+    assert summary["counts"] == {"finished": 2, "skipped": 0, "failed": 2}
+    assert {(f["cell"], f["seed"]) for f in summary["failed"]} == {("BAD", 0), ("BAD", 1)}
+    assert "RuntimeError: deliberate failure" in summary["failed"][0]["error"]
+    csv_head = (tmp_path / "runs/tiny/summary.csv").read_text().splitlines()[0]
+    assert csv_head.startswith("cell,seed,status") and "test.accuracy" in csv_head
+
+    # the store: one parent (FAILED, with the spec and summaries), two finished children tagged as the contract says
+    c = tracking.client(mlflow_store)
+    exp = tracking.experiment_id(c, "cvil")
+    parents = tracking.search_all(c, exp, tracking.tag_filter({"cvil.kind": "grid", "cvil.grid": "tiny"}))
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    parent_id = parents[0].info.run_id
+    artifacts = {a.path for a in c.list_artifacts(parent_id, "summary")} | {a.path for a in c.list_artifacts(parent_id, "grid")}
+    assert artifacts == {"summary/summary.csv", "summary/summary.json", "grid/tiny.yaml"}
+    kids = tracking.children(c, exp, parent_id)
+    assert len(kids) == 2 and {k.data.tags["cvil.cell"] for k in kids} == {"OK"}
+    assert {k.info.run_name for k in kids} == {"OK-s0", "OK-s1"}
+    assert all(k.data.tags["cvil.grid"] == "tiny" for k in kids)
+    assert has_checkpoint(tmp_path / "runs/tiny/BAD/seed0")
+
+    # re-run with the failure fixed: OK is skipped (same config hash), BAD resumes from its checkpoint
+    monkeypatch.delenv("FAKE_FAIL")
+    results, lines = _run(fake_grid, mlflow_store, jobs=2)
+    status = {(r.cell, r.seed): (r.status, r.resumed) for r in results}
+    assert status == {("OK", 0): ("skipped", False), ("OK", 1): ("skipped", False),
+                      ("BAD", 0): ("finished", True), ("BAD", 1): ("finished", True)}
+    assert "--resume" in (tmp_path / "runs/tiny/BAD/seed1/argv.log").read_text().splitlines()[-1]
+    assert "--resume" not in (tmp_path / "runs/tiny/OK/seed1/argv.log").read_text()
+    parents = tracking.search_all(c, exp, tracking.tag_filter({"cvil.kind": "grid", "cvil.grid": "tiny"}))
+    assert [p.info.run_id for p in parents] == [parent_id] and parents[0].info.status == "FINISHED"
+    kids = tracking.children(c, exp, parent_id)
+    assert len(kids) == 4 and all(k.info.status == "FINISHED" for k in kids)
+    assert all(k.data.metrics["train.loss"] == pytest.approx(1 / 15) for k in kids)  # every write landed
+
+    # a third run has nothing to do; a changed config (new hash) reruns only what changed
+    results, _ = _run(fake_grid, mlflow_store)
+    assert {r.status for r in results} == {"skipped"}
+    results, _ = _run(fake_grid, mlflow_store, seeds=1, overrides=("data.batch_size=8",))
+    assert [(r.cell, r.status) for r in results] == [("OK", "finished"), ("BAD", "finished")]
+
+
+@pytest.mark.slow
+def test_grid_through_submitit_local_executor(fake_grid, mlflow_store, tmp_path):
+    results, lines = _run(fake_grid, mlflow_store, seeds=1, launcher="submitit-local")
+    assert [(r.cell, r.status) for r in results] == [("OK", "finished"), ("BAD", "finished")]
+    assert (tmp_path / "runs/tiny/submitit").is_dir()  # submitit's pickles and logs live beside the grid
+
+
+def test_config_hash_ignores_tracking_only(tmp_path):
+    from cvil.config import load_config
+
+    (tmp_path / "c.yaml").write_text("schedule: kd\n")
+    base = load_config(tmp_path / "c.yaml")
+    same = load_config(tmp_path / "c.yaml", ["tracking.run_name=x", "tracking.tags.cvil.cell=KD"])
+    other = load_config(tmp_path / "c.yaml", ["kd.cls=false"])
+    assert config_hash(base) == config_hash(same) != config_hash(other)
+    assert len(config_hash(base)) == 64
+
+
+def test_expand_builds_the_contract_overrides():
+    spec = load_grid("table3_ablations")
+    jobs = expand(spec, seeds=1, world=["data.root=w"])
+    assert [j.cell for j in jobs] == ["KD", "w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags",
+                                      "w/o intermediate layers", "BASELINE"]
+    j = jobs[5]
+    assert j.config == "configs/synthetic/kd.yaml" and j.output_dir == "runs/table3_ablations/wo-intermediate-layers/seed0"
+    for item in ("data.root=w", "kd.layers=[12]", "train.seed=0", "tracking.run_name=wo-intermediate-layers-s0",
+                 "tracking.tags.cvil.grid=table3_ablations", "tracking.tags.cvil.cell=w/o intermediate layers",
+                 "tracking.tags.cvil.seed=0"):
+        assert item in j.overrides
+    assert len(expand(spec)) == 21 and slug("w/o CLS") == "wo-CLS"
+
+
+def test_shipped_grids_name_their_cells_and_configs():
+    expected = {
+        "table1_ja": {"BASELINE": "baseline", "AUG": "aug", "KD": "kd"},
+        "table2_hi": {"BASELINE": "hindi_baseline", "KD": "hindi_kd"},
+        "table4_vqa_ja": {"AUG": "vqa_ja_aug", "KD": "vqa_ja_kd"},
+    }
+    assert set(shipped_grids()) == {*expected, "table3_ablations"}
+    for name, cells in expected.items():
+        spec = load_grid(name)
+        assert {c.name: c.config for c in spec.cells} == {k: f"configs/synthetic/{v}.yaml" for k, v in cells.items()}
+        assert spec.seeds == (0, 1, 2) and spec.world == {"preset": "small", "root": "worlds/small", "seed": 0}
+    ablations = {c.name: c.overrides for c in load_grid("table3_ablations").cells}
+    assert ablations["w/o CLS"] == ("kd.cls=false",) and ablations["w/o code-mixed"] == ("kd.codemix=false",)
+    assert ablations["w/o image tokens"] == ("kd.image=false",) and ablations["w/o object tags"] == ("kd.tags=false",)
+
+
+def test_world_keys_on_the_command_line_skip_the_world(monkeypatch):
+    from bench import grid_spec
+
+    called = []
+    monkeypatch.setattr(grid_spec, "WORLD_KEYS", grid_spec.WORLD_KEYS)
+    user = ("data.root=/real", "kd.teacher=/t", "model.init=/s")
+    assert grid_spec.world_overrides({"root": "worlds/small"}, None, user) == called == []
+    assert grid_spec.world_overrides(None, {"data_root": "/d", "teacher": "/t", "student_init": "/s"},
+                                     ("kd.teacher=/mine",)) == ["data.root=/d", "model.init=/s"]
+
+
+def test_cli_registers_grid_subcommand():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["grid", "table1_ja", "--jobs", "2", "--seeds", "1", "--launcher", "slurm",
+                              "--launcher-opt", "slurm_partition=gpu", "train.threads=1"])
+    assert (args.grid, args.jobs, args.seeds, args.launcher, args.overrides) == ("table1_ja", 2, 1, "slurm",
+                                                                                  ["train.threads=1"])
+    assert callable(args.func)

@@ -1,0 +1,176 @@
+"""VQADataset + collate: encodings, labels, masks, dynamic vs fixed padding, KD index tensors and selection flags."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cvil.data.collate import SparseLabels, collate
+from cvil.data.encoding import encode_text
+from cvil.data.qla import QLARow
+from cvil.data.vqa_dataset import VQADataset
+from cvil.distill.alignment import (
+    COMPONENT_CLS,
+    COMPONENT_CODEMIX,
+    COMPONENT_IMAGE,
+    COMPONENT_TAG,
+    KDSelection,
+    tag_alignment,
+    text_pairs,
+)
+from cvil.distill.codemix import AlignmentFieldError
+
+R = 5  # max_regions: image 2 has 7 regions (truncated), images 1 and 3 fewer (padded)
+LABELS = 4
+
+
+def _dataset(rows, student_tok, features, teacher_tok=None, kd=None, lang="ja", **kw):
+    return VQADataset(rows, student_tok, features, LABELS, lang, R, teacher_tokenizer=teacher_tok, kd=kd, **kw)
+
+
+def _pairs(batch) -> set[tuple[int, int, int, int]]:
+    keys = ("kd_batch", "kd_student_pos", "kd_teacher_pos", "kd_component")
+    return set(zip(*(batch[k].tolist() for k in keys)))
+
+
+def test_plain_examples_and_batch(student_tok, features, ja_rows):
+    ds = _dataset(ja_rows, student_tok, features)
+    assert len(ds) == 4
+    ex = ds[0]
+    enc = encode_text(student_tok, ja_rows[0].questions["ja"], ja_rows[0].tags)
+    assert ex["input_ids"].tolist() == enc.input_ids and ex["token_type_ids"].tolist() == enc.token_type_ids
+    assert isinstance(ex["labels"], SparseLabels) and ex["question_id"] == 101 and "teacher_input_ids" not in ex
+    batch = collate([ds[i] for i in range(4)])
+    t = max(len(ds[i]["input_ids"]) for i in range(4))
+    assert batch["input_ids"].shape == (4, t) and batch["img_feats"].shape == (4, R, 6)
+    assert batch["attention_mask"].shape == (4, t + R)
+    assert batch["attention_mask"][0, t:].tolist() == [1, 1, 1, 0, 0]  # image 1: 3 regions
+    assert batch["attention_mask"][1, t:].tolist() == [1] * 5  # image 2: 7 regions, truncated to 5
+    assert batch["attention_mask"][0, :t].sum() == len(ds[0]["input_ids"])
+    assert torch.equal(batch["labels"], torch.tensor([[1.0, 0, 0.3, 0], [0, 0.6, 0, 0], [0, 0, 0, 0.9], [0, 0, 0, 0]]))
+    assert batch["question_ids"].tolist() == [101, 102, 103, 104]
+    assert "kd_batch" not in batch
+
+
+def test_kd_pairs_are_precomputed_from_the_tag_walk(teacher_tok, student_tok, features, ja_rows):
+    kd = KDSelection()
+    ds = _dataset(ja_rows, student_tok, features, teacher_tok, kd)
+    for i, row in enumerate(ja_rows):
+        teacher = encode_text(teacher_tok, row.questions["en"], row.tags)
+        student = encode_text(student_tok, row.questions["ja"], row.tags)
+        ex = ds[i]
+        assert ex["teacher_input_ids"].tolist() == teacher.input_ids
+        assert ex["teacher_token_type_ids"].tolist() == teacher.token_type_ids
+        assert torch.equal(ex["kd_text_pairs"], text_pairs(kd, tag_alignment(teacher.tokens, student.tokens)))
+
+
+def test_dynamic_and_fixed_padding_agree(teacher_tok, student_tok, features, ja_rows):
+    ds = _dataset(ja_rows, student_tok, features, teacher_tok, KDSelection())
+    examples = [ds[i] for i in range(len(ds))]
+    dyn, fix = collate(examples), collate(examples, fixed_text_len=128)
+    ts, tt = dyn["input_ids"].shape[1], dyn["teacher_input_ids"].shape[1]
+    assert fix["input_ids"].shape[1] == fix["teacher_input_ids"].shape[1] == 128
+    assert fix["attention_mask"].shape[1] == 128 + R
+    for key, width in (("input_ids", ts), ("token_type_ids", ts), ("teacher_input_ids", tt)):
+        assert torch.equal(fix[key][:, :width], dyn[key]) and not fix[key][:, width:].any()
+    assert torch.equal(fix["attention_mask"][:, 128:], dyn["attention_mask"][:, ts:])
+    assert torch.equal(fix["img_feats"], dyn["img_feats"])
+
+    def meaning(batch, t_s, t_t):
+        """Each pair as (batch, kind, student index, teacher index) in layout-independent terms, checked on the way."""
+        out = set()
+        for b, s, t, c in _pairs(batch):
+            if c == COMPONENT_IMAGE:
+                assert s >= t_s and t >= t_t and s - t_s == t - t_t
+                out.add((b, "image", s - t_s, t - t_t))
+            else:
+                assert batch["attention_mask"][b, s] == 1 and batch["teacher_attention_mask"][b, t] == 1
+                assert s < t_s and t < t_t
+                out.add((b, c, s, t))
+        return out
+
+    assert meaning(dyn, ts, tt) == meaning(fix, 128, 128)
+    image = {p for p in _pairs(dyn) if p[3] == COMPONENT_IMAGE}
+    assert len(image) == len(ds) * R  # all slots, padded ones included
+    # text pairs select equal tokens here (identical tag words, [CLS]/[SEP])
+    for b, s, t, c in _pairs(dyn):
+        if c != COMPONENT_IMAGE:
+            s_tok, t_tok = (tok.convert_ids_to_tokens(int(ids[b, p])) for tok, ids, p in (
+                (student_tok, dyn["input_ids"], s), (teacher_tok, dyn["teacher_input_ids"], t)))
+            assert s_tok == t_tok
+
+
+@pytest.mark.parametrize("flag", ["cls", "image", "tags"])
+def test_each_flag_removes_exactly_its_positions(teacher_tok, student_tok, features, ja_rows, flag):
+    component = {"cls": COMPONENT_CLS, "image": COMPONENT_IMAGE, "tags": COMPONENT_TAG}[flag]
+    full = _pairs(collate([ex for ex in _dataset(ja_rows, student_tok, features, teacher_tok, KDSelection())]))
+    ds = _dataset(ja_rows, student_tok, features, teacher_tok, dataclasses.replace(KDSelection(), **{flag: False}))
+    without = _pairs(collate([ds[i] for i in range(len(ds))]))
+    assert {p for p in full if p[3] == component}  # there was something to remove
+    assert without == {p for p in full if p[3] != component}
+
+
+def test_codemix_flag_adds_exactly_its_positions(teacher_tok, student_tok, features, ja_rows):
+    on = _dataset(ja_rows, student_tok, features, teacher_tok, KDSelection(codemix=True))
+    only = _dataset(ja_rows, student_tok, features, teacher_tok,
+                    KDSelection(cls=False, image=False, tags=False, codemix=True))
+    for ds in (on, only):
+        ds.set_epoch(3)
+    full = _pairs(collate([on[i] for i in range(len(on))]))
+    assert _pairs(collate([only[i] for i in range(len(only))])) == {p for p in full if p[3] == COMPONENT_CODEMIX}
+
+
+def test_codemix_draws_per_epoch_and_alignment_b(teacher_tok, student_tok, features, ja_rows):
+    kd = KDSelection(codemix=True)
+    ds = _dataset(ja_rows, student_tok, features, teacher_tok, kd, seed=7)
+    again = _dataset(ja_rows, student_tok, features, teacher_tok, kd, seed=7)
+    seen = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        again.set_epoch(epoch)
+        for i in range(len(ds)):
+            ex, twin = ds[i], again[i]
+            assert torch.equal(ex["input_ids"], twin["input_ids"]) and torch.equal(ex["kd_text_pairs"], twin["kd_text_pairs"])
+            assert torch.equal(ex["input_ids"], ds[i]["input_ids"])  # stable within an epoch
+            student = student_tok.convert_ids_to_tokens(ex["input_ids"].tolist())
+            teacher = teacher_tok.convert_ids_to_tokens(ex["teacher_input_ids"].tolist())
+            assert ex["token_type_ids"].tolist() == [0] * (student.index("[SEP]") + 1) + [1] * (
+                len(student) - student.index("[SEP]") - 1)
+            cm = [(s, t) for s, t, c in ex["kd_text_pairs"].tolist() if c == COMPONENT_CODEMIX]
+            assert cm and all(student[s] == teacher[t] and 0 < s < student.index("[SEP]") for s, t in cm)
+            seen.add((i, tuple(ex["input_ids"].tolist())))
+    assert len(seen) > len(ds)  # some example was mixed differently in different epochs
+    ds.set_epoch(0)
+    assert ds.codemixed_question(0) == ds.codemixed_question(0, epoch=0)
+
+
+def test_codemix_needs_the_alignment_field(teacher_tok, student_tok, features, ja_rows):
+    rows = [*ja_rows, QLARow(questions={"en": "What?", "ja": "何"}, tags="cat", answer_ids=(0,), scores=(1.0,),
+                             img_id=1, q_id=4242)]
+    with pytest.raises(AlignmentFieldError, match="q_id=4242"):
+        _dataset(rows, student_tok, features, teacher_tok, KDSelection(codemix=True))
+    _dataset(rows, student_tok, features, teacher_tok, KDSelection())  # only code-mixing needs it
+
+
+def test_hindi_codemix_and_truncation(teacher_tok, student_tok, features, hi_rows):
+    ds = _dataset(hi_rows, student_tok, features, teacher_tok, KDSelection(codemix=True), lang="hi", max_text_len=9)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        batch = collate([ds[i] for i in range(len(ds))], fixed_text_len=9)
+        assert batch["input_ids"].shape[1] == 9
+        for b, s, t, c in _pairs(batch):
+            assert (s < 9) == (t < 9)  # text pairs stay within both texts, image pairs after them
+            if c != COMPONENT_IMAGE:
+                assert batch["attention_mask"][b, s] and batch["teacher_attention_mask"][b, t]
+
+
+def test_errors(teacher_tok, student_tok, features, ja_rows):
+    with pytest.raises(ValueError, match="teacher's tokenizer"):
+        _dataset(ja_rows, student_tok, features, None, KDSelection())
+    with pytest.raises(KeyError, match="q_id=101 has no 'hi'"):
+        _dataset(ja_rows, student_tok, features, lang="hi")
+    ds = _dataset(ja_rows, student_tok, features)
+    with pytest.raises(ValueError, match="fixed_text_len=4"):
+        collate([ds[0]], fixed_text_len=4)
