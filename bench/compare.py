@@ -61,8 +61,8 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
             frames[r.seed] = frame
         return System(cell, f"grid {grids.pop()}, cell {cell}", frames)
     path = Path(spec)
-    if path.suffix == ".csv" or path.exists():
-        if not path.exists():
+    if path.suffix == ".csv" or path.is_file():
+        if not path.is_file():
             raise SystemExit(f"{spec}: no such file")
         return System(path.stem, str(path), {"-": collect.read_per_question_csv(path)})
     client = collect.client(tracking_uri)

@@ -125,6 +125,7 @@ class GridRunner:
         *,
         jobs: int = 1,
         seeds: int | None = None,
+        cells: tuple[str, ...] = (),
         launcher: str = "local",
         launcher_options: dict | None = None,
         overrides: tuple[str, ...] = (),
@@ -134,7 +135,7 @@ class GridRunner:
         echo: Callable[[str], None] = print,
         poll_s: float = 0.2,
     ):
-        self.spec, self.jobs, self.seeds = spec, max(1, jobs), seeds
+        self.spec, self.jobs, self.seeds, self.cells = spec, max(1, jobs), seeds, tuple(cells)
         self.overrides, self.runs_dir, self.echo, self.poll_s = tuple(overrides), runs_dir, echo, poll_s
         self.uri = tracking.tracking_uri(uri)
         self.cmd = train_command(spec, train_cmd)
@@ -146,7 +147,7 @@ class GridRunner:
     def run(self) -> list[JobResult]:
         world = world_overrides(self.spec.world, self.spec.paths, self.overrides)
         all_jobs = expand(self.spec, seeds=self.seeds, extra_overrides=self.overrides, world=world,
-                          runs_dir=self.runs_dir)
+                          runs_dir=self.runs_dir, cells=self.cells)
         c = tracking.client(self.uri)
         exp_id = tracking.experiment_id(c, self.spec.experiment)  # migrates a fresh store before any child runs
         parent = tracking.open_parent(c, exp_id, "grid", self.spec.name,
@@ -286,6 +287,8 @@ def register(subparsers) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every cell")
     p.add_argument("--jobs", "-j", type=int, default=1, help="jobs running at once (default 1)")
     p.add_argument("--seeds", type=int, default=None, help="use only the grid's first N seeds")
+    p.add_argument("--cells", action="append", default=[], metavar="CELL",
+                   help="run only this cell (repeatable; e.g. --cells KD --cells BASELINE)")
     p.add_argument("--launcher", choices=LAUNCHERS, default="local")
     p.add_argument("--launcher-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit executor parameter (slurm_partition=..., gpus_per_node=1, timeout_min=...)")
@@ -302,7 +305,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"cvil-bench grid: overrides must be key=value, got {bad}", file=sys.stderr)
         return 2
     spec = load_grid(args.grid)
-    runner = GridRunner(spec, jobs=args.jobs, seeds=args.seeds, launcher=args.launcher,
+    runner = GridRunner(spec, jobs=args.jobs, seeds=args.seeds, cells=tuple(args.cells), launcher=args.launcher,
                         launcher_options=_launcher_options(args.launcher_opt), overrides=tuple(args.overrides),
                         uri=args.tracking_uri, runs_dir=args.runs_dir, train_cmd=args.train_cmd,
                         echo=lambda line: print(line, flush=True))

@@ -166,12 +166,16 @@ def expand(
     extra_overrides: tuple[str, ...] = (),
     world: list[str] | tuple[str, ...] = (),
     runs_dir: str = "runs",
+    cells: tuple[str, ...] = (),
 ) -> list[Job]:
-    """One `Job` per cell × seed; seeds outer, so the first finished jobs already cover every cell once."""
+    """One `Job` per cell × seed (only `cells` if given); seeds outer, so early jobs cover every cell once."""
+    unknown = sorted(set(cells) - {c.name for c in spec.cells})
+    if unknown:
+        raise ConfigError(f"grid {spec.name!r} has no cell {unknown}; cells: {[c.name for c in spec.cells]}")
     chosen = spec.seeds[:seeds] if seeds else spec.seeds
     jobs = []
     for seed in chosen:
-        for cell in spec.cells:
+        for cell in (c for c in spec.cells if not cells or c.name in cells):
             out = str(Path(runs_dir) / slug(spec.name) / slug(cell.name) / f"seed{seed}")
             run_name = f"{slug(cell.name)}-s{seed}"
             overrides = (

@@ -89,11 +89,11 @@ def _parse_alignment(path: Path, where: str, value: object) -> list[AlignmentEnt
         if not isinstance(entry, list) or not entry or not all(isinstance(w, (str, int)) for w in entry):
             raise DataFormatError(path, f"{where}[{k}]", "[tgt_word, en_word, en_idx] or a shorter list", repr(entry))
         if is_aligned(entry):
-            tgt, en, idx = entry[0], entry[1], entry[-1]
+            tgt, en, idx = entry[0], entry[1], entry[2]
             try:
                 idx = int(idx)  # the reference stores it as an int or a str and calls int()
             except ValueError:
-                raise DataFormatError(path, f"{where}[{k}]", "an integer en_idx", repr(entry[-1])) from None
+                raise DataFormatError(path, f"{where}[{k}]", "an integer en_idx", repr(entry[2])) from None
             if idx < 0:
                 raise DataFormatError(path, f"{where}[{k}]", "en_idx >= 0", idx)
             entries.append((tgt, en, idx))

@@ -132,6 +132,8 @@ class TsvSource:
     def _read_offset_map(self, map_path: Path, size: int) -> dict[int, int]:
         try:
             raw = json.loads(map_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataFormatError(map_path, "file", "an offset map JSON {img_id: byte offset}", "no such file") from None
         except json.JSONDecodeError as exc:
             raise DataFormatError(map_path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
         if not isinstance(raw, dict):
@@ -150,8 +152,10 @@ class TsvSource:
         offsets, position = {}, 0
         with open(self.path, "rb") as handle:
             for line_no, line in enumerate(handle, start=1):
-                key = line.split(b"\t", 1)[0]
-                offsets[_as_img_id(key.decode(errors="replace"), self.path, f"line {line_no}")] = position
+                img_id = _as_img_id(line.split(b"\t", 1)[0].decode(errors="replace"), self.path, f"line {line_no}")
+                if img_id in offsets:
+                    raise DataFormatError(self.path, f"line {line_no}", "each img_id once", f"img_id {img_id} again")
+                offsets[img_id] = position
                 position += len(line)
         return offsets
 

@@ -9,7 +9,6 @@ coverage, feature width.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,10 +138,12 @@ def _check_alignments(qla: QLAFile, report: SplitReport, errors: list[str]) -> N
                     continue
                 stats.words_aligned += 1
                 _, en_word, en_idx = entry
-                if english is None or en_idx >= len(english):
+                where = f"row {file_index} field '{lang}-en'[{k}]"
+                if english is None:
+                    errors.append(str(DataFormatError(qla.path, where, "an `en` question for en_idx to index", "none")))
+                elif en_idx >= len(english):
                     errors.append(str(DataFormatError(
-                        qla.path, f"row {file_index} field '{lang}-en'[{k}]",
-                        f"en_idx < {0 if english is None else len(english)} (NLTK words of the `en` question)", en_idx)))
+                        qla.path, where, f"en_idx < {len(english)} (the NLTK words of the `en` question)", en_idx)))
                 elif english[en_idx] != en_word:
                     stats.word_mismatches += 1
 

@@ -16,7 +16,10 @@ DataLoader workers, recreate the iterator so the workers see the new epoch).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
+from contextlib import contextmanager
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,7 +28,7 @@ from torch.utils.data import Dataset
 
 from cvil.data.collate import SparseLabels
 from cvil.data.encoding import MAX_TEXT_LEN, SEP, EncodedText, assemble, tokenize_batch, tokenize_pairs
-from cvil.distill.alignment import KDSelection, tag_alignment, text_pairs
+from cvil.distill.alignment import KDSelection, select_pairs, tag_alignment
 from cvil.distill.codemix import CodeMixer, codemix_alignment, draw, draw_rng
 
 
@@ -38,15 +41,32 @@ class FeatureLookup(Protocol):
 class _Ragged:
     """Variable-length rows of a fixed dtype (and optional trailing width) in one flat array plus offsets."""
 
-    def __init__(self, rows: Sequence[Any], dtype: type, width: int | None = None) -> None:
-        shape = (0,) if width is None else (0, width)
-        arrays = [np.asarray(r, dtype=dtype).reshape((-1,) + shape[1:]) for r in rows]
-        self.offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-        np.cumsum([len(a) for a in arrays], out=self.offsets[1:])
-        self.flat = np.concatenate(arrays) if arrays else np.zeros(shape, dtype=dtype)
+    def __init__(self, rows: Sequence[Sequence[Any]], dtype: type, width: int | None = None) -> None:
+        self.offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, rows), np.int64, len(rows)), out=self.offsets[1:])
+        values = chain.from_iterable(rows)
+        if width is not None:  # rows of `width`-tuples
+            values = chain.from_iterable(values)
+        count = int(self.offsets[-1]) * (width or 1)
+        self.flat = np.fromiter(values, dtype, count)
+        if width is not None:
+            self.flat = self.flat.reshape(-1, width)
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+
+@contextmanager
+def _gc_paused():
+    """Construction allocates millions of small objects that all survive until it ends; the cyclic collector's
+    repeated full passes over them cost about as much as the work itself, and there are no cycles to find."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _question(row, lang: str) -> str:
@@ -59,6 +79,10 @@ def _question(row, lang: str) -> str:
 def _segments(length: int, first_sep: int) -> torch.Tensor:
     """0 up to and including the first `[SEP]`, 1 after it (the layout `assemble` builds)."""
     return (torch.arange(length) > first_sep).long()
+
+
+def _pairs_tensor(rows: list[tuple[int, int, int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, 3)
 
 
 class VQADataset(Dataset):
@@ -83,21 +107,31 @@ class VQADataset(Dataset):
         self.student, self.teacher, self.features = student_tokenizer, teacher_tokenizer, features
         self.label_count, self.lang, self.max_regions, self.kd = label_count, lang, max_regions, kd
         self.seed, self.epoch, self.max_text_len = seed, 0, max_text_len
+        # ([CLS], [SEP]) ids, read once: the tokenizer's attribute lookup costs more than assembling a text
+        self._s_special = (student_tokenizer.cls_token_id, student_tokenizer.sep_token_id)
+        if teacher_tokenizer is not None:
+            self._t_special = (teacher_tokenizer.cls_token_id, teacher_tokenizer.sep_token_id)
+        with _gc_paused():
+            self._precompute(rows)
+
+    def _precompute(self, rows: Sequence) -> None:
+        """Encode every example (student, and teacher for KD), its KD text pairs and its code-mix plan."""
+        lang, kd = self.lang, self.kd
         self.question_ids = np.array([row.q_id for row in rows], dtype=np.int64)
         self.img_ids = np.array([row.img_id for row in rows], dtype=np.int64)
         self._label_ids = _Ragged([row.answer_ids for row in rows], np.int64)
         self._label_scores = _Ragged([row.scores for row in rows], np.float32)
 
         tags = [row.tags for row in rows]
-        q_pieces, tag_keys, tag_pieces = tokenize_pairs(student_tokenizer, [_question(r, lang) for r in rows], tags)
-        student = [self._assemble(student_tokenizer, *q, *tag_pieces[k]) for q, k in zip(q_pieces, tag_keys)]
+        q_pieces, tag_keys, tag_pieces = tokenize_pairs(self.student, [_question(r, lang) for r in rows], tags)
+        student = [self._assemble(self._s_special, *q, *tag_pieces[k]) for q, k in zip(q_pieces, tag_keys)]
         self._ids, self._sep = self._pack(student)
         if kd is None:
             return
 
         english = [_question(r, "en") for r in rows]
-        t_q, t_keys, t_tags = tokenize_pairs(teacher_tokenizer, english, tags)
-        teacher = [self._assemble(teacher_tokenizer, *q, *t_tags[k]) for q, k in zip(t_q, t_keys)]
+        t_q, t_keys, t_tags = tokenize_pairs(self.teacher, english, tags)
+        teacher = [self._assemble(self._t_special, *q, *t_tags[k]) for q, k in zip(t_q, t_keys)]
         self._t_ids, self._t_sep = self._pack(teacher)
         self._pairs = _Ragged([self._text_pairs(t.tokens, s.tokens) for t, s in zip(teacher, student)], np.int64, 3)
         if kd.codemix:
@@ -105,25 +139,24 @@ class VQADataset(Dataset):
             position = {k: i for i, k in enumerate(tag_pieces)}
             self._tag_index = np.array([position[k] for k in tag_keys], np.int64)
             self._tag_ids = _Ragged([ids for _, ids in tag_pieces.values()], np.int64)
-            self._plans = CodeMixer(teacher_tokenizer, student_tokenizer, lang).plan_many(
+            self._plans = CodeMixer(self.teacher, self.student, lang).plan_many(
                 [r.alignments.get(lang) for r in rows], english, [len(p) for p, _ in q_pieces], self.question_ids
             )
 
     # -- construction helpers -------------------------------------------------------------------------------------
-    def _assemble(self, tokenizer, q_tokens, q_ids, t_tokens, t_ids) -> EncodedText:
-        return assemble(q_tokens, q_ids, t_tokens, t_ids, tokenizer.cls_token_id, tokenizer.sep_token_id,
-                        self.max_text_len)
+    def _assemble(self, special: tuple[int, int], q_tokens, q_ids, t_tokens, t_ids) -> EncodedText:
+        return assemble(q_tokens, q_ids, t_tokens, t_ids, *special, self.max_text_len)
 
     @staticmethod
     def _pack(encoded: Sequence[EncodedText]) -> tuple[_Ragged, np.ndarray]:
         first_sep = np.array([e.tokens.index(SEP) for e in encoded], dtype=np.int64)
         return _Ragged([e.input_ids for e in encoded], np.int64), first_sep
 
-    def _text_pairs(self, teacher_tokens, student_tokens, codemix_pairs=()) -> torch.Tensor:
+    def _text_pairs(self, teacher_tokens, student_tokens, codemix_pairs=()) -> list[tuple[int, int, int]]:
         kd = self.kd
         tags = tag_alignment(teacher_tokens, student_tokens, max_len=self.max_text_len,
                              fix_continuation_overrun=kd.fix_continuation_overrun) if kd.tags else ()
-        return text_pairs(kd, tags, codemix_pairs)
+        return select_pairs(kd, tags, codemix_pairs)
 
     # -- per step ---------------------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -149,8 +182,8 @@ class VQADataset(Dataset):
             example.update(input_ids=ids, token_type_ids=_segments(len(ids), int(self._sep[index])))
         if self.kd is not None:
             t_ids = torch.from_numpy(self._t_ids[index].copy())
-            example.update(teacher_input_ids=t_ids, teacher_token_type_ids=_segments(len(t_ids), int(self._t_sep[index])),
-                           kd_image=self.kd.image)
+            example.update(teacher_input_ids=t_ids, kd_image=self.kd.image,
+                           teacher_token_type_ids=_segments(len(t_ids), int(self._t_sep[index])))
             if "kd_text_pairs" not in example:
                 example["kd_text_pairs"] = torch.from_numpy(self._pairs[index].copy())
         return example
@@ -169,12 +202,12 @@ class VQADataset(Dataset):
         """
         (q_tokens, q_ids), = tokenize_batch(self.student, [self.codemixed_question(index)])
         tag_ids = self._tag_ids[int(self._tag_index[index])].tolist()
-        enc = self._assemble(self.student, q_tokens, q_ids, self.student.convert_ids_to_tokens(tag_ids), tag_ids)
+        enc = self._assemble(self._s_special, q_tokens, q_ids, self.student.convert_ids_to_tokens(tag_ids), tag_ids)
         teacher_tokens = self.teacher.convert_ids_to_tokens(self._t_ids[index].tolist())
         s_sep, t_sep = enc.tokens.index(SEP), int(self._t_sep[index])
         cm = codemix_alignment(enc.tokens[1:s_sep], teacher_tokens[1:t_sep])
         return {
             "input_ids": torch.tensor(enc.input_ids, dtype=torch.long),
             "token_type_ids": torch.tensor(enc.token_type_ids, dtype=torch.long),
-            "kd_text_pairs": self._text_pairs(teacher_tokens, enc.tokens, cm),
+            "kd_text_pairs": _pairs_tensor(self._text_pairs(teacher_tokens, enc.tokens, cm)),
         }

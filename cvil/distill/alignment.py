@@ -100,12 +100,12 @@ def _walk_tags(teacher: tuple[str, ...], student: tuple[str, ...], fix: bool) ->
     return tuple(pairs)
 
 
-def text_pairs(
+def select_pairs(
     selection: KDSelection,
     tag_pairs: Iterable[Pair] = (),
     codemix_pairs: Iterable[Pair] = (),
-) -> torch.Tensor:
-    """The selected text pairs of one example as a LongTensor `[P, 3]` of (student_pos, teacher_pos, component).
+) -> list[tuple[int, int, int]]:
+    """The selected text pairs of one example as `(student_pos, teacher_pos, component)` rows.
 
     Image pairs are not listed: they are all `max_regions` slots and the collate function adds them.
     """
@@ -116,6 +116,13 @@ def text_pairs(
         rows.extend((s, t, COMPONENT_CODEMIX) for s, t in codemix_pairs)
     if selection.tags:
         rows.extend((s, t, COMPONENT_TAG) for s, t in tag_pairs)
-    if not rows:
-        return torch.zeros((0, 3), dtype=torch.long)
-    return torch.tensor(rows, dtype=torch.long)
+    return rows
+
+
+def text_pairs(
+    selection: KDSelection,
+    tag_pairs: Iterable[Pair] = (),
+    codemix_pairs: Iterable[Pair] = (),
+) -> torch.Tensor:
+    """`select_pairs` as a LongTensor `[P, 3]` (what an example carries as `kd_text_pairs`)."""
+    return torch.tensor(select_pairs(selection, tag_pairs, codemix_pairs), dtype=torch.long).reshape(-1, 3)

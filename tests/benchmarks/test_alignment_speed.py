@@ -6,6 +6,8 @@ differently. Variants:
 - `construction`: `VQADataset(..., kd=KDSelection())`, i.e. encoding both texts and the tag walk for every example,
   once per run (examples/s);
 - `precomputed_step`: what a step then pays for the KD pairs (`__getitem__` with a no-op feature store);
+- `codemix_construction` / `codemix_step`: the same with code-mixing (Hindi-like rows), whose step draws a sentence,
+  tokenises it, runs alignment B and the (cached) tag walk;
 - `naive_walk_step`: the reference's per-step `get_align` on already tokenised texts (178-slot arrays, walk);
 - `naive_tokenize_walk_step`: the reference's `__getitem__` path, tokenising both texts and then walking.
 The ratio test alternates the two per-step variants in one process and reports medians (shared machine: gate on
@@ -44,23 +46,28 @@ def world(tmp_path_factory):
     pieces = [f"##{i}" for i in range(WORDS)]
     (folder / "t.txt").write_text("\n".join(SPECIALS + words + ["w"] + pieces + ["?"]) + "\n")
     # the student lacks every third whole word, so those are split `w` `##i` (different splits on the two sides)
-    (folder / "s.txt").write_text("\n".join(SPECIALS + [w for i, w in enumerate(words) if i % 3] + ["w"] + pieces + ["?"]) + "\n")
+    student_words = [w for i, w in enumerate(words) if i % 3]
+    (folder / "s.txt").write_text("\n".join(SPECIALS + student_words + ["w"] + pieces + ["?"]) + "\n")
     teacher = BertTokenizerFast(str(folder / "t.txt"), do_lower_case=True)
-    student = BertTokenizerFast(str(folder / "s.txt"), do_lower_case=True, tokenize_chinese_chars=True, strip_accents=True)
+    student = BertTokenizerFast(str(folder / "s.txt"), do_lower_case=True, tokenize_chinese_chars=True,
+                                strip_accents=True)
     rng = random.Random(0)
     rows = []
     for img in range(N_IMAGES):
         tags = ";".join(rng.sample(words, rng.randint(5, 15)))
         for k in range(PER_IMAGE):
-            q = " ".join(rng.sample(words, rng.randint(5, 12))) + " ?"
-            rows.append(QLARow(questions={"en": q, "ja": q}, tags=tags, answer_ids=(0,), scores=(1.0,), img_id=img,
-                               q_id=img * PER_IMAGE + k))
+            q_words = rng.sample(words, rng.randint(5, 12)) + ["?"]
+            q = " ".join(q_words)
+            hi_en = [[f"x{w}", w, i] if rng.random() < 0.7 else [f"x{w}"] for i, w in enumerate(q_words)]
+            rows.append(QLARow(questions={"en": q, "ja": q, "hi": " ".join(f"x{w}" for w in q_words)}, tags=tags,
+                               answer_ids=(0,), scores=(1.0,), img_id=img, q_id=img * PER_IMAGE + k,
+                               alignments={"hi": hi_en}))
     return {"rows": rows, "teacher": teacher, "student": student}
 
 
-def _dataset(world) -> VQADataset:
-    return VQADataset(world["rows"], world["student"], _NoFeatures(), 1, "ja", 50,
-                      teacher_tokenizer=world["teacher"], kd=KDSelection())
+def _dataset(world, codemix: bool = False) -> VQADataset:
+    return VQADataset(world["rows"], world["student"], _NoFeatures(), 1, "hi" if codemix else "ja", 50,
+                      teacher_tokenizer=world["teacher"], kd=KDSelection(codemix=codemix))
 
 
 def reference_get_align(teacher: list[str], student: list[str], total: int = 178, text: int = 128):
@@ -106,6 +113,25 @@ def test_construction(benchmark, world):
 def test_precomputed_step(benchmark, world):
     ds = _dataset(world)
     benchmark.pedantic(lambda: [ds[i]["kd_text_pairs"] for i in range(N)], rounds=3, iterations=1)
+    _report(benchmark, N)
+
+
+def test_codemix_construction(benchmark, world):
+    ds = benchmark.pedantic(lambda: _dataset(world, codemix=True), rounds=3, iterations=1)
+    assert len(ds) == N
+    _report(benchmark, N)
+
+
+def test_codemix_step(benchmark, world):
+    """A code-mix draw per step: new sentence, its tokenisation, alignment B and the cached tag walk."""
+    ds = _dataset(world, codemix=True)
+    epochs = iter(range(10**6))
+
+    def epoch():
+        ds.set_epoch(next(epochs))
+        return [ds[i]["kd_text_pairs"] for i in range(N)]
+
+    benchmark.pedantic(epoch, rounds=3, iterations=1)
     _report(benchmark, N)
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import torch
 
+import cvil.data.validate  # noqa: F401  (imports NLTK, ~1.5 s: paid once at collection, not inside a test)
 from cvil.cli import main
 from cvil.data import layout
 from cvil.data.feature_store import PackedFeatureStore

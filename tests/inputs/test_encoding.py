@@ -28,7 +28,8 @@ def test_empty_tags_keeps_both_separators(teacher_tok):
 
 @pytest.mark.parametrize(
     ("la", "lb", "total", "expected"),
-    [(3, 4, 10, (3, 4)), (8, 4, 10, (6, 4)), (4, 8, 10, (4, 6)), (6, 6, 10, (5, 5)), (6, 5, 10, (5, 5)), (20, 20, 7, (4, 3))],
+    [(3, 4, 10, (3, 4)), (8, 4, 10, (6, 4)), (4, 8, 10, (4, 6)), (6, 6, 10, (5, 5)), (6, 5, 10, (5, 5)),
+     (20, 20, 7, (4, 3))],
 )
 def test_truncation_pops_from_the_longer_and_b_on_ties(la, lb, total, expected):
     assert truncated_lengths(la, lb, total) == expected
@@ -49,7 +50,8 @@ def test_encode_truncates_to_max_len(teacher_tok):
 def test_batch_equals_single_and_tokenize(student_tok):
     questions = ["猫は何色ですか", "What is on the table?", "बिल्ली किस रंग की है ?"]
     tags = ["cat;table", "tennis racket;skateboard", "cat;table"]
-    assert encode_batch(student_tok, questions, tags) == [encode_text(student_tok, q, t) for q, t in zip(questions, tags)]
+    singles = [encode_text(student_tok, q, t) for q, t in zip(questions, tags)]
+    assert encode_batch(student_tok, questions, tags) == singles
     for q, (pieces, ids) in zip(questions, tokenize_batch(student_tok, questions)):
         assert pieces == student_tok.tokenize(q)
         assert ids == student_tok.convert_tokens_to_ids(pieces)

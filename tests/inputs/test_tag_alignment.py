@@ -31,7 +31,7 @@ def test_differently_split_words_are_skipped_position_wise():
     teacher = "[CLS] q [SEP] tennis rack ##et skate ##board dog ##s [SEP]".split()
     student = "[CLS] q q [SEP] tennis racket skat ##eb ##oard dog ##s [SEP]".split()
     pairs = tag_alignment(teacher, student)
-    # first [SEP], tennis, (racket != rack), (skat != skate; ##eb != ##board; ##oard vs teacher t+2 = dog), dog ##s, [SEP]
+    # first [SEP], tennis, (racket != rack), (skat != skate; ##eb != ##board; ##oard vs t+2 = dog), dog ##s, [SEP]
     assert _pairs_as_tokens(teacher, student, pairs) == [
         ("[SEP]", "[SEP]"), ("tennis", "tennis"), ("dog", "dog"), ("##s", "##s"), ("[SEP]", "[SEP]")]
     assert pairs[0] == (3, 2)
@@ -74,7 +74,8 @@ def test_tokenizer_level_tags(teacher_tok, student_tok):
 def test_text_pairs_flags():
     tags, cm = [(5, 4), (6, 5)], [(1, 2)]
     full = text_pairs(KDSelection(codemix=True), tags, cm)
-    assert full.tolist() == [[0, 0, COMPONENT_CLS], [1, 2, COMPONENT_CODEMIX], [5, 4, COMPONENT_TAG], [6, 5, COMPONENT_TAG]]
+    assert full.tolist() == [
+        [0, 0, COMPONENT_CLS], [1, 2, COMPONENT_CODEMIX], [5, 4, COMPONENT_TAG], [6, 5, COMPONENT_TAG]]
     assert text_pairs(KDSelection(cls=False, tags=False), tags, cm).shape == (0, 3)
     assert text_pairs(KDSelection(), tags, cm)[:, 2].tolist() == [COMPONENT_CLS, COMPONENT_TAG, COMPONENT_TAG]
     assert text_pairs(KDSelection()).dtype == torch.long

@@ -132,7 +132,8 @@ def test_codemix_draws_per_epoch_and_alignment_b(teacher_tok, student_tok, featu
         again.set_epoch(epoch)
         for i in range(len(ds)):
             ex, twin = ds[i], again[i]
-            assert torch.equal(ex["input_ids"], twin["input_ids"]) and torch.equal(ex["kd_text_pairs"], twin["kd_text_pairs"])
+            assert torch.equal(ex["input_ids"], twin["input_ids"])
+            assert torch.equal(ex["kd_text_pairs"], twin["kd_text_pairs"])
             assert torch.equal(ex["input_ids"], ds[i]["input_ids"])  # stable within an epoch
             student = student_tok.convert_ids_to_tokens(ex["input_ids"].tolist())
             teacher = teacher_tok.convert_ids_to_tokens(ex["teacher_input_ids"].tolist())

@@ -1,0 +1,170 @@
+"""Significance tests against textbook cases: identical systems, a large known difference, CI coverage of the true
+Δ on simulated data, the BCa → percentile fallback, Holm against a hand computation, seeds, BLEU, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import significance as sig
+
+R = 999  # resamples: enough for the assertions below, fast on a shared CPU
+
+
+def test_identical_systems_p_one_and_ci_contains_zero_via_percentile_fallback():
+    a = np.random.default_rng(0).binomial(1, 0.5, 300).astype(float)
+    res = sig.paired_test(a, a.copy(), n_resamples=R, seed=1)
+    assert res.delta == 0 and res.p_value == pytest.approx(1.0)
+    assert res.ci_contains(0.0)
+    # every bootstrap Δ is 0: BCa is degenerate, the percentile fallback is used and recorded
+    assert "CI: percentile" in res.method and any("fell back to percentile" in n for n in res.notes)
+
+
+def test_bca_degenerate_falls_back_to_percentile_and_says_so():
+    a = np.zeros(50)
+    res = sig.paired_bootstrap_ci(a, a + 0.25, n_resamples=R, seed=0)  # constant difference
+    assert res.method == "percentile" and res.notes and "BCa degenerate" in res.notes[0]
+    assert res.ci_low == pytest.approx(0.25) and res.ci_high == pytest.approx(0.25)
+
+
+def test_bca_used_when_well_defined():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=200)
+    res = sig.paired_bootstrap_ci(a, a + rng.normal(0.1, 1, 200), n_resamples=R, seed=0)
+    assert res.method == "BCa" and res.notes == ()
+
+
+def test_large_known_difference_is_significant():
+    rng = np.random.default_rng(1)
+    a = rng.binomial(1, 0.3, 400).astype(float)
+    b = np.maximum(a, rng.binomial(1, 0.5, 400))  # B fixes half of A's errors: Δ ≈ +0.35
+    res = sig.paired_test(a, b, n_resamples=R, seed=0)
+    assert res.delta == pytest.approx(b.mean() - a.mean())
+    assert res.p_value <= 2 / (R + 1) and res.ci_low > 0.2
+    assert res.n == 400 and res.seed == 0 and res.n_resamples == R
+
+
+def test_ci_contains_true_delta_on_simulated_data():
+    rng = np.random.default_rng(7)
+    true_delta, hits = 0.1, 0
+    for _ in range(20):
+        a = rng.normal(0.5, 0.3, 150)
+        b = a + true_delta + rng.normal(0, 0.3, 150)
+        hits += sig.paired_bootstrap_ci(a, b, n_resamples=R, seed=0).ci_contains(true_delta)
+    assert hits >= 16  # nominal 95 %: 19/20 expected; ≥ 16 fails with probability < 2 %
+
+
+def test_small_n_permutation_is_exact():
+    res = sig.paired_permutation_test([0, 0, 0, 0, 0], [1, 1, 1, 1, 1], n_resamples=R)
+    assert res.method == "exact" and res.n_resamples == 2**5
+    assert res.p_value == pytest.approx(2 / 32)  # two-sided: only all-swapped and none-swapped are as extreme
+
+
+def test_holm_matches_hand_computation():
+    # sorted p: 0.005, 0.01, 0.03, 0.04 -> ×4, ×3, ×2, ×1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert sig.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert sig.holm([0.01, 0.02, 0.2]) == pytest.approx([0.03, 0.04, 0.2])
+    assert sig.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # 0.5×2 capped at 1; monotone: 0.9 -> 1
+    results = [sig.TestResult("t", 0.0, None, None, p, 10, 0, 0, "m") for p in (0.01, 0.04)]
+    corrected = sig.apply_holm(results)
+    assert [r.p_adjusted for r in corrected] == pytest.approx([0.02, 0.04])
+    assert all(r.correction == "Holm (m=2)" for r in corrected) and corrected[0].p == pytest.approx(0.02)
+
+
+def test_seed_aware_comparison_averages_per_question_and_reports_spread():
+    rng = np.random.default_rng(5)
+    idx = pd.Index(range(200), name="question_id")
+    a = {str(s): pd.Series(rng.binomial(1, 0.4, 200).astype(float), index=idx) for s in range(3)}
+    b = {str(s): pd.Series(rng.binomial(1, 0.7, 200).astype(float), index=idx) for s in range(3)}
+    b["2"] = b["2"].iloc[:-5]  # one seed lost 5 questions: they leave the paired test
+    cmp = sig.compare_seeds(a, b, n_resamples=R, seed=0)
+    assert cmp.n_dropped == 5 and cmp.result.n == 195
+    expected = pd.concat(b, axis=1, join="inner").mean(axis=1) - pd.concat(a, axis=1).mean(axis=1).loc[:194]
+    assert cmp.result.delta == pytest.approx(expected.mean())
+    assert cmp.result.p_value < 0.01 and any("seed-averaged" in n for n in cmp.result.notes)
+    assert cmp.spread_a.n_seeds == 3 and cmp.spread_a.mean == pytest.approx(np.mean([s.mean() for s in a.values()]))
+    assert cmp.spread_a.ci_low < cmp.spread_a.mean < cmp.spread_a.ci_high
+
+
+def test_seed_spread_single_seed_has_no_interval():
+    spread = sig.seed_spread({"0": 0.5})
+    assert spread.n_seeds == 1 and np.isnan(spread.std) and np.isnan(spread.ci_low)
+
+
+def test_bleu_paired_bootstrap_pretokenised_japanese():
+    refs = ["猫 は 白い です か", "犬 が 二 匹 い ます", "赤い 車 が 止まっ て いる"] * 20
+    good = list(refs)
+    bad = ["猫 は 黒い です か", "犬 が 三 匹 い ます", "青い 車 が 走っ て いる"] * 20
+    res = sig.bleu_paired_test(bad, good, refs, tokenize="none", test="bs", n_resamples=200)
+    assert res.delta > 0 and res.p_value < 0.05 and res.ci_low > 0
+    assert "tok:none" in res.signature and "bs:200" in res.signature and res.seed == 12345
+    same = sig.bleu_paired_test(good, good, refs, tokenize="none", test="ar", n_resamples=200)
+    assert same.delta == 0 and same.p_value == 1.0 and same.ci_contains(0.0)
+    assert "tok:none" in same.signature and "ar:200" in same.signature
+
+
+def test_bleu_with_ja_mecab_tokenizer_and_seed_zero_rejected():
+    refs = ["猫は白いです", "犬が二匹います"] * 10
+    res = sig.bleu_paired_test(["猫は黒いです", "犬が三匹います"] * 10, refs, refs, tokenize="ja-mecab",
+                               n_resamples=100)
+    assert "tok:ja-mecab" in res.signature and res.delta > 0
+    with pytest.raises(ValueError, match="seed 0"):
+        sig.bleu_paired_test(refs, refs, refs, seed=0)
+
+
+def _csv(path, scores, preds=None):
+    n = len(scores)
+    pd.DataFrame({"question_id": range(n), "prediction": preds or ["a"] * n, "ground_truth": ["a"] * n,
+                  "score": scores, "question_type": ["other"] * n}).to_csv(path, index=False)
+    return str(path)
+
+
+def test_compare_cli_on_csv_files(tmp_path, capsys):
+    from bench.cli import main
+
+    rng = np.random.default_rng(0)
+    a = _csv(tmp_path / "base.csv", rng.binomial(1, 0.3, 120).astype(float))
+    b = _csv(tmp_path / "kd.csv", rng.binomial(1, 0.8, 120).astype(float))
+    assert main(["compare", a, b, "--n-resamples", "199", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["comparison"]["delta"] > 0.3 and report["comparison"]["p_value"] < 0.05
+    assert [s["name"] for s in report["systems"]] == ["base", "kd"]
+    assert main(["compare", a, b, "--n-resamples", "199"]) == 0
+    text = capsys.readouterr().out
+    assert "Δ (B − A)" in text and "paired permutation test" in text
+
+
+def test_compare_cell_selectors_from_mlflow(mlflow_store, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from bench.cli import main
+
+    c = MlflowClient(mlflow_store)
+    exp = c.create_experiment("cvil", artifact_location=str(tmp_path / "art"))
+    rng = np.random.default_rng(1)
+    for cell, p in (("BASELINE", 0.3), ("KD", 0.8)):
+        for seed in (0, 1):
+            rid = c.create_run(exp, tags={"cvil.grid": "g", "cvil.cell": cell, "cvil.seed": str(seed)}).info.run_id
+            folder = tmp_path / rid
+            folder.mkdir()
+            c.log_artifact(rid, _csv(folder / "test_per_question.csv", rng.binomial(1, p, 80).astype(float)),
+                           "predictions")
+            c.set_terminated(rid, "FINISHED")
+    assert main(["compare", "cell=BASELINE", "cell=KD", "--grid", "g", "--tracking-uri", mlflow_store,
+                 "--n-resamples", "199", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["n_seeds"] for s in report["systems"]] == [2, 2]
+    assert report["comparison"]["n"] == 80 and report["comparison"]["p_value"] < 0.05
+    # a run id works too (one seed)
+    assert main(["compare", rid, rid, "--tracking-uri", mlflow_store, "--n-resamples", "99", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["comparison"]["delta"] == 0
+
+
+def test_cli_placeholders_for_modules_not_built(capsys):
+    from bench.cli import COMMANDS, build_parser
+
+    assert {"grid", "search", "ui", "throughput", "compare", "leaderboard"} <= set(COMMANDS)
+    build_parser([]).format_help()  # every module either registers or shows "(not available in this build)"
