@@ -172,12 +172,15 @@ class GridRunner:
             else:
                 todo.append(p)
 
-        launched = self._launch_all(todo, parent, c, exp_id)
-        results.update(launched)
+        try:
+            results.update(self._launch_all(todo, parent, c, exp_id))
+        except KeyboardInterrupt:
+            tracking.close_parent(c, parent, "KILLED")
+            raise
         ordered = [results[p.job.key] for p in plans]
         failed = [r for r in ordered if r.status == "failed"]
         self._write_summary(c, parent, ordered)
-        tracking.close_parent(c, parent, ok=not failed)
+        tracking.close_parent(c, parent, "FAILED" if failed else "FINISHED")
         done = sum(r.status != "failed" for r in ordered)
         self.echo(f"[grid {self.spec.name}] {done}/{len(ordered)} ok, {len(failed)} failed; "
                   f"summary {self.grid_dir / 'summary.csv'}")
@@ -192,7 +195,14 @@ class GridRunner:
                 while todo and len(running) < self.jobs:
                     p = todo.popleft()
                     started_ms = int(time.time() * 1000)
-                    running[p.job.key] = (p, self._start(p, parent), time.monotonic(), started_ms)
+                    try:
+                        handle = self._start(p, parent)
+                    except Exception as exc:  # e.g. the train command or the scheduler is missing
+                        error = f"launch failed: {exc!r}"
+                        results[p.job.key] = JobResult(p.job.cell, p.job.seed, "failed", error=error)
+                        self.echo(f"[grid {self.spec.name}] FAILED {p.job.key}: {error}")
+                        continue
+                    running[p.job.key] = (p, handle, time.monotonic(), started_ms)
                     what = " (resume)" if p.resume else ""
                     self.echo(f"[grid {self.spec.name}] start  {p.job.key}{what} "
                               f"[{total - len(todo)}/{total}, {len(running)} running]")
@@ -292,9 +302,11 @@ def register(subparsers) -> None:
     p.add_argument("--launcher", choices=LAUNCHERS, default="local")
     p.add_argument("--launcher-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit executor parameter (slurm_partition=..., gpus_per_node=1, timeout_min=...)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--runs-dir", default="runs", help="root of the jobs' output_dir (default runs/)")
-    p.add_argument("--train-cmd", default=None, help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
+    p.add_argument("--train-cmd", default=None,
+                   help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
     p.set_defaults(func=main)
     allow_intermixed(p)
 
@@ -309,5 +321,8 @@ def main(args: argparse.Namespace) -> int:
                         launcher_options=_launcher_options(args.launcher_opt), overrides=tuple(args.overrides),
                         uri=args.tracking_uri, runs_dir=args.runs_dir, train_cmd=args.train_cmd,
                         echo=lambda line: print(line, flush=True))
-    results = runner.run()
+    try:
+        results = runner.run()
+    except KeyboardInterrupt:
+        return 130
     return 1 if any(r.status == "failed" for r in results) else 0

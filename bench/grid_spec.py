@@ -19,7 +19,7 @@ the launchers and the skip-on-rerun check all agree on what a job *is*. Keeping 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

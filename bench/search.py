@@ -163,7 +163,12 @@ class KDWeightSearch:
         print(f"[search {self.study_name}] {done} trials done, running {remaining} more "
               f"(storage {self.storage}, parent run {self.parent})", flush=True)
         if remaining:
-            study.optimize(self.objective, n_trials=remaining, catch=(Exception,), gc_after_trial=True)
+            try:
+                study.optimize(self.objective, n_trials=remaining, catch=(Exception,), gc_after_trial=True)
+            except KeyboardInterrupt:
+                tracking.close_parent(c, self.parent, "KILLED")
+                print(f"[search {self.study_name}] interrupted; run the same command to resume", file=sys.stderr)
+                return 130
         return self._finish(study)
 
     # --------------------------------------------------------------------------------------------- a trial
@@ -247,7 +252,7 @@ class KDWeightSearch:
         tracking.retry_locked(c.log_artifact, parent, str(trials_csv), "search")
         if not complete:
             print(f"[search {self.study_name}] no completed trial", file=sys.stderr)
-            tracking.close_parent(c, parent, ok=False)
+            tracking.close_parent(c, parent, "FAILED")
             return 1
         best = study.best_trial
         layers, weights = self.space.suggest(optuna_fixed(best.params))
@@ -260,7 +265,7 @@ class KDWeightSearch:
         tracking.retry_locked(c.log_artifact, parent, str(out), "search")
         tracking.retry_locked(c.log_metric, parent, "best.objective", best.value)
         tracking.retry_locked(c.set_tag, parent, "cvil.search.best_trial", str(best.number))
-        tracking.close_parent(c, parent, ok=True)
+        tracking.close_parent(c, parent, "FINISHED")
         print(f"[search {self.study_name}] best trial {best.number}: {self.args.metric}={best.value:.4f} "
               f"layers={list(layers)} weights={[round(w, 3) for w in weights]} -> {out}", flush=True)
         return 0
@@ -292,7 +297,8 @@ def register(subparsers) -> None:
     p.add_argument("--pruner-startup-trials", type=int, default=5, help="MedianPruner n_startup_trials")
     p.add_argument("--pruner-warmup-evals", type=int, default=1, help="MedianPruner n_warmup_steps (evaluations)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
-    p.add_argument("--best-out", default=None, help="where to write the best config (default runs/search/<study>/best.yaml)")
+    p.add_argument("--best-out", default=None,
+                   help="where to write the best config (default runs/search/<study>/best.yaml)")
     p.add_argument("--experiment", default="cvil")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--runs-dir", default="runs")

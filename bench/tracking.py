@@ -106,5 +106,6 @@ def children(c, exp_id: str, parent_id: str, tags: dict[str, Any] | None = None)
     return search_all(c, exp_id, tag_filter({PARENT_TAG: parent_id, **(tags or {})}))
 
 
-def close_parent(c, run_id: str, ok: bool) -> None:
-    retry_locked(c.set_terminated, run_id, status="FINISHED" if ok else "FAILED")
+def close_parent(c, run_id: str, status: str) -> None:
+    """FINISHED, FAILED (some child failed) or KILLED (interrupted); a re-run reopens it."""
+    retry_locked(c.set_terminated, run_id, status=status)

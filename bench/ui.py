@@ -112,7 +112,14 @@ def register(subparsers) -> None:
     p.set_defaults(func=main)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> int:
+    # Ctrl-C, `kill` and a closed terminal all end here; SIGINT explicitly, since a background job inherits it ignored
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     store = args.backend_store_uri or tracking.tracking_uri()
     if store.startswith(("http://", "https://")):
         print(f"cvil-bench ui: {store} is already a tracking server; open it in a browser", file=sys.stderr)

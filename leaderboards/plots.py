@@ -25,10 +25,11 @@ def panels_for(tables: list[Table], grid: str | None = None) -> list[dict]:
                 continue
             if grid is not None and t.column_grids.get(col.key) != grid:
                 continue
-            key = (tuple(r.cell_for(col) for r in t.spec.rows), col.metric, col.subset_column, col.subset)
-            if key in seen:
+            keys = {(t.column_grids.get(col.key), r.cell_for(col), col.metric, col.subset_column, col.subset)
+                    for r in t.spec.rows}
+            if keys <= seen:  # every point already drawn by an earlier table (e.g. IV's JVG columns = I(a)'s)
                 continue
-            seen.add(key)
+            seen |= keys
             points = []
             for row in t.spec.rows:
                 e = t.entry(row, col)

@@ -133,6 +133,7 @@ class VQADataset(Dataset):
         t_q, t_keys, t_tags = tokenize_pairs(self.teacher, english, tags)
         teacher = [self._assemble(self._t_special, *q, *t_tags[k]) for q, k in zip(t_q, t_keys)]
         self._t_ids, self._t_sep = self._pack(teacher)
+        # with code-mixing these are not served, but computing them fills the tag-walk cache that every draw hits
         self._pairs = _Ragged([self._text_pairs(t.tokens, s.tokens) for t, s in zip(teacher, student)], np.int64, 3)
         if kd.codemix:
             # untruncated student tags per distinct tag text: a code-mixed question changes the truncation

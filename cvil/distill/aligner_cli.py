@@ -48,8 +48,11 @@ def _words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     rows = json.loads(args.input.read_text(encoding="utf-8"))
     words = [_words(row, args.lang, f"{args.input} row {i} (q_id {row.get('q_id')})") for i, row in enumerate(rows)]
-    aligner = EmbeddingAligner(args.model, layer=args.layer, method=args.method, threshold=args.threshold,
-                               similarity=args.similarity, batch_size=args.batch_size, device=args.device)
+    try:
+        aligner = EmbeddingAligner(args.model, layer=args.layer, method=args.method, threshold=args.threshold,
+                                   similarity=args.similarity, batch_size=args.batch_size, device=args.device)
+    except ValueError as exc:  # a wrong --layer/--similarity: a message, not a traceback
+        raise SystemExit(f"cvil align: {exc}") from None
     alignments = aligner.align_many(words)
     for row, (tgt, en), al in zip(rows, words, alignments):
         row[f"{args.lang}-en"] = al.entries(tgt, en)

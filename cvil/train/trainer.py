@@ -226,7 +226,7 @@ class Trainer:
             kd_cfg = self.cfg.kd
             kd = distillation_loss(out.hidden_states, teacher_out.hidden_states, batch, layers=kd_cfg.layers,
                                    weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction)
-            total = total + stage.kd_weight * kd.total
+            total = total + stage.kd_weight * kd.total * self._pooled_share(batch)
             parts["loss.kd"] = float(kd.total.detach())
             parts.update({f"kd.layer{k}": v for k, v in kd.per_layer.items()})
             parts.update({f"kd.{k}": v for k, v in kd.per_component.items()})
@@ -236,6 +236,20 @@ class Trainer:
                 parts["loss.kd_logits"] = float(logit.detach())
         parts["loss"] = float(total.detach())
         return total, parts
+
+    def _pooled_share(self, batch: dict) -> float:
+        """Under DDP, rescale this rank's pooled KD mean so that averaging over ranks gives the mean over ALL pairs.
+
+        Ranks select different numbers of positions; DDP averages per-rank losses, which would weight each rank's
+        pairs unequally. With this factor (local pairs × world size / global pairs) a DDP step equals a single
+        process on the same global batch. (The reference's DataParallel averaged the unequal per-replica means.)
+        """
+        if not self.dist.enabled or self.cfg.kd.reduction != "pooled":
+            return 1.0
+        counts = torch.tensor([float(batch["kd_batch"].numel())], device=self.dist.device)
+        local = counts.item()
+        all_reduce_sum(counts)
+        return local * self.dist.world_size / max(counts.item(), 1.0)
 
     def _optimizer_step(self, optimizer, scheduler) -> float:
         self.scaler.unscale_(optimizer)

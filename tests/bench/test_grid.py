@@ -108,7 +108,7 @@ def test_grid_end_to_end_skip_resume_and_failures(fake_grid, mlflow_store, monke
     parents = tracking.search_all(c, exp, tracking.tag_filter({"cvil.kind": "grid", "cvil.grid": "tiny"}))
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
     parent_id = parents[0].info.run_id
-    artifacts = {a.path for a in c.list_artifacts(parent_id, "summary")} | {a.path for a in c.list_artifacts(parent_id, "grid")}
+    artifacts = {a.path for folder in ("summary", "grid") for a in c.list_artifacts(parent_id, folder)}
     assert artifacts == {"summary/summary.csv", "summary/summary.json", "grid/tiny.yaml"}
     kids = tracking.children(c, exp, parent_id)
     assert len(kids) == 2 and {k.data.tags["cvil.cell"] for k in kids} == {"OK"}
@@ -194,7 +194,8 @@ def test_expand_builds_the_contract_overrides():
     assert [j.cell for j in jobs] == ["KD", "w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags",
                                       "w/o intermediate layers", "BASELINE"]
     j = jobs[5]
-    assert j.config == "configs/synthetic/kd.yaml" and j.output_dir == "runs/table3_ablations/wo-intermediate-layers/seed0"
+    assert j.config == "configs/synthetic/kd.yaml"
+    assert j.output_dir == "runs/table3_ablations/wo-intermediate-layers/seed0"
     for item in ("data.root=w", "kd.layers=[12]", "train.seed=0", "tracking.run_name=wo-intermediate-layers-s0",
                  "tracking.tags.cvil.grid=table3_ablations", "tracking.tags.cvil.cell=w/o intermediate layers",
                  "tracking.tags.cvil.seed=0"):
@@ -229,13 +230,28 @@ def test_world_keys_on_the_command_line_skip_the_world(monkeypatch):
                                      ("kd.teacher=/mine",)) == ["data.root=/d", "model.init=/s"]
 
 
-def test_cli_registers_grid_subcommand():
-    import argparse
+def test_cli_takes_overrides_after_options():
+    from bench.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["grid", "table1_ja", "--jobs", "2", "--seeds", "1", "--launcher", "slurm",
-                              "--launcher-opt", "slurm_partition=gpu", "train.threads=1"])
-    assert (args.grid, args.jobs, args.seeds, args.launcher, args.overrides) == ("table1_ja", 2, 1, "slurm",
-                                                                                  ["train.threads=1"])
+    argv = ["grid", "table1_ja", "kd.cls=false", "--jobs", "2", "--seeds", "1", "--launcher", "slurm",
+            "--launcher-opt", "slurm_partition=gpu", "train.threads=1"]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.grid, args.jobs, args.seeds, args.launcher) == ("table1_ja", 2, 1, "slurm")
+    assert args.overrides == ["kd.cls=false", "train.threads=1"] and args.launcher_opt == ["slurm_partition=gpu"]
     assert callable(args.func)
+
+
+def test_retry_locked_rides_out_a_locked_database():
+    from mlflow.exceptions import MlflowException
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise MlflowException("(sqlite3.OperationalError) database is locked", error_code="TEMPORARILY_UNAVAILABLE")
+        return "ok"
+
+    assert tracking.retry_locked(flaky, base_delay=0.001) == "ok" and len(calls) == 3
+    with pytest.raises(ValueError):  # anything else is not retried
+        tracking.retry_locked(lambda: (_ for _ in ()).throw(ValueError("nope")), base_delay=0.001)

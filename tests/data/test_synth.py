@@ -277,3 +277,12 @@ def test_tokenizers_load_and_behave(world):
     tags = _load(world / "world.json")["classes"]
     same = [w for w in tags if teacher.tokenize(w) == student.tokenize(w)]
     assert same and len(same) < len(tags)                                 # some tag words split differently
+
+
+def test_probe_runs_on_the_tiny_world(world, tmp_path):
+    from cvil.data.synth.probe import main
+
+    assert main([str(world), "--epochs", "1", "--json", str(tmp_path / "probe.json")]) == 0
+    res = _load(tmp_path / "probe.json")
+    assert {"image", "text-only"} <= set(res["vqa"]) and {"image", "text-only", "image+aug"} <= set(res["vg"])
+    assert 0 < res["vg"]["coverage"] < 1

@@ -89,10 +89,13 @@ class Probe(nn.Module):
         return self.out(torch.cat([q, v * q], -1))
 
 
-def _fit(train, val, n_labels, use_image, epochs, seed=0, lr=3e-3, batch=128):
+def _fit(train, val, n_labels, use_image, epochs, seed=0, lr=3e-3, batch=128, init=None, return_model=False):
     torch.manual_seed(seed)
     bag, feats, mask, y = train
     model = Probe(bag.shape[1], feats.shape[2], n_labels, use_image=use_image)
+    if init is not None:        # transfer everything but the answer layer
+        state = {k: v for k, v in init.state_dict().items() if not k.startswith("out.2.")}
+        model.load_state_dict(state, strict=False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -107,7 +110,8 @@ def _fit(train, val, n_labels, use_image, epochs, seed=0, lr=3e-3, batch=128):
     with torch.no_grad():
         vb, vf, vm, vy = val
         pred = model(vb, vf, vm).argmax(-1)
-        return vy[torch.arange(len(vy)), pred]          # VQA score / 1-0 accuracy of each val row
+        scores = vy[torch.arange(len(vy)), pred]        # VQA score / 1-0 accuracy of each val row
+    return (scores, model) if return_model else scores
 
 
 def _report(name: str, scores: torch.Tensor, groups: list[str], scale: float = 1.0) -> dict:
@@ -140,28 +144,40 @@ def probe_vqa(root: Path, epochs: int) -> dict:
     return res
 
 
+def _ja_tokens(text: str) -> list[str]:
+    return list(text) + [text[i:i + 2] for i in range(len(text) - 1)]
+
+
 def probe_jvg(root: Path, epochs: int) -> dict:
+    """JVG alone (2k questions) overfits a probe trained from scratch; `image+aug` first trains the same probe on
+    the translated Japanese VQA questions (the AUG idea) and then fine-tunes it on JVG with a new answer layer."""
     folder = root / "vg"
     n_labels = len(pickle.loads((folder / layout.LABEL2ANS).read_bytes()))
-    data = {}
-    vocab: dict[str, int] = {}
     with open(layout.qla_path(folder, "val"), encoding="utf-8") as f:
         all_val = json.load(f)
     coverage = sum(1 for r in all_val if r["an"]) / len(all_val)
-    for split in ("train", "val"):
-        rows = _load_rows(folder, split)
-        toks = [list(r["ja"]) + [r["ja"][i:i + 2] for i in range(len(r["ja"]) - 1)] for r in rows]
-        if split == "train":
-            counts = Counter(t for ts in toks for t in ts)
-            vocab = {w: i for i, w in enumerate(sorted(w for w, n in counts.items() if n >= 2))}
-        feats, mask = _stack(rows, _features(folder, split, [r["img_id"] for r in rows]))
-        data[split] = ((_bag(toks, vocab), feats, mask, _targets(rows, n_labels)), rows)
-    groups = [r.get("question_type", "?") for r in data["val"][1]]
+    rows = {s: _load_rows(folder, s) for s in ("train", "val")}
+    aug = {s: _load_rows(root / "vqa", s) for s in ("train", "val")}
+    counts = Counter(t for r in rows["train"] + aug["train"] for t in _ja_tokens(r["ja"]))
+    vocab = {w: i for i, w in enumerate(sorted(w for w, n in counts.items() if n >= 2))}
+
+    def tensors(folder_, split, rs, n):
+        feats, mask = _stack(rs, _features(folder_, split, [r["img_id"] for r in rs]))
+        return _bag([_ja_tokens(r["ja"]) for r in rs], vocab), feats, mask, _targets(rs, n)
+
+    data = {s: tensors(folder, s, rows[s], n_labels) for s in ("train", "val")}
+    groups = [r.get("question_type", "?") for r in rows["val"]]
     print(f"JVG (Japanese, val accuracy on covered rows; coverage {coverage:.1%}, "
-          f"{len(data['train'][1])} train / {len(data['val'][1])} val covered questions)")
+          f"{len(rows['train'])} train / {len(rows['val'])} val covered questions)")
     res = {}
     for name, use_image in (("image", True), ("text-only", False)):
-        res[name] = _report(name, _fit(data["train"][0], data["val"][0], n_labels, use_image, epochs * 3), groups)
+        res[name] = _report(name, _fit(data["train"], data["val"], n_labels, use_image, epochs * 3), groups)
+    n_vqa = len(pickle.loads((root / "vqa" / layout.LABEL2ANS).read_bytes()))
+    aug_scores, pre = _fit(tensors(root / "vqa", "train", aug["train"], n_vqa),
+                           tensors(root / "vqa", "val", aug["val"], n_vqa), n_vqa, True, epochs, return_model=True)
+    print(f"  (translated ja VQA val score of the AUG-pretrained probe: {100 * float(aug_scores.mean()):.1f})")
+    res["image+aug"] = _report("image+aug", _fit(data["train"], data["val"], n_labels, True, epochs * 3,
+                                                 init=pre), groups)
     res["coverage"] = round(coverage, 4)
     return res
 

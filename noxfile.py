@@ -1,0 +1,61 @@
+"""Developer sessions: `nox` (= `nox -s tests`), `nox -s ablations`, `leaderboards`, `throughput`, `ui`.
+
+Every session installs the project itself (`pip install -e '.[dev]'`), whose torch range resolves to the CPU
+wheel on a machine without a GPU, and reuses its virtualenv: a fresh one costs minutes (torch), a reused one
+seconds. Arguments after `--` go to the underlying command, e.g.
+`nox -s ablations -- --seeds 3 --jobs 2` or, for the real data and checkpoints,
+`nox -s ablations -- data.root=/data/cvil kd.teacher=/ckpt/oscar_plus_vqa model.init=/ckpt/mbert`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "virtualenv"  # not uv: it ignores pip's configuration and fetches CUDA torch
+
+GRIDS = sorted(p.stem for p in (Path(__file__).parent / "bench" / "grids").glob("*.yaml"))
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+
+
+@nox.session(reuse_venv=True)
+def tests(session: nox.Session) -> None:
+    """The test suite, exactly as the README's test command runs it (`python -m pytest -q`)."""
+    _install(session)
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def ablations(session: nox.Session) -> None:
+    """Table III end to end on the synthetic world (one seed by default), then its significance + leaderboard."""
+    _install(session)
+    # exit code 1 = some cell failed: the summary says which and why; the table is still built from the rest
+    session.run("cvil-bench", "grid", "table3_ablations", "--seeds", "1", *session.posargs, success_codes=[0, 1])
+    session.run("cvil-bench", "leaderboard", "--grid", "table3_ablations")
+
+
+@nox.session(reuse_venv=True)
+def leaderboards(session: nox.Session) -> None:
+    """Regenerate every table from the local tracking store (no training)."""
+    _install(session)
+    for grid in session.posargs or GRIDS:
+        session.run("cvil-bench", "leaderboard", "--grid", grid)
+
+
+@nox.session(reuse_venv=True)
+def throughput(session: nox.Session) -> None:
+    """The throughput benchmarks (pytest-benchmark), which the normal test run skips."""
+    _install(session)
+    session.run("python", "-m", "pytest", "tests/benchmarks", "--benchmark-only", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def ui(session: nox.Session) -> None:
+    """The MLflow UI for the local store on http://127.0.0.1:5000 (`-- --port P` to change); Ctrl-C stops it."""
+    _install(session)
+    session.run("cvil-bench", "ui", *session.posargs)
