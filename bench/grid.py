@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shlex
@@ -38,31 +37,9 @@ TRAIN_CMD_ENV = "CVIL_TRAIN_CMD"
 HASH_TAG = "cvil.config_hash"
 
 
-def config_hash(cfg) -> str:
-    """sha256 of the resolved config without its `tracking` section: what the run computes, not where it logs.
-
-    Canonical JSON (sorted keys, no spaces, UTF-8) of `cvil.config.to_dict(cfg)`. `cvil train` tags its run with
-    the same value (`cvil.config_hash`), which is how a re-run recognises work already done.
-    TODO(lead): move next to `cvil.config` so the trainer and the bench share one definition.
-    """
-    from cvil.config import to_dict
-
-    data = {k: v for k, v in to_dict(cfg).items() if k != "tracking"}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def has_checkpoint(output_dir: str | Path) -> bool:
-    """Whether `cvil train --resume` has something to resume from in `output_dir`.
-
-    TODO(lead): replace with the trainer's own predicate; until then, any `checkpoint*` entry or a non-empty
-    `checkpoints/` folder counts.
-    """
-    out = Path(output_dir)
-    if not out.is_dir():
-        return False
-    ckpt_dir = out / "checkpoints"
-    return (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or any(out.glob("checkpoint*"))
+    """Whether `cvil train --resume` has something to resume from (the trainer's `checkpoints/last.pt`)."""
+    return (Path(output_dir) / "checkpoints" / "last.pt").is_file()
 
 
 def train_command(spec: GridSpec, explicit: str | None = None) -> list[str]:
@@ -98,8 +75,12 @@ class _Plan:
 
 
 def _plan(job: Job, previous: list) -> _Plan:
-    """Skip, resume, or (re)run: decided from this job's earlier child runs and its output folder."""
-    from cvil.config import ConfigError, load_config
+    """Skip, resume, or (re)run: decided from this job's earlier child runs (newest first) and its output folder.
+
+    Resume only what was interrupted under the *same* config: the trainer refuses a checkpoint written by another
+    config, and a changed config must start afresh anyway.
+    """
+    from cvil.config import ConfigError, config_hash, load_config
 
     try:
         digest = config_hash(load_config(job.config, list(job.overrides)))
@@ -108,8 +89,9 @@ def _plan(job: Job, previous: list) -> _Plan:
     for run in previous:
         if run.info.status == "FINISHED" and run.data.tags.get(HASH_TAG) == digest:
             return _Plan(job, digest, skip_run=run)
-    latest_finished = bool(previous) and previous[0].info.status == "FINISHED"
-    return _Plan(job, digest, resume=has_checkpoint(job.output_dir) and not latest_finished)
+    latest = previous[0] if previous else None
+    same_unfinished = latest is None or (latest.info.status != "FINISHED" and latest.data.tags.get(HASH_TAG) == digest)
+    return _Plan(job, digest, resume=has_checkpoint(job.output_dir) and same_unfinished)
 
 
 def _final_metrics(run) -> dict[str, float]:

@@ -136,27 +136,27 @@ def slug(text: str) -> str:
 
 
 def world_overrides(world: dict | None, paths: dict | None, user_overrides: tuple[str, ...] = ()) -> list[str]:
-    """`data.root=`, `kd.teacher=`, `model.init=` for the world, except those the user set explicitly.
+    """The overrides that point every cell at the world (data, student init, teacher, tokenizers).
 
-    Giving all three on the command line switches a grid to real data without editing it, and then the synthetic
-    world is not even built.
+    A key the user set on the command line wins. Giving all of `data.root`, `kd.teacher` and `model.init` switches
+    a synthetic grid to real data without editing it, and then the synthetic world is not even built.
     """
     given = {o.split("=", 1)[0].strip() for o in user_overrides}
-    missing = [k for k in WORLD_KEYS if k not in given]
-    if not missing:
-        return []
     if paths:
-        values = {"data.root": paths.get("data_root"), "kd.teacher": paths.get("teacher"),
-                  "model.init": paths.get("student_init")}
-    elif world:
+        names = {"data_root": "data.root", "teacher": "kd.teacher", "student_init": "model.init",
+                 "student_tokenizer": "model.tokenizer", "teacher_tokenizer": "kd.teacher_tokenizer"}
+        unknown = sorted(set(paths) - set(names))
+        if unknown:
+            raise ConfigError(f"grid `paths:` has unknown keys {unknown}; valid: {sorted(names)}")
+        pairs = [f"{names[k]}={v}" for k, v in paths.items() if v]
+    elif world and not all(k in given for k in WORLD_KEYS):
         from cvil.world import ensure_world  # heavy (torch): only when a world is really needed
 
-        w = ensure_world(str(world.get("root", "worlds/small")), str(world.get("preset", "small")),
-                         int(world.get("seed", 0)))
-        values = {"data.root": w.root, "kd.teacher": w.teacher_dir, "model.init": w.student_init_dir}
+        pairs = ensure_world(str(world.get("root", "worlds/small")), str(world.get("preset", "small")),
+                             int(world.get("seed", 0))).overrides()
     else:
         return []
-    return [f"{k}={values[k]}" for k in missing if values.get(k)]
+    return [p for p in pairs if p.split("=", 1)[0] not in given]
 
 
 def expand(

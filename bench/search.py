@@ -9,9 +9,11 @@ With ``--search-layers`` each candidate layer except the top one also gets ``use
 group=True)`). The top candidate layer is always kept, so "distil nothing" is not a trial (Table III's
 "w/o intermediate layers" cell is the top layer alone).
 
-Objective: the final `--metric` (default `val.score`) of a short run of the base config (`--stage-epochs` sets every
-stage's epochs; any `key=value` override refines the budget), maximised. Every intermediate evaluation reaches the
-trial through `cvil.train.api.run(cfg, on_eval=...)`; a `MedianPruner` stops unpromising trials early (raising
+Objective: the final `--metric` (default `val.accuracy`, the official score on the validation split) of a short
+run of the base config (`--stage-epochs` sets every stage's epochs; any `key=value` override refines the budget),
+maximised. Every intermediate evaluation reaches the trial through `cvil.train.api.run(cfg, on_eval=...)`, whose
+`--eval-metric` (default `score`, the in-loop val score that also selects checkpoints) is reported at a monotone
+step (the evaluation count across stages); a `MedianPruner` stops unpromising trials early (raising
 `optuna.TrialPruned` inside `on_eval`, which the trainer lets through after closing its run as KILLED).
 
 Storage: a local journal file by default (safe for a few processes on one machine), or any RDB URL (`--storage
@@ -105,22 +107,21 @@ def _pid_alive(pid: int) -> bool:
 
 
 def metric_of(metrics: dict, name: str) -> float | None:
-    """`name` from an evaluation's metrics, also accepting it without its split prefix (`val.score` -> `score`)."""
-    for key in (name, name.split(".", 1)[-1]):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
+    """A finite number under `name`, else None (a KD-only stage's evaluation has no task score)."""
+    value = metrics.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
 
 
 def best_config_yaml(base_config: str, out_path: Path, layers, weights, note: str) -> str:
     """A config that `extends:` the base config and sets only the searched KD fields."""
     import yaml
 
-    rel = os.path.relpath(Path(base_config).resolve(), out_path.resolve().parent)
+    rel = os.path.relpath(os.path.abspath(base_config), os.path.abspath(out_path.parent))  # no symlink resolving
     body = {"extends": rel, "kd": {"layers": list(layers), "layer_weights": [round(w, 6) for w in weights]}}
     header = "".join(f"# {line}\n" for line in note.splitlines())
-    return header + yaml.safe_dump(body, sort_keys=False)
+    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
 
 
 class KDWeightSearch:
@@ -198,19 +199,20 @@ class KDWeightSearch:
 
         def on_eval(stage: str, step: int, metrics: dict) -> None:
             nonlocal evals
-            value = metric_of(metrics, self.args.metric)
-            if value is None:  # e.g. a KD-only stage that evaluates its KD loss, not the task
+            value = metric_of(metrics, self.args.eval_metric)
+            if value is None:
                 return
             trial.report(value, evals)  # a monotone step across stages: the eval count
             evals += 1
             if trial.should_prune():
-                raise optuna.TrialPruned(f"{self.args.metric}={value:.4f} at evaluation {evals} ({stage}, step {step})")
+                raise optuna.TrialPruned(f"{self.args.eval_metric}={value:.4f} at evaluation {evals} "
+                                         f"({stage}, step {step})")
 
         state, value = "FAIL", None
         try:
             metrics = api.run(cfg, on_eval=on_eval)
             value = metric_of(metrics, self.args.metric)
-            if value is None or math.isnan(value):
+            if value is None:
                 raise KeyError(f"metric {self.args.metric!r} not in the run's final metrics {sorted(metrics)}")
             state = "COMPLETE"
             return value
@@ -290,7 +292,9 @@ def register(subparsers) -> None:
     p.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials wanted in total")
     p.add_argument("--storage", default=None,
                    help="journal file path (default runs/search/<study>.journal) or an RDB URL")
-    p.add_argument("--metric", default="val.score", help="maximised final metric, also read at each evaluation")
+    p.add_argument("--metric", default="val.accuracy", help="the maximised final metric (default val.accuracy)")
+    p.add_argument("--eval-metric", default="score",
+                   help="the in-loop evaluation metric reported for pruning (default score)")
     p.add_argument("--stage-epochs", type=float, default=None, help="set every stage's epochs (the short budget)")
     p.add_argument("--search-layers", action="store_true", help="also search which layers are distilled")
     p.add_argument("--layer-candidates", default=None, help="comma-separated teacher layers (default kd.layers)")

@@ -14,7 +14,6 @@ the store and creates the experiment and the parent run before spawning anything
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -26,8 +25,15 @@ PARENT_TAG = "mlflow.parentRunId"
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """The explicit URI, else MLFLOW_TRACKING_URI, else `sqlite:///<cwd>/mlflow.db` (as `cvil train` does)."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    """The store `cvil train` would use (`cvil.tracking.resolve_tracking_uri`), with a relative SQLite path made
+    absolute: the runner hands it to child jobs, which may run from another folder or node."""
+    from cvil.tracking import resolve_tracking_uri
+
+    resolved = resolve_tracking_uri(uri or "")
+    prefix = "sqlite:///"
+    if resolved.startswith(prefix) and not resolved[len(prefix):].startswith("/"):
+        return prefix + str(Path(resolved[len(prefix):]).absolute())
+    return resolved
 
 
 def is_locked_error(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ import sys
 
 # command name -> module that registers it (one idea per module; see docs/architecture.md)
 COMMANDS: dict[str, str] = {
+    "demo": "cvil.demo",
     "synth": "cvil.data.synth.cli",
     "data": "cvil.data.cli",
     "train": "cvil.train.cli",

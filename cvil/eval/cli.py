@@ -177,4 +177,5 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--data", help="dataset folder")
     pr.add_argument("--split", default="test", choices=["train", "val", "test"])
     pr.add_argument("--out", help="results JSON to write")
+    pr.add_argument("--run-id", help="MLflow run to log the summary metrics and files to")
     pr.set_defaults(func=_run_predict)

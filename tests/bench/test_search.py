@@ -40,15 +40,15 @@ def fake_run(cfg, *, on_eval=None):
                           ).info.run_id
     score = 0.5 + 0.1 * sum(cfg.kd.layer_weights) / len(cfg.kd.layer_weights) if trial == 0 else 0.1
     try:
-        on_eval("kd", 10, {"val.kd_loss": 0.3})  # a KD-only stage: no task score, nothing to report
+        on_eval("kd", 10, {"kd_loss": 0.3})  # no task score in this evaluation: nothing to report
         for i, step in enumerate((20, 40)):
-            on_eval("finetune", step, {"val.score": score * (i + 1) / 2})
+            on_eval("finetune", step, {"score": score * (i + 1) / 2, "task_loss": 1.0})
     except optuna.TrialPruned:
         c.set_terminated(run_id, "KILLED")
         raise
-    c.log_metric(run_id, "val.score", score)
+    c.log_metric(run_id, "val.accuracy", 100 * score)
     c.set_terminated(run_id, "FINISHED")
-    return {"val.score": score, "test.accuracy": score - 0.05}
+    return {"val.accuracy": 100 * score, "test.accuracy": 100 * score - 5}
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_layer_space_with_layer_selection_keeps_the_top_layer():
     assert LayerSpace((3, 6, 9, 12)).suggest(plain) == ((3, 6, 9, 12), (1.0, 0.0, 0.5, 0.25))
 
 
-def test_metric_lookup_accepts_the_unprefixed_name():
-    assert metric_of({"val.score": 0.4}, "val.score") == 0.4
-    assert metric_of({"score": 0.3}, "val.score") == 0.3
-    assert metric_of({"val.kd_loss": 0.3}, "val.score") is None
+def test_metric_lookup_wants_a_finite_number():
+    assert metric_of({"score": 0.4}, "score") == 0.4
+    assert metric_of({"kd_loss": 0.3}, "score") is None
+    assert metric_of({"score": float("nan")}, "score") is None

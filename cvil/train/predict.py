@@ -1,0 +1,72 @@
+"""`cvil predict`: score a trained run's final model on any split, writing EvalAI results and per-question files.
+
+The run folder written by `cvil train` holds everything needed: `config.yaml` (tokenizer, data layout, stages)
+and `final/` (the model). `--data` points at another dataset folder of the same kind (e.g. the real `vg/`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]):
+    """(trainer-like object, dataset folder) for `final_eval.score_split`."""
+    from cvil.config import load_config
+    from cvil.models.oscar import OscarVQA
+    from cvil.tracking import NullTracker
+    from cvil.train.data_setup import load_tokenizer
+    from cvil.train.distributed import DistInfo
+    from cvil.train.precision import resolve_precision
+
+    run_dir = checkpoint if (checkpoint / "config.yaml").is_file() else checkpoint.parent
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{checkpoint}: no config.yaml in it or its parent (expected a `cvil train` run folder)")
+    model_dir = checkpoint if (checkpoint / "config.json").is_file() else run_dir / "final"
+    extra = list(overrides)
+    if data:
+        folder = Path(data)
+        extra += [f"data.root={folder.parent}"]
+    cfg = load_config(run_dir / "config.yaml", extra)
+    folder = Path(data) if data else Path(cfg.data.root) / cfg.stages[-1].dataset
+    dist = DistInfo()
+    trainer = SimpleNamespace(cfg=cfg, dist=dist, precision=resolve_precision(cfg.train.precision, dist.device),
+                              tokenizer=load_tokenizer(cfg.model.tokenizer or cfg.model.init),
+                              model=OscarVQA.from_pretrained(model_dir), tracker=NullTracker())
+    return trainer, folder
+
+
+def main(args) -> int:
+    from cvil.eval.results_io import write_per_question, write_results
+    from cvil.train.final_eval import score_split
+
+    if not args.checkpoint:
+        print("cvil predict: --checkpoint RUN_DIR (or RUN_DIR/final) is required", file=sys.stderr)
+        return 2
+    try:
+        trainer, folder = load_for_prediction(Path(args.checkpoint), args.data, [])
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"cvil predict: {exc}", file=sys.stderr)
+        return 2
+    result = score_split(trainer, folder, args.split)
+    if result is None:
+        print(f"cvil predict: nothing to score in {folder} ({args.split})", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path(args.checkpoint) / "predictions" / f"{args.split}_results.json")
+    write_results(out, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
+    per_question = out.with_name(out.name.replace("_results.json", "") + "_per_question.csv")
+    write_per_question(per_question, result.per_question)
+    metrics = result.metrics(args.split)
+    if getattr(args, "run_id", None):
+        from cvil.tracking import MLflowTracker
+
+        tracker = MLflowTracker(run_id=args.run_id)
+        tracker.log_metrics(metrics)
+        tracker.log_artifact(out, "predictions")
+        tracker.log_artifact(per_question, "predictions")
+        tracker.close()
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    print(f"wrote {out} and {per_question}")
+    return 0
