@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "eval": "cvil.eval.cli",
     "align": "cvil.distill.aligner_cli",
     "embed-plot": "cvil.distill.embed_plot",
+    "kd-cache": "cvil.distill.teacher_cache_cli",
 }
 
 

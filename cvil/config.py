@@ -58,6 +58,7 @@ class KDConfig:
 
     teacher: str = ""  # Oscar-format teacher folder
     teacher_tokenizer: str = ""  # "" = the teacher folder
+    teacher_cache: str = ""  # folder with train/ and val/ caches (cvil.distill.teacher_cache); "" = online teacher
     cls: bool = True
     image: bool = True
     tags: bool = True

@@ -38,7 +38,8 @@ def load_tokenizer(folder: str | Path):
     if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(str(folder))
     if (folder / "vocab.txt").exists():
-        return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+        # not BertTokenizerFast(vocab_file=...): transformers 5 ignores that argument and keeps only the specials
+        return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     raise DataSetupError(f"{folder} holds neither an HF tokenizer nor a vocab.txt")
 
 

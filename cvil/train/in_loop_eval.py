@@ -34,7 +34,7 @@ def evaluate_in_loop(trainer, data: StageData, stage: StageConfig) -> dict[str, 
         sums[1] += n
         sums[3] += float(out.loss) * n
         if use_kd:
-            kd = distillation_loss(out.hidden_states, trainer.teacher(batch).hidden_states, batch,
+            kd = distillation_loss(out.hidden_states, trainer.teacher_hidden(batch, "val"), batch,
                                    layers=trainer.cfg.kd.layers, weights=trainer.cfg.kd.layer_weights,
                                    reduction=trainer.cfg.kd.reduction)
             sums[2] += float(kd.total) * n

@@ -71,10 +71,15 @@ class Trainer:
         self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.init or _required(cfg, "model.tokenizer"))
         self.teacher: FrozenTeacher | None = None
         self.teacher_tokenizer = None
+        self.teacher_caches: dict = {}  # split -> TeacherCache, when kd.teacher_cache replaces the online teacher
         if any(s.objective != "task" for s in cfg.stages):
-            teacher = model_setup.load_teacher(cfg, dist.device)
-            self.teacher = FrozenTeacher(teacher, precision=self.precision)
             self.teacher_tokenizer = load_tokenizer(cfg.kd.teacher_tokenizer or cfg.kd.teacher)
+            if cfg.kd.teacher_cache:
+                if cfg.kd.logit_weight:
+                    raise ValueError("kd.logit_weight needs the online teacher: a teacher cache holds no logits")
+            else:
+                teacher = model_setup.load_teacher(cfg, dist.device)
+                self.teacher = FrozenTeacher(teacher, precision=self.precision)
         self.model = model_setup.build_student(cfg, dist.device)
         self.show_progress = cfg.train.progress == "on" or (
             cfg.train.progress == "auto" and sys.stderr.isatty() and not os.environ.get("CI"))
@@ -222,9 +227,10 @@ class Trainer:
             total = total + task_weight * task
             parts["loss.task"] = float(task.detach())
         if stage.objective != "task":
-            teacher_out = self.teacher(batch)
             kd_cfg = self.cfg.kd
-            kd = distillation_loss(out.hidden_states, teacher_out.hidden_states, batch, layers=kd_cfg.layers,
+            teacher_out = self.teacher(batch) if self.teacher is not None else None
+            kd = distillation_loss(out.hidden_states, self.teacher_hidden(batch, "train", teacher_out), batch,
+                                   layers=kd_cfg.layers,
                                    weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction)
             total = total + stage.kd_weight * kd.total * self._pooled_share(batch)
             parts["loss.kd"] = float(kd.total.detach())
@@ -236,6 +242,16 @@ class Trainer:
                 parts["loss.kd_logits"] = float(logit.detach())
         parts["loss"] = float(total.detach())
         return total, parts
+
+    def teacher_hidden(self, batch: dict, split: str, teacher_out=None) -> tuple:
+        """The teacher's hidden states for a KD batch: online (eval mode, no_grad) or from the id-keyed cache."""
+        if self.teacher is not None:
+            return (teacher_out if teacher_out is not None else self.teacher(batch)).hidden_states
+        if split not in self.teacher_caches:
+            from cvil.distill.teacher_cache import TeacherCache
+
+            self.teacher_caches[split] = TeacherCache(Path(self.cfg.kd.teacher_cache) / split)
+        return self.teacher_caches[split].hidden_states_for(batch, layers=self.cfg.kd.layers)
 
     def _pooled_share(self, batch: dict) -> float:
         """Under DDP, rescale this rank's pooled KD mean so that averaging over ranks gives the mean over ALL pairs.
