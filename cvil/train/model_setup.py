@@ -50,9 +50,11 @@ def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
         raise ResumeError(f"schedule {cfg.schedule!r} has no stages")
     num_labels, img_dim = _first_stage_shapes(cfg, device)
     torch.manual_seed(cfg.train.seed)  # fresh parts (image embedding, head) depend on the seed only
-    dropout = dict(hidden_dropout_prob=cfg.model.hidden_dropout_prob,
+    dropout: dict = dict(hidden_dropout_prob=cfg.model.hidden_dropout_prob,
                    attention_probs_dropout_prob=cfg.model.attention_probs_dropout_prob)
     if cfg.model.init:
+        if cfg.model.use_img_layernorm:  # otherwise: the checkpoint decides (a BERT folder has none, as mBERT)
+            dropout["use_img_layernorm"] = True
         model = OscarVQA.from_pretrained(cfg.model.init, num_labels=num_labels, img_feature_dim=img_dim,
                                          attn_implementation=cfg.model.attn_implementation, **dropout)
     else:

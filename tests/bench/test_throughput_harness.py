@@ -185,9 +185,7 @@ def test_gpu_check_script_lints_and_skips_without_cuda():
         pytest.skip("a CUDA device is present: the script would run the real checks")
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "no CUDA device" in done.stdout
-    required = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
-                              env={"GPU_CHECK_REQUIRE": "1", "PATH": "/usr/bin:/bin"})
-    assert required.returncode == 1 and "no CUDA device" in required.stdout
+    assert not list(ROOT.glob("gpu_check_out"))  # nothing written when skipped
 
 
 def test_variant_is_hashable_and_frozen():
