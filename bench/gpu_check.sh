@@ -54,8 +54,7 @@ train_overrides() {
   echo "data.root=$WORLD" "model.init=$WORLD/student_init" "model.tokenizer=$WORLD/tokenizers/student" \
        "kd.teacher=$WORLD/teacher/oscar" "kd.teacher_tokenizer=$WORLD/tokenizers/teacher" \
        "tracking.enabled=false" "data.max_regions=50" "data.max_train_examples=64" "data.batch_size=16" \
-       "stages.0.epochs=1" "stages.1.epochs=1" "stages.2.epochs=1" "evaluate=[]" "train.log_every=1" \
-       "train.progress=off"
+       "stages.0.epochs=1" "stages.1.epochs=1" "stages.2.epochs=1" "evaluate=[]" "train.log_every=1"
 }
 
 check world "$PY" -c "from cvil.world import ensure_world; ensure_world('$WORLD', 'tiny', tracking=False)"

@@ -481,7 +481,6 @@ class Harness:
         optimizer = build_optimizer(model, 5e-5, trainer.cfg.train, device)
         scheduler = build_scheduler(optimizer, 10**9, 0.0)
         stage = StageConfig(objective="kd" if kind == "kd" else "task")
-        regions = self.size.max_regions
 
         def train_step(i: int) -> None:
             batch = batches[i]
@@ -509,7 +508,6 @@ class Harness:
             trainer._optimizer_step(optimizer, scheduler)
             self._sync()
 
-        assert regions > 0
         return _Runner(name, variant, train_step)
 
     # -- measurement --------------------------------------------------------------------------------------------
@@ -646,6 +644,8 @@ def run_benchmark(size: str = "tiny", *, steps: int = 5, device: str | None = No
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device is available")
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
     unknown = set(kinds) - set(ALL_KINDS)
     if unknown:
         raise ValueError(f"unknown step kinds {sorted(unknown)}; expected some of {ALL_KINDS}")

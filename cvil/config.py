@@ -85,6 +85,7 @@ class StageConfig:
     task_weight: float = 1.0  # weight of the task loss when objective has both (0 in the released KD code)
     kd_weight: float = 1.0
     reset_head: bool = False  # drop classifier.* before the stage (label set changes)
+    question_types: tuple[str, ...] = ()  # train/val only on rows whose `question_type` is listed; () = all rows
     eval_every: int = 0  # optimizer steps between evaluations; 0 = at the end of each epoch only
     select: Literal["val_score", "val_kd_loss", "last"] = "val_score"  # which checkpoint ends the stage
 

@@ -80,6 +80,16 @@ def feature_store(folder: Path, split: str, dist: DistInfo) -> PackedFeatureStor
     return PackedFeatureStore(packed)
 
 
+def of_types(rows, question_types: tuple[str, ...], folder: Path):
+    """The rows of the listed `question_type`s (a curriculum stage); all rows when none are listed."""
+    if not question_types:
+        return rows
+    kept = [r for r in rows if r.extra.get("question_type") in question_types]
+    if not kept:
+        raise DataSetupError(f"{folder}: no rows with question_type in {list(question_types)}")
+    return kept
+
+
 @dataclass
 class StageData:
     """Everything one stage reads: the train loader, the val loader, and the facts evaluation needs."""
@@ -129,14 +139,14 @@ def make_collate(data: DataConfig):
 def build_stage_data(stage: StageConfig, data: DataConfig, kd: KDConfig, *, tokenizer, teacher_tokenizer,
                      dist: DistInfo, seed: int) -> StageData:
     folder = dataset_folder(data, stage.dataset)
-    train_rows = split_rows(folder, "train").rows
+    train_rows = of_types(split_rows(folder, "train").rows, stage.question_types, folder)
     if data.max_train_examples:
         train_rows = train_rows[: data.max_train_examples]
     val_file = split_rows(folder, "val")
     common = dict(folder=folder, stage=stage, data=data, tokenizer=tokenizer, dist=dist,
                   teacher_tokenizer=teacher_tokenizer, kd=kd, seed=seed)
     train_ds = build_dataset(train_rows, split="train", **common)
-    val_ds = build_dataset(val_file.rows, split="val", **common)
+    val_ds = build_dataset(of_types(val_file.rows, stage.question_types, folder), split="val", **common)
     sampler = ResumableSampler(len(train_ds), seed=seed, rank=dist.rank, world_size=dist.world_size)
     loader_kw = dict(collate_fn=make_collate(data), num_workers=data.num_workers,
                      pin_memory=data.pin_memory and dist.device.type == "cuda",

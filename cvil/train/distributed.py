@@ -27,11 +27,12 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group exists (torchrun launched us, even with one process): wrap in DDP, reduce over ranks."""
+        return dist.is_available() and dist.is_initialized()
 
 
 def setup_distributed(init_method: str | None = None) -> DistInfo:
-    """Initialise the process group when launched by torchrun (WORLD_SIZE > 1); otherwise a single process."""
+    """Initialise the process group when launched by torchrun (or WORLD_SIZE > 1); otherwise a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -40,7 +41,8 @@ def setup_distributed(init_method: str | None = None) -> DistInfo:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    launched = world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ  # torchrun, even --nproc_per_node 1
+    if launched and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=init_method or "env://", rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=10))

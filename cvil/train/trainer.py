@@ -79,7 +79,8 @@ class Trainer:
                     raise ValueError("kd.logit_weight needs the online teacher: a teacher cache holds no logits")
             else:
                 teacher = model_setup.load_teacher(cfg, dist.device)
-                self.teacher = FrozenTeacher(teacher, precision=self.precision)
+                self.teacher = FrozenTeacher(torch.compile(teacher) if cfg.train.compile else teacher,
+                                             precision=self.precision)
         self.model = model_setup.build_student(cfg, dist.device)
         self.show_progress = cfg.train.progress == "on" or (
             cfg.train.progress == "auto" and sys.stderr.isatty() and not os.environ.get("CI"))
@@ -199,16 +200,18 @@ class Trainer:
         self._save_checkpoint(optimizer, scheduler)
 
     def _wrap(self, model):
-        if not self.dist.enabled:
-            return model
-        ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+        """DDP under torchrun, then `torch.compile` when asked (the plain module keeps the state-dict keys)."""
+        if self.dist.enabled:
+            ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.cfg.train.compile else model
 
     # ------------------------------------------------------------------------------------------------ steps
     def _loss_step(self, wrapped, batch: dict, stage: StageConfig, no_sync: bool) -> dict:
         """Forward + backward of one micro-batch; returns the (detached) loss parts for logging."""
         use_kd = stage.objective != "task"
-        ctx = wrapped.no_sync() if no_sync and isinstance(wrapped, DistributedDataParallel) else _nullcontext()
+        ddp = getattr(wrapped, "_orig_mod", wrapped)
+        ctx = ddp.no_sync() if no_sync and isinstance(ddp, DistributedDataParallel) else _nullcontext()
         with ctx:
             with autocast(self.precision, self.dist.device):
                 out = wrapped(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],

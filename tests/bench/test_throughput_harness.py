@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return Harness("tiny", device="cpu", world_root=tmp_path_factory.mktemp("tp_world"), n_batches=2, batch_size=8)
+    yield Harness("tiny", device="cpu", world_root=tmp_path_factory.mktemp("tp_world"), n_batches=2, batch_size=8)
+    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------------ harness

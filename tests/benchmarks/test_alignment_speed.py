@@ -28,6 +28,7 @@ from cvil.data.encoding import encode_text
 from cvil.data.qla import QLARow
 from cvil.data.vqa_dataset import VQADataset
 from cvil.distill.alignment import KDSelection
+from bench.reference_align import reference_get_align
 
 N_IMAGES, PER_IMAGE, WORDS = 400, 5, 300
 N = N_IMAGES * PER_IMAGE
@@ -68,30 +69,6 @@ def world(tmp_path_factory):
 def _dataset(world, codemix: bool = False) -> VQADataset:
     return VQADataset(world["rows"], world["student"], _NoFeatures(), 1, "hi" if codemix else "ja", 50,
                       teacher_tokenizer=world["teacher"], kd=KDSelection(codemix=codemix))
-
-
-def reference_get_align(teacher: list[str], student: list[str], total: int = 178, text: int = 128):
-    """The released code's per-example, per-step selection (CLS, 50 image slots, tag walk) on 178-slot arrays."""
-    apply, align = [False] * total, [0] * total
-    apply[0] = True
-    for i in range(text, total):
-        apply[i], align[i] = True, i
-    t, s = teacher.index("[SEP]"), student.index("[SEP]")
-    apply[s], align[s] = True, t
-    s, t = s + 1, t + 1
-    s_len, t_len = min(text, len(student)), min(text, len(teacher))
-    while s < s_len and t < t_len:
-        if teacher[t] == student[s]:
-            apply[s], align[s] = True, t
-        k = 1
-        while s + k < s_len and student[s + k].startswith("##"):
-            if t + k < t_len and teacher[t + k] == student[s + k]:
-                apply[s + k], align[s + k] = True, t + k
-            k += 1
-        s, t = s + k, t + 1
-        while t < t_len and teacher[t].startswith("##"):
-            t += 1
-    return torch.tensor(apply), torch.tensor(align)
 
 
 def _texts(world, row):

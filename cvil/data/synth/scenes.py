@@ -141,8 +141,9 @@ def scene_features(rng: np.random.Generator, scene: Scene, protos: Prototypes, p
     cls = np.array([r.cls for r in scene.regions])
     col = np.array([r.colour for r in scene.regions])
     size = np.array([r.size for r in scene.regions])
-    body = (protos.cls[cls] + preset.colour_scale * protos.colour[col] + preset.size_scale * protos.size[size]
-            + preset.feat_noise * rng.standard_normal((n, protos.dim)).astype(np.float32))
+    body = preset.body_scale * (protos.cls[cls] + preset.colour_scale * protos.colour[col]
+                                + preset.size_scale * protos.size[size]
+                                + preset.feat_noise * rng.standard_normal((n, protos.dim)).astype(np.float32))
     boxes = np.array([r.box for r in scene.regions], dtype=np.float32).reshape(n, 4)
     geom = np.concatenate([boxes, boxes[:, 2:3] - boxes[:, 0:1], boxes[:, 3:4] - boxes[:, 1:2]], axis=1)
     return np.concatenate([body, geom], axis=1).astype(np.float32)
