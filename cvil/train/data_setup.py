@@ -69,15 +69,28 @@ def label_maps(folder: Path) -> LabelMaps:
 
 
 def feature_store(folder: Path, split: str, dist: DistInfo) -> PackedFeatureStore:
+    """The split's packed store, packing it on first use: rank 0 packs under a file lock (parallel grid cells share
+    a dataset folder), the other ranks wait at a barrier."""
     packed = layout.packed_store_path(folder, split)
     if not (packed / "index.json").exists():
         if dist.is_main:
-            source_dir = layout.feature_dir(folder, split)
-            if not source_dir.is_dir():
-                raise DataSetupError(f"no packed store at {packed} and no per-image features at {source_dir}")
-            pack_features(PtDirSource(source_dir), packed)
+            _pack_once(folder, split, packed)
         barrier()
     return PackedFeatureStore(packed)
+
+
+def _pack_once(folder: Path, split: str, packed: Path) -> None:
+    import fcntl
+
+    packed.parent.mkdir(parents=True, exist_ok=True)
+    with open(packed.parent / f".{packed.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (packed / "index.json").exists():  # another process packed it while we waited
+            return
+        source_dir = layout.feature_dir(folder, split)
+        if not source_dir.is_dir():
+            raise DataSetupError(f"no packed store at {packed} and no per-image features at {source_dir}")
+        pack_features(PtDirSource(source_dir), packed)
 
 
 def of_types(rows, question_types: tuple[str, ...], folder: Path):

@@ -46,6 +46,8 @@ class Preset:
     # scale of the whole appearance part (prototypes + noise) relative to the 6 box dims in [0, 1]: at 1.0 the box
     # is a few percent of the feature's energy and a from-scratch teacher needs thousands of steps to read positions
     body_scale: float = 1.0
+    # box centres: uniform inside their 3 x 3 cell (None), or within ± this of the cell centre (clearer positions)
+    position_jitter: float | None = None
     # alignment noise in `ja-en` / `hi-en` (the `gold-*` fields stay clean)
     align_drop: float = 0.04
     align_shift: float = 0.03
@@ -76,7 +78,7 @@ PRESETS: dict[str, Preset] = {
         jvg_images={"train": 250, "val": 40, "test": 120},
         jvg_mix={"color": 0.33, "position": 0.24, "count": 0.1, "size": 0.08, "what": 0.07,
                  "who": 0.05, "when": 0.05, "how": 0.04, "why": 0.04},
-        answer_min_count=9, teacher_vocab=600, student_vocab=1500, body_scale=0.25,
+        answer_min_count=9, teacher_vocab=600, student_vocab=1500, body_scale=0.25, position_jitter=0.06,
     ),
     "medium": Preset(
         name="medium", n_classes=32, n_colours=11, feat_dim=128,

@@ -90,13 +90,14 @@ def zipf_weights(n: int, exponent: float, rng: np.random.Generator | None = None
     return w / w.sum()
 
 
-def make_region(rng: np.random.Generator, cls: int, colour: int) -> Region:
+def make_region(rng: np.random.Generator, cls: int, colour: int, jitter: float | None = None) -> Region:
     size = int(rng.choice(len(SIZES), p=SIZE_PROBS))
     lo, hi = SIZE_EXTENT[SIZES[size]]
     w, h = rng.uniform(lo, hi, size=2)
     row, col = rng.integers(0, 3, size=2)
-    cx = rng.uniform(col / 3 + 0.05, (col + 1) / 3 - 0.05)
-    cy = rng.uniform(row / 3 + 0.05, (row + 1) / 3 - 0.05)
+    margin = 0.05 if jitter is None else 1 / 6 - jitter
+    cx = rng.uniform(col / 3 + margin, (col + 1) / 3 - margin)
+    cy = rng.uniform(row / 3 + margin, (row + 1) / 3 - margin)
     # clipping at the border keeps the centre inside the same cell (extent <= 0.4, margin 0.05)
     x1, x2 = max(0.0, cx - w / 2), min(1.0, cx + w / 2)
     y1, y2 = max(0.0, cy - h / 2), min(1.0, cy + h / 2)
@@ -109,7 +110,7 @@ def make_scene(rng: np.random.Generator, img_id: int, preset, class_w: np.ndarra
     n = int(rng.integers(lo, hi + 1))
     classes = rng.choice(len(class_w), size=n, p=class_w)
     colours = rng.choice(len(colour_w), size=n, p=colour_w)
-    regions = tuple(make_region(rng, int(c), int(k)) for c, k in zip(classes, colours))
+    regions = tuple(make_region(rng, int(c), int(k), preset.position_jitter) for c, k in zip(classes, colours))
     width, height = IMAGE_SIZES[int(rng.integers(0, len(IMAGE_SIZES)))]
     detections = _detect(rng, regions, preset, width, height, len(class_w))
     return Scene(img_id=img_id, width=width, height=height, regions=regions, detections=detections)
