@@ -94,6 +94,7 @@ def finish_run(trainer) -> dict[str, float]:
     cfg, out = trainer.cfg, Path(trainer.cfg.output_dir)
     if trainer.dist.is_main:
         trainer.model.save_pretrained(out / "final")
+        trainer.tokenizer.save_pretrained(str(out / "final"))  # a self-contained folder (AutoTokenizer, cvil align)
         if cfg.export_oscar:
             from cvil.models.checkpoint import save_oscar_checkpoint
 

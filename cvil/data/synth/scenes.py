@@ -73,13 +73,14 @@ class Scene:
 
 
 class Prototypes:
-    """The per-world prototype vectors: one per class, colour and size."""
+    """The per-world prototype vectors: one per class, colour, size and 3 x 3 image cell."""
 
     def __init__(self, rng: np.random.Generator, n_classes: int, n_colours: int, dim: int):
         self.dim = dim
         self.cls = rng.standard_normal((n_classes, dim)).astype(np.float32)
         self.colour = rng.standard_normal((n_colours, dim)).astype(np.float32)
         self.size = rng.standard_normal((len(SIZES), dim)).astype(np.float32)
+        self.cell = rng.standard_normal((9, dim)).astype(np.float32)  # drawn last: earlier prototypes unchanged
 
 
 def zipf_weights(n: int, exponent: float, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -142,9 +143,12 @@ def scene_features(rng: np.random.Generator, scene: Scene, protos: Prototypes, p
     cls = np.array([r.cls for r in scene.regions])
     col = np.array([r.colour for r in scene.regions])
     size = np.array([r.size for r in scene.regions])
+    cells = np.array([r.cell[0] * 3 + r.cell[1] for r in scene.regions])
     body = preset.body_scale * (protos.cls[cls] + preset.colour_scale * protos.colour[col]
                                 + preset.size_scale * protos.size[size]
                                 + preset.feat_noise * rng.standard_normal((n, protos.dim)).astype(np.float32))
+    if preset.cell_scale:  # where the region sits also shows in its appearance, as in a real detector's ROI features
+        body = body + preset.body_scale * preset.cell_scale * protos.cell[cells]
     boxes = np.array([r.box for r in scene.regions], dtype=np.float32).reshape(n, 4)
     geom = np.concatenate([boxes, boxes[:, 2:3] - boxes[:, 0:1], boxes[:, 3:4] - boxes[:, 1:2]], axis=1)
     return np.concatenate([body, geom], axis=1).astype(np.float32)
