@@ -9,6 +9,7 @@ seconds. Arguments after `--` go to the underlying command, e.g.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -35,7 +36,9 @@ def ablations(session: nox.Session) -> None:
     """Table III end to end on the synthetic world (one seed by default), then its significance + leaderboard."""
     _install(session)
     # exit code 1 = some cell failed: the summary says which and why; the table is still built from the rest
-    session.run("cvil-bench", "grid", "table3_ablations", "--seeds", "1", *session.posargs, success_codes=[0, 1])
+    jobs = str(os.cpu_count() or 1)  # cells train with one thread each: one cell per core
+    session.run("cvil-bench", "grid", "table3_ablations", "--seeds", "1", "--jobs", jobs, *session.posargs,
+                success_codes=[0, 1])
     session.run("cvil-bench", "leaderboard", "--grid", "table3_ablations")
 
 
