@@ -8,8 +8,8 @@ as "(not available in this build)" instead of breaking the whole command.
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
+
+from cvil.cli import build_lazy_parser, run_lazy_cli
 
 # command name -> module that registers it
 COMMANDS: dict[str, str] = {
@@ -23,37 +23,11 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvil-bench", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = argv[0] if argv and argv[0] in COMMANDS else None
-    registered: set[str] = set()
-    for name, module in COMMANDS.items():
-        if module in registered:
-            continue
-        if wanted is not None and COMMANDS[wanted] != module:
-            subparsers.add_parser(name, help=f"(see `cvil-bench {name} --help`)")
-            continue
-        try:
-            importlib.import_module(module).register(subparsers)
-            registered.add(module)
-        except ModuleNotFoundError as exc:  # a command whose module is not built yet
-            if exc.name != module:
-                raise
-            subparsers.add_parser(name, help="(not available in this build)")
-    return parser
+    return build_lazy_parser("cvil-bench", __doc__.splitlines()[0], COMMANDS, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        if args.command:
-            print(f"cvil-bench {args.command}: (not available in this build)", file=sys.stderr)
-            return 2
-        parser.print_help()
-        return 0 if not argv else 2
-    return int(args.func(args) or 0)
+    return run_lazy_cli("cvil-bench", __doc__.splitlines()[0], COMMANDS, argv)
 
 
 if __name__ == "__main__":

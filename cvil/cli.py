@@ -25,16 +25,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvil", description=__doc__.splitlines()[0])
+def build_lazy_parser(prog: str, description: str, commands: dict[str, str], argv: list[str]) -> argparse.ArgumentParser:
+    """A parser whose subcommands register themselves; only the module of the command being run is imported."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    wanted = argv[0] if argv and argv[0] in commands else None
     registered: set[str] = set()
-    for name, module in COMMANDS.items():
+    for name, module in commands.items():
         if module in registered:
             continue
-        if wanted is not None and COMMANDS[wanted] != module:
-            subparsers.add_parser(name, help=f"(see `cvil {name} --help`)")
+        if wanted is not None and commands[wanted] != module:
+            subparsers.add_parser(name, help=f"(see `{prog} {name} --help`)")
             continue
         try:
             importlib.import_module(module).register(subparsers)
@@ -46,14 +47,26 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_lazy_cli(prog: str, description: str, commands: dict[str, str], argv: list[str] | None) -> int:
+    """Parse `argv` (default: the process arguments) and run the chosen subcommand's `func`; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
+    parser = build_lazy_parser(prog, description, commands, argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
+        if args.command:
+            print(f"{prog} {args.command}: (not available in this build)", file=sys.stderr)
+            return 2
         parser.print_help()
         return 0 if not argv else 2
     return int(args.func(args) or 0)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    return build_lazy_parser("cvil", __doc__.splitlines()[0], COMMANDS, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_lazy_cli("cvil", __doc__.splitlines()[0], COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 
 from cvil.data.collate import collate
 from cvil.distill.kd_losses import map_layers
+from cvil.train.checkpointing import sha256_file
 
 FORMAT = "cvil.teacher_cache"
 VERSION = 1
@@ -86,12 +87,6 @@ def _names(ids: Iterable[int], limit: int = 10) -> str:
     return f"{len(ids)} question id(s): {shown}{', ...' if len(ids) > limit else ''}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def config_hash(config: Any) -> str:
@@ -169,7 +164,7 @@ def build_teacher_cache(
             return
         path = out / f"shard-{len(shards):05d}.safetensors"
         save_file(pending, str(path), metadata={"format": FORMAT, "dtype": dtype_name})
-        shards.append({"file": path.name, "question_ids": list(pending_ids), "sha256": _sha256(path)})
+        shards.append({"file": path.name, "question_ids": list(pending_ids), "sha256": sha256_file(path)})
         pending.clear()
         pending_ids.clear()
 
@@ -325,7 +320,7 @@ class TeacherCache:
 
     def _check_hashes(self) -> None:
         for shard in self.manifest["shards"]:
-            if _sha256(self.dir / shard["file"]) != shard["sha256"]:
+            if sha256_file(self.dir / shard["file"]) != shard["sha256"]:
                 raise TeacherCacheError(f"teacher cache shard {self.dir / shard['file']} does not match its sha256 "
                                         "(modified or corrupted since it was written)")
         if _content_hash(self.manifest) != self.manifest.get("content_hash"):

@@ -53,7 +53,7 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
     trainer.progress.config_hash = digest
     resume_state = trainer.load_resume_state() if resume else None
     if resume and resume_state is None:
-        log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+        log.info("--resume: no checkpoint in %s yet, starting from the beginning", out)
     tracker = _make_tracker(cfg, dist.is_main, trainer.progress.run_id, digest)
     trainer.tracker = tracker
     trainer.progress.run_id = broadcast_object(tracker.run_id or "")

@@ -23,7 +23,8 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -40,7 +41,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    checksum = _sha256(tmp)
+    checksum = sha256_file(tmp)
     os.replace(tmp, path)
     side = path.with_name(path.name + ".sha256")
     side_tmp = side.with_name(side.name + ".tmp")
@@ -54,7 +55,7 @@ def verified_torch_load(path: str | Path) -> Any:
     side = path.with_name(path.name + ".sha256")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if side.is_file() and side.read_text().strip() != _sha256(path):
+    if side.is_file() and side.read_text().strip() != sha256_file(path):
         raise CheckpointError(f"checkpoint {path} does not match its checksum {side.name}: refusing to resume")
     return torch.load(path, map_location="cpu", weights_only=True)
 
