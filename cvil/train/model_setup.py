@@ -31,7 +31,7 @@ class ResumeError(ValueError):
     pass
 
 
-def _first_stage_shapes(cfg: RunConfig, device) -> tuple[int, int]:
+def _first_stage_shapes(cfg: RunConfig) -> tuple[int, int]:
     """(num_labels, img_feature_dim) of the first stage's dataset."""
     folder = dataset_folder(cfg.data, cfg.stages[0].dataset)
     packed = layout.packed_store_path(folder, "train")
@@ -48,7 +48,7 @@ def _first_stage_shapes(cfg: RunConfig, device) -> tuple[int, int]:
 def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
     if not cfg.stages:
         raise ResumeError(f"schedule {cfg.schedule!r} has no stages")
-    num_labels, img_dim = _first_stage_shapes(cfg, device)
+    num_labels, img_dim = _first_stage_shapes(cfg)
     torch.manual_seed(cfg.train.seed)  # fresh parts (image embedding, head) depend on the seed only
     dropout: dict = dict(hidden_dropout_prob=cfg.model.hidden_dropout_prob,
                    attention_probs_dropout_prob=cfg.model.attention_probs_dropout_prob)

@@ -12,6 +12,7 @@ an uninterrupted one (fp32, CPU).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ from cvil.tracking import NullTracker, Tracker
 from cvil.train import model_setup
 from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
 from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, to_device
-from cvil.train.distributed import DistInfo, all_reduce_sum, barrier, broadcast_object
+from cvil.train.distributed import DistInfo, all_reduce_sum, barrier
 from cvil.train.optim import build_optimizer, build_scheduler
 from cvil.train.precision import autocast, grad_scaler, resolve_precision
 
@@ -211,7 +212,7 @@ class Trainer:
         """Forward + backward of one micro-batch; returns the (detached) loss parts for logging."""
         use_kd = stage.objective != "task"
         ddp = getattr(wrapped, "_orig_mod", wrapped)
-        ctx = ddp.no_sync() if no_sync and isinstance(ddp, DistributedDataParallel) else _nullcontext()
+        ctx = ddp.no_sync() if no_sync and isinstance(ddp, DistributedDataParallel) else contextlib.nullcontext()
         with ctx:
             with autocast(self.precision, self.dist.device):
                 out = wrapped(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
@@ -358,14 +359,6 @@ class _Throughput:
         return rate
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _required(cfg: RunConfig, key: str):
     raise model_setup.ResumeError(f"config key {key} is required for schedule {cfg.schedule!r}")
 
@@ -377,4 +370,3 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    _ = broadcast_object  # ranks agree on everything else through the config

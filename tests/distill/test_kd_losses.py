@@ -1,7 +1,6 @@
 """Golden values for the cViL KD objective, recomputed here with plain loops (no shared code with the module)."""
 
 import math
-import warnings
 
 import pytest
 import torch
