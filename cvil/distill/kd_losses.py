@@ -58,8 +58,13 @@ def distillation_loss(
     layers: tuple[int, ...] = (3, 6, 9, 12),
     weights: tuple[float, ...] = (),
     reduction: str = "pooled",
+    detail: bool = True,
 ) -> KDLoss:
-    """Hidden-state distillation over the selected (student, teacher) position pairs of `batch`."""
+    """Hidden-state distillation over the selected (student, teacher) position pairs of `batch`.
+
+    `detail=False` skips the per-layer / per-component breakdown: each of its numbers is a host sync on a GPU, so
+    the training loop asks for it only on logging steps.
+    """
     if reduction not in ("pooled", "per_component"):
         raise ValueError(f"unknown KD reduction {reduction!r}; expected 'pooled' or 'per_component'")
     weights = tuple(weights) or (1.0,) * len(layers)
@@ -84,6 +89,8 @@ def distillation_loss(
         else:
             layer_loss = _per_component_loss(per_pair, b, comp, norms, batch_size=batch["input_ids"].shape[0])
         total = total + w * layer_loss
+        if not detail:
+            continue
         out.per_layer[ref] = float(layer_loss.detach())
         with torch.no_grad():
             sums = torch.zeros(len(COMPONENTS), device=device).index_add_(0, comp, per_pair.detach())

@@ -36,7 +36,7 @@ def evaluate_in_loop(trainer, data: StageData, stage: StageConfig) -> dict[str, 
         if use_kd:
             kd = distillation_loss(out.hidden_states, trainer.teacher_hidden(batch, "val"), batch,
                                    layers=trainer.cfg.kd.layers, weights=trainer.cfg.kd.layer_weights,
-                                   reduction=trainer.cfg.kd.reduction)
+                                   reduction=trainer.cfg.kd.reduction, detail=False)
             sums[2] += float(kd.total) * n
     all_reduce_sum(sums)
     model.train(was_training)

@@ -172,7 +172,8 @@ class Trainer:
                 if self.progress.stage_step >= total_steps:
                     break
                 batch = to_device(batch, dist.device)
-                parts = self._loss_step(wrapped, batch, stage, accum + 1 < cfg.train.grad_accum)
+                logging_step = (self.progress.global_step + 1) % cfg.train.log_every == 0
+                parts = self._loss_step(wrapped, batch, stage, accum + 1 < cfg.train.grad_accum, logging_step)
                 timer.add(batch["input_ids"].shape[0] * dist.world_size)
                 self.progress.batches_in_epoch += 1
                 accum += 1
@@ -208,8 +209,9 @@ class Trainer:
         return torch.compile(model) if self.cfg.train.compile else model
 
     # ------------------------------------------------------------------------------------------------ steps
-    def _loss_step(self, wrapped, batch: dict, stage: StageConfig, no_sync: bool) -> dict:
-        """Forward + backward of one micro-batch; returns the (detached) loss parts for logging."""
+    def _loss_step(self, wrapped, batch: dict, stage: StageConfig, no_sync: bool, detail: bool = False) -> dict:
+        """Forward + backward of one micro-batch; returns the loss parts for logging (only when `detail`: reading
+        them is a host sync per number on a GPU)."""
         use_kd = stage.objective != "task"
         ddp = getattr(wrapped, "_orig_mod", wrapped)
         ctx = ddp.no_sync() if no_sync and isinstance(ddp, DistributedDataParallel) else contextlib.nullcontext()
@@ -217,34 +219,38 @@ class Trainer:
             with autocast(self.precision, self.dist.device):
                 out = wrapped(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                               batch["img_feats"], output_hidden_states=use_kd)
-            loss, parts = self.objective(out, batch, stage)
+            loss, parts = self.objective(out, batch, stage, detail=detail)
             self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
         return parts
 
-    def objective(self, out, batch: dict, stage: StageConfig) -> tuple[torch.Tensor, dict]:
-        """The stage's loss: task BCE, KD, or a weighted sum (all in fp32)."""
+    def objective(self, out, batch: dict, stage: StageConfig, *, detail: bool = False) -> tuple[torch.Tensor, dict]:
+        """The stage's loss: task BCE, KD, or a weighted sum (all in fp32), and its parts as floats when `detail`."""
         parts: dict[str, float] = {}
         total = torch.zeros((), device=out.logits.device)
         task_weight = stage.task_weight if stage.objective == "task+kd" else float(stage.objective == "task")
         if task_weight:
             task = instance_bce_with_logits(out.logits.float(), batch["labels"])
             total = total + task_weight * task
-            parts["loss.task"] = float(task.detach())
+            if detail:
+                parts["loss.task"] = float(task.detach())
         if stage.objective != "task":
             kd_cfg = self.cfg.kd
             teacher_out = self.teacher(batch) if self.teacher is not None else None
             kd = distillation_loss(out.hidden_states, self.teacher_hidden(batch, "train", teacher_out), batch,
                                    layers=kd_cfg.layers,
-                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction)
+                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction, detail=detail)
             total = total + stage.kd_weight * kd.total * self._pooled_share(batch)
-            parts["loss.kd"] = float(kd.total.detach())
-            parts.update({f"kd.layer{k}": v for k, v in kd.per_layer.items()})
-            parts.update({f"kd.{k}": v for k, v in kd.per_component.items()})
+            if detail:
+                parts["loss.kd"] = float(kd.total.detach())
+                parts.update({f"kd.layer{k}": v for k, v in kd.per_layer.items()})
+                parts.update({f"kd.{k}": v for k, v in kd.per_component.items()})
             if kd_cfg.logit_weight:
                 logit = teacher_logit_loss(out.logits, teacher_out.logits)
                 total = total + kd_cfg.logit_weight * logit
-                parts["loss.kd_logits"] = float(logit.detach())
-        parts["loss"] = float(total.detach())
+                if detail:
+                    parts["loss.kd_logits"] = float(logit.detach())
+        if detail:
+            parts["loss"] = float(total.detach())
         return total, parts
 
     def teacher_hidden(self, batch: dict, split: str, teacher_out=None) -> tuple:

@@ -45,7 +45,7 @@ def test_baseline_schedule_end_to_end_with_mlflow(overrides_for, synthetic_confi
         [MlflowClient(mlflow_store).get_experiment_by_name("cvil").experiment_id])[0]
     assert run_info.info.status == "FINISHED"
     assert run_info.data.tags["cvil.cell"] == "baseline" and run_info.data.tags["cvil.schedule"] == "baseline"
-    assert run_info.data.params["stages.1.lr"] == "0.0005"
+    assert run_info.data.params["stages.1.lr"] == str(cfg.stages[1].lr)
     assert "train.loss" in run_info.data.metrics and "test.accuracy" in run_info.data.metrics
 
 
