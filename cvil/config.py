@@ -68,7 +68,6 @@ class KDConfig:
     reduction: Literal["pooled", "per_component"] = "pooled"
     logit_weight: float = 0.0  # teacher-logit BCE term (disabled in the released code)
     fix_tag_continuation: bool = False  # the reference's rare continuation overrun, faithful by default
-    codemix_fraction: float = 0.15
 
 
 @dataclass(frozen=True)

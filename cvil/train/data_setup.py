@@ -118,7 +118,8 @@ def kd_selection(kd: KDConfig, *, split: str):
     """The positions to distil; code-mixing is a training-time augmentation (train split only, as the reference)."""
     from cvil.data.vqa_dataset import KDSelection
 
-    return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix and split == "train")
+    return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix and split == "train",
+                       fix_continuation_overrun=kd.fix_tag_continuation)
 
 
 def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: DataConfig, tokenizer,
