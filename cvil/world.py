@@ -9,16 +9,12 @@ README's main job and `nox -s ablations` all start here.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cvil.config import load_config
-
-log = logging.getLogger(__name__)
-
 
 def _say(message: str) -> None:
     """Progress of the minutes-long steps, shown whether or not the caller configured logging."""
