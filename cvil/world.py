@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cvil.config import load_config
 
+
 def _say(message: str) -> None:
     """Progress of the minutes-long steps, shown whether or not the caller configured logging."""
     print(f"[world] {message}", file=sys.stderr, flush=True)
