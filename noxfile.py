@@ -3,8 +3,8 @@
 Every session installs the project itself (`pip install -e '.[dev]'`), whose torch range resolves to the CPU
 wheel on a machine without a GPU, and reuses its virtualenv: a fresh one costs minutes (torch), a reused one
 seconds. Arguments after `--` go to the underlying command, e.g.
-`nox -s ablations -- --seeds 3 --jobs 2` or, for the real data and checkpoints,
-`nox -s ablations -- data.root=/data/cvil kd.teacher=/ckpt/oscar_plus_vqa model.init=/ckpt/mbert`.
+`nox -s ablations -- --seeds 3`. For the real data and checkpoints use the paper-schedule grid instead:
+`cvil-bench grid paper_table3_ablations data.root=/data/cvil kd.teacher=/ckpt/oscar_plus_vqa model.init=/ckpt/mbert`.
 """
 
 from __future__ import annotations
