@@ -20,6 +20,8 @@ from bench.grid import GridRunner, has_checkpoint
 from cvil.config import load_config
 from bench.grid_spec import expand, load_grid, shipped_grids, slug
 
+REPO = Path(__file__).resolve().parents[2]
+
 FAKE_TRAIN = textwrap.dedent(
     r'''
     """A stand-in for `cvil train --config FILE [--resume] key=value ...`."""
@@ -200,7 +202,10 @@ def test_shipped_grids_name_their_cells_and_configs():
         "table2_hi": {"BASELINE": "hindi_baseline", "KD": "hindi_kd"},
         "table4_vqa_ja": {"AUG": "vqa_ja_aug", "KD": "vqa_ja_kd"},
     }
-    assert set(shipped_grids()) == {*expected, "table3_ablations"}
+    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations"}
+    paper = load_grid("paper_table3_ablations")
+    assert paper.world is None and set(paper.paths) == {"data_root", "teacher", "student_init"}
+    assert all(Path(c.config).parts[:2] == ("configs", "paper") and (REPO / c.config).is_file() for c in paper.cells)
     for name, cells in expected.items():
         spec = load_grid(name)
         assert {c.name: c.config for c in spec.cells} == {k: f"configs/synthetic/{v}.yaml" for k, v in cells.items()}
