@@ -112,14 +112,11 @@ def make_jvg_question(rng, scene: Scene, qtype: str, n_colours: int) -> JvgQuest
         cls = int(_choice(rng, present))
         answer = _count_answer(rng, scene.count(cls), CLASSES[cls].ja_counter)
     elif qtype == "what":
-        by_cell: dict[tuple, list] = {}
-        for r in scene.regions:
-            by_cell.setdefault(r.cell, []).append(r)
-        cells = sorted(c for c, rs in by_cell.items() if len(rs) == 1)
-        if not cells:
+        lone = scene.lone_regions_by_cell()
+        if not lone:
             return None
-        cell = _choice(rng, cells)
-        region = by_cell[cell][0]
+        cell = _choice(rng, list(lone))
+        region = lone[cell]
         cls = None
         slots["POSJ"] = POSITION_BY_CELL[cell].ja
         answer = _what_answer(rng, region.cls, region.colour)

@@ -108,14 +108,11 @@ def make_question(rng: np.random.Generator, scene: Scene, qtype: str, n_classes:
         cls = int(_choice(rng, absent)) if absent and rng.random() < 0.15 else int(_choice(rng, present))
         return Question(qtype, template, cls, None, None, str(scene.count(cls)))
     if qtype == "what_at":
-        by_cell: dict[tuple, list] = {}
-        for r in scene.regions:
-            by_cell.setdefault(r.cell, []).append(r)
-        cells = sorted(c for c, rs in by_cell.items() if len(rs) == 1)
-        if not cells:
+        lone = scene.lone_regions_by_cell()
+        if not lone:
             return None
-        cell = _choice(rng, cells)
-        return Question(qtype, template, None, None, POSITION_BY_CELL[cell], CLASSES[by_cell[cell][0].cls].en)
+        cell = _choice(rng, list(lone))
+        return Question(qtype, template, None, None, POSITION_BY_CELL[cell], CLASSES[lone[cell].cls].en)
     raise KeyError(f"unknown question type {qtype!r}")
 
 

@@ -68,6 +68,13 @@ class Scene:
             counts[r.cls] = counts.get(r.cls, 0) + 1
         return sorted(c for c, n in counts.items() if n == 1)
 
+    def lone_regions_by_cell(self) -> dict[tuple[int, int], Region]:
+        """The 3 x 3 cells holding exactly one region (so "what is in the top left?" has one answer), sorted."""
+        by_cell: dict[tuple[int, int], list[Region]] = {}
+        for r in self.regions:
+            by_cell.setdefault(r.cell, []).append(r)
+        return {cell: rs[0] for cell, rs in sorted(by_cell.items()) if len(rs) == 1}
+
     def region_of(self, cls: int) -> Region:
         return next(r for r in self.regions if r.cls == cls)
 
