@@ -32,31 +32,46 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to `path` via a temporary file + rename, then write `path.sha256` the same way."""
+    """torch.save to `path` with its SHA-256 in `path.sha256`, both via fsynced temporary files and renames.
+
+    Both temporaries are complete before the first rename, so a kill at any point leaves either the previous pair,
+    or the new checkpoint with its checksum still in `path.sha256.tmp` (which `verified_torch_load` accepts).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with open(_tmp(path), "wb") as fh:
         torch.save(obj, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    checksum = sha256_file(tmp)
-    os.replace(tmp, path)
-    side = path.with_name(path.name + ".sha256")
-    side_tmp = side.with_name(side.name + ".tmp")
-    side_tmp.write_text(checksum + "\n")
-    os.replace(side_tmp, side)
+    with open(_tmp(_sidecar(path)), "w") as fh:
+        fh.write(sha256_file(_tmp(path)) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(_tmp(path), path)
+    os.replace(_tmp(_sidecar(path)), _sidecar(path))
 
 
 def verified_torch_load(path: str | Path) -> Any:
     """Load a checkpoint written by `atomic_torch_save`, refusing one whose checksum does not match."""
     path = Path(path)
-    side = path.with_name(path.name + ".sha256")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if side.is_file() and side.read_text().strip() != sha256_file(path):
-        raise CheckpointError(f"checkpoint {path} does not match its checksum {side.name}: refusing to resume")
+    side, pending = _sidecar(path), _tmp(_sidecar(path))
+    if side.is_file():
+        actual = sha256_file(path)
+        if side.read_text().strip() != actual:
+            if not (pending.is_file() and pending.read_text().strip() == actual):
+                raise CheckpointError(f"checkpoint {path} does not match its checksum {side.name}: refusing to resume")
+            os.replace(pending, side)  # killed between the two renames of a save: finish it
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

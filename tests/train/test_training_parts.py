@@ -70,3 +70,14 @@ def test_rng_states_restore_exactly():
     a = (random.random(), np.random.rand(), torch.rand(1).item())
     restore_rng(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_checkpoint_killed_between_the_two_renames_still_loads(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"w": torch.zeros(2)}, path)
+    atomic_torch_save({"w": torch.ones(2)}, tmp_path / "new.pt")
+    # the state a kill leaves after the data rename and before the checksum rename
+    (tmp_path / "new.pt").replace(path)
+    (tmp_path / "new.pt.sha256").replace(tmp_path / "ckpt.pt.sha256.tmp")
+    assert torch.equal(verified_torch_load(path)["w"], torch.ones(2))
+    assert not (tmp_path / "ckpt.pt.sha256.tmp").exists()
