@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from cvil.errors import CvilError
+
 # command name -> module that registers it (one idea per module; see docs/architecture.md)
 COMMANDS: dict[str, str] = {
     "demo": "cvil.demo",
@@ -58,7 +60,12 @@ def run_lazy_cli(prog: str, description: str, commands: dict[str, str], argv: li
             return 2
         parser.print_help()
         return 0 if not argv else 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except CvilError as exc:  # user-facing errors: one line, exit 2 (cvil.errors)
+        message = " ".join(str(exc).split())
+        print(f"{prog} {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

@@ -9,6 +9,8 @@ type-checked against the dataclass annotations, and the resolved config is saved
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import dataclasses
 import difflib
 import types
@@ -20,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 
-class ConfigError(ValueError):
+class ConfigError(CvilError, ValueError):
     """A configuration problem found before any training starts."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cvil.errors import CvilError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(CvilError, ValueError):
     """A data file does not match the format we read: ``file: where: expected X[, got Y]``."""
 
     def __init__(self, file: str | Path, where: str, expected: str, got: object = None) -> None:

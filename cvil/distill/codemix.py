@@ -19,6 +19,8 @@ With no candidate (n = 0) the sentence is the alignment words re-joined, as in t
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -31,7 +33,7 @@ CODEMIX_RATE = 0.15
 JOINERS = {"ja": "", "hi": " "}
 
 
-class AlignmentFieldError(ValueError):
+class AlignmentFieldError(CvilError, ValueError):
     """A row lacks (or has a malformed) `{lang}-en` alignment field needed for code-mixing."""
 
 

@@ -19,6 +19,8 @@ scikit-learn a PCA projection is drawn instead and the figure says so. The PNG c
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import argparse
 import warnings
 from collections.abc import Sequence
@@ -41,7 +43,7 @@ MARKERS = {"teacher_text": ("o", "teacher word (en)"), "student_text": ("^", "st
            "teacher_image": ("s", "teacher image"), "student_image": ("x", "student image")}
 
 
-class EmbedPlotError(ValueError):
+class EmbedPlotError(CvilError, ValueError):
     pass
 
 

@@ -34,6 +34,8 @@ cached: `kd.logit_weight > 0` needs the online teacher.
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import hashlib
 import json
 import os
@@ -58,7 +60,7 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 _SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 
 
-class TeacherCacheError(ValueError):
+class TeacherCacheError(CvilError, ValueError):
     """The cache is incomplete, inconsistent with its manifest, or does not match what it is asked to serve."""
 
 

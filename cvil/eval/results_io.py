@@ -12,6 +12,8 @@ into NaN.
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import json
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
@@ -22,7 +24,7 @@ import pandas as pd
 PER_QUESTION_COLUMNS = ("question_id", "prediction", "ground_truth", "score", "question_type")
 
 
-class ResultsFormatError(ValueError):
+class ResultsFormatError(CvilError, ValueError):
     """A results file that does not follow the EvalAI format or does not match the question set."""
 
 

@@ -21,6 +21,8 @@ needed a missing script to drop the classifier before changing the label set; he
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import json
 import logging
 import os
@@ -51,7 +53,7 @@ _CLASSIFIER = "classifier."
 _MAX_LISTED = 12  # keys listed in an error message before "... and N more"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CvilError, ValueError):
     """A checkpoint does not fit the model: missing keys or mis-shaped tensors (named in the message)."""
 
 

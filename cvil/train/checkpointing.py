@@ -9,6 +9,8 @@ ints and a tensor so that the safe unpickler accepts it.
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import hashlib
 import os
 import random
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CvilError, RuntimeError):
     pass
 
 

@@ -6,6 +6,8 @@ rank 0, the others wait), so the per-image `.pt` layout of the reference works u
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +26,7 @@ from cvil.train.distributed import DistInfo, barrier
 from cvil.train.sampling import ResumableSampler, ShardSampler
 
 
-class DataSetupError(FileNotFoundError):
+class DataSetupError(CvilError, FileNotFoundError):
     pass
 
 

@@ -10,6 +10,8 @@ instead let weight decay shrink them by ≈0.88 over the stage).
 
 from __future__ import annotations
 
+from cvil.errors import CvilError
+
 import logging
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from cvil.train.data_setup import dataset_folder, label_maps
 log = logging.getLogger(__name__)
 
 
-class ResumeError(ValueError):
+class ResumeError(CvilError, ValueError):
     pass
 
 
