@@ -1,8 +1,10 @@
-"""`cvil data pack` and `cvil data validate`: prepare and check a dataset folder before training on it."""
+"""`cvil data pack`, `validate`, `prepare-jvg`, `add-language`, `hindi-classes`: build, pack and check dataset
+folders before training on them."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from cvil.data.region_features import SOURCES
@@ -15,11 +17,62 @@ def _pack(args: argparse.Namespace) -> int:
 
     try:
         source = open_feature_source(args.source, args.input, args.offset_map, args.dim)
-        store = pack_features(source, args.out, dim=args.dim)
+        ids = _ids_from(args.ids_from) if args.ids_from else None
+        store = pack_features(source, args.out, ids=ids, dim=args.dim)
     except (DataFormatError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"packed {len(store)} images, {store.total_regions} regions x {store.dim} (float16) into {args.out}")
+    return 0
+
+
+def _ids_from(paths: list[str]) -> list[int]:
+    """The distinct img_ids of QLA files (test: the `.unknown` file, which lists every test row)."""
+    from cvil.data.qla import read_qla
+
+    return sorted({row.img_id for path in paths for row in read_qla(path, drop_empty=False).rows})
+
+
+def _print_report(report: dict) -> None:
+    print(json.dumps(report, ensure_ascii=False, sort_keys=True, indent=2))
+
+
+def _prepare_jvg(args: argparse.Namespace) -> int:
+    from cvil.data.prepare.jvg import prepare_jvg
+
+    _print_report(prepare_jvg(qa=args.qa, tags=args.tags, out=args.out, splits=args.splits, top_k=args.top_k,
+                              min_conf=args.min_conf, seed=args.seed, features=args.features or ()))
+    return 0
+
+
+def _add_language(args: argparse.Namespace) -> int:
+    from cvil.data.prepare.add_language import add_language, write_aligner_input
+
+    if args.mt_model:
+        from cvil.data.prepare.translate import translate_qla
+
+        n = translate_qla(qla=args.qla, out_tsv=args.translations, model_dir=args.mt_model,
+                          batch_size=args.batch_size, num_beams=args.num_beams, device=args.device,
+                          forced_bos_token=args.forced_bos_token)
+        print(f"translated {n} distinct questions into {args.translations}", file=sys.stderr)
+    if args.write_aligner_input:
+        n = write_aligner_input(translations=args.translations, lang=args.lang, out=args.write_aligner_input)
+        print(f"wrote {n} 'english ||| target' lines to {args.write_aligner_input}", file=sys.stderr)
+        if not (args.alignments or args.aligner):
+            return 0
+    options = {"layer": args.layer, "method": args.method, "batch_size": args.batch_size, "device": args.device}
+    _print_report(add_language(qla=args.qla, lang=args.lang, translations=args.translations, out=args.out,
+                               alignments=args.alignments, alignment_order=args.alignment_order,
+                               aligner=args.aligner, aligner_options=options, allow_missing=args.allow_missing))
+    return 0
+
+
+def _hindi_classes(args: argparse.Namespace) -> int:
+    from cvil.data.prepare.hindi_classes import build_hindi_classes
+
+    report = build_hindi_classes(ans2label=args.ans2label, translations=args.translations, out=args.out,
+                                 allow_missing=args.allow_missing)
+    _print_report({k: v for k, v in report.items() if k != "merges"} | {"merged_classes": len(report["merges"])})
     return 0
 
 
@@ -45,8 +98,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("--offset-map", help="tsv only: JSON {img_id: byte offset} (else the TSV is scanned once)")
     pack.add_argument("--out", required=True, help="output folder (e.g. ROOT/vg/packed/train)")
     pack.add_argument("--dim", type=int, help="expected feature dim (default: taken from the first image)")
+    pack.add_argument("--ids-from", action="append", metavar="QLA",
+                      help="pack only the img_ids of this QLA file (repeatable); e.g. one split of a GQA/VG TSV")
     pack.set_defaults(func=_pack)
 
     validate = commands.add_parser("validate", help="check a dataset folder end to end and print its counts")
     validate.add_argument("dir", help="a dataset folder (ROOT/vg, ROOT/vqa) or a ROOT holding vqa/ and vg/")
     validate.set_defaults(func=_validate)
+
+    jvg = commands.add_parser("prepare-jvg", help="Japanese Visual Genome VQA + VinVL tags -> the vg/ dataset folder",
+                              description="Writes the QLA files, label maps, the .unknown test file and "
+                                          "prepare_report.json in the layout the release reads (cvil.data.prepare.jvg).")
+    jvg.add_argument("--qa", required=True, help="question_answers.json (Visual Genome layout, Japanese QAs)")
+    jvg.add_argument("--tags", required=True, help="image_labels.tsv: img_id \\t {\"objects\": [{class, rect, conf}]}")
+    jvg.add_argument("--out", required=True, help="dataset folder to write, e.g. ROOT/vg")
+    jvg.add_argument("--splits", help="folder with train.txt, val.txt, test.txt image ids (default: seeded split "
+                                      "with the paper's proportions 59,550/1,984/37,674)")
+    jvg.add_argument("--top-k", type=int, default=3000, help="answer classes: the K most frequent train answers")
+    jvg.add_argument("--min-conf", type=float, help="keep detections with conf >= this as tags (default: all)")
+    jvg.add_argument("--seed", type=int, default=0, help="seed of the split when --splits is not given")
+    jvg.add_argument("--features", action="append", metavar="TSV|OFFSET_MAP",
+                     help="feature TSV or its offset map JSON: report images without features (repeatable)")
+    jvg.set_defaults(func=_prepare_jvg)
+
+    lang = commands.add_parser("add-language", help="add a translated question + {lang}-en alignment to a QLA file",
+                               description="Pharaoh alignments are read as English-target pairs i-j "
+                                           "(english ||| target input); see cvil.data.prepare.add_language.")
+    lang.add_argument("--qla", required=True, help="English QLA JSON (rows with 'en' or 'q')")
+    lang.add_argument("--lang", required=True, help="language code of the new field (ja, hi, ...)")
+    lang.add_argument("--translations", required=True,
+                      help="TSV 'english question \\t translation' (written first when --mt-model is given)")
+    src = lang.add_mutually_exclusive_group()
+    src.add_argument("--alignments", help="Pharaoh file, one line per translations line (fast_align, awesome-align)")
+    src.add_argument("--aligner", metavar="MODEL", help="HF encoder folder for cvil's embedding aligner")
+    lang.add_argument("--alignment-order", choices=("en-tgt", "tgt-en"), default="en-tgt",
+                      help="en-tgt: pair i-j = English word i, target word j (english ||| target input)")
+    lang.add_argument("--write-aligner-input", metavar="FILE",
+                      help="write 'english words ||| target words' lines for an external aligner")
+    lang.add_argument("--allow-missing", action="store_true", help="drop rows without a translation (reported)")
+    lang.add_argument("--out", help="output QLA JSON (a report is written beside it as OUT.report.json)")
+    lang.add_argument("--mt-model", metavar="DIR", help="translate with this HF seq2seq folder (MarianMT, NLLB)")
+    lang.add_argument("--forced-bos-token", help="--mt-model: target language token (NLLB: jpn_Jpan, hin_Deva)")
+    lang.add_argument("--num-beams", type=int, default=1, help="--mt-model: beam size (1 = greedy)")
+    lang.add_argument("--method", choices=("argmax", "softmax"), default="argmax", help="--aligner extraction")
+    lang.add_argument("--layer", type=int, default=8, help="--aligner hidden_states index")
+    lang.add_argument("--batch-size", type=int, default=32)
+    lang.add_argument("--device", default="cpu")
+    lang.set_defaults(func=_add_language)
+
+    hi = commands.add_parser("hindi-classes", help="merge English answers with the same Hindi translation",
+                             description="Writes hi_ans2label.json, hi_trainval_*.pkl and hindi_classes_report.json.")
+    hi.add_argument("--ans2label", required=True, help="trainval_ans2label.pkl (English answers)")
+    hi.add_argument("--translations", required=True, help="TSV 'english answer \\t hindi'")
+    hi.add_argument("--out", required=True, help="output folder (the vqa/ dataset folder to train on them)")
+    hi.add_argument("--allow-missing", action="store_true", help="an untranslated answer stays its own class")
+    hi.set_defaults(func=_hindi_classes)

@@ -18,3 +18,28 @@ _TOKENIZER = NLTKWordTokenizer()
 def english_words(text: str) -> tuple[str, ...]:
     """The NLTK word tokens of one English question (what `en_idx` in an alignment entry indexes)."""
     return tuple(_TOKENIZER.tokenize(text))
+
+
+@lru_cache(maxsize=1)
+def _fugashi_tagger():
+    import fugashi
+    import unidic_lite
+
+    return fugashi.Tagger(f'-d "{unidic_lite.DICDIR}"')
+
+
+def japanese_words(text: str) -> tuple[str, ...]:
+    """Japanese words: fugashi + unidic-lite surface forms (the tokenizer the paper names; the release's own
+    segmentation of its `ja-en` fields is unknown). Whitespace is dropped, so `''.join(words)` is the sentence
+    without spaces, which is how the code-mixer rebuilds a Japanese question from its alignment entries."""
+    return tuple(w.surface for w in _fugashi_tagger()(text))
+
+
+def target_words(text: str, lang: str) -> tuple[str, ...]:
+    """The words of a question in `lang` as its `{lang}-en` entries list them: NLTK for en, fugashi for ja,
+    whitespace for the others (hi)."""
+    if lang == "en":
+        return english_words(text)
+    if lang == "ja":
+        return japanese_words(text)
+    return tuple(text.split())

@@ -196,6 +196,8 @@ def validate_dataset(folder: str | Path) -> DatasetReport:
         _check_split(folder, "test", labels, report, features, unknown=True)
     if (folder / layout.IMAGE_LABELS).exists():
         _check_image_labels(folder, report)
+    if (folder / PREPARE_REPORT).exists():
+        _check_prepare_report(folder, report)
     if not report.splits and not any(e.startswith(str(folder)) for e in report.errors):
         report.errors.append(f"{folder}: expected QLA files ({layout.qla_path(folder, 'train').name}, ...), got none")
     dims = {s.feature_dim for s in report.splits if s.feature_dim is not None}
@@ -203,6 +205,32 @@ def validate_dataset(folder: str | Path) -> DatasetReport:
         report.errors.append(f"{folder}: expected one feature dim across splits, got {sorted(dims)}")
     report.errors = list(dict.fromkeys(report.errors))  # the `.unknown` file re-reports the test split's images
     return report
+
+
+PREPARE_REPORT = "prepare_report.json"  # written by `cvil data prepare-jvg`
+
+
+def _check_prepare_report(folder: Path, report: DatasetReport) -> None:
+    """Files edited or re-prepared after `prepare-jvg` disagree with its report: say which, so a stale mix is seen."""
+    import json
+
+    try:
+        prepared = json.loads((folder / PREPARE_REPORT).read_text(encoding="utf-8"))
+        expected = {s: prepared["splits"][s]["rows_written"] for s in layout.SPLITS}
+        expected["unknown"], labels = prepared["splits"]["test"]["unknown_rows"], prepared["num_labels"]
+    except (ValueError, KeyError, TypeError) as exc:
+        report.errors.append(f"{folder / PREPARE_REPORT}: expected a prepare-jvg report, got {type(exc).__name__}: {exc}")
+        return
+    names = {layout.qla_path(folder, s).name: s for s in layout.SPLITS} | {layout.unknown_path(folder).name: "unknown"}
+    for s in report.splits:
+        key = s.name if s.name in expected else names.get(s.name)
+        total = s.rows + sum(s.dropped.values())
+        if key in expected and total != expected[key]:
+            path = layout.unknown_path(folder) if key == "unknown" else layout.qla_path(folder, key)
+            report.errors.append(str(DataFormatError(path, "rows", f"{expected[key]} rows (as {PREPARE_REPORT})", total)))
+    if report.num_labels is not None and report.num_labels != labels:
+        report.errors.append(str(DataFormatError(folder / layout.ANS2LABEL, "labels",
+                                                 f"{labels} answers (as {PREPARE_REPORT})", report.num_labels)))
 
 
 def _check_image_labels(folder: Path, report: DatasetReport) -> None:

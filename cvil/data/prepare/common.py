@@ -1,0 +1,61 @@
+"""Helpers shared by the preparation commands: deterministic JSON writes, progress bars, JSON and TSV reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from cvil.data.errors import DataFormatError
+
+
+def write_json(path: str | Path, value: Any, *, indent: int | None = None) -> Path:
+    """Write JSON byte-identically for the same value (sorted keys, UTF-8 kept as is), atomically (tmp + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def progress(items: Iterable, *, desc: str, total: int | None = None, enabled: bool | None = None) -> Iterator:
+    """A tqdm bar on stderr; `enabled=None` shows it only on a terminal."""
+    from tqdm import tqdm
+
+    return iter(tqdm(items, desc=desc, total=total, file=sys.stderr, disable=None if enabled is None else not enabled,
+                     unit="it", leave=False))
+
+
+def load_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file; a syntax error names the line and column, a missing file says so."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise DataFormatError(path, "file", what, "no such file") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, f"byte {exc.start}", "UTF-8 text", exc.reason) from None
+
+
+def read_tsv(path: str | Path, columns: int, what: str) -> Iterator[tuple[int, list[str]]]:
+    """`(line number, fields)` of a TSV with exactly `columns` tab-separated fields per line (blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file", what, "no such file")
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != columns:
+                raise DataFormatError(path, f"line {line_no}", f"{columns} tab-separated columns ({what})",
+                                      f"{len(fields)} in {line[:60]!r}")
+            yield line_no, fields
