@@ -58,8 +58,12 @@ def _add_language(args: argparse.Namespace) -> int:
     if args.write_aligner_input:
         n = write_aligner_input(translations=args.translations, lang=args.lang, out=args.write_aligner_input)
         print(f"wrote {n} 'english ||| target' lines to {args.write_aligner_input}", file=sys.stderr)
-        if not (args.alignments or args.aligner):
-            return 0
+    if not (args.alignments or args.aligner) and (args.mt_model or args.write_aligner_input):
+        return 0  # a first step only: translate and/or write the external aligner's input
+    if not args.out:
+        from cvil.errors import UsageError
+
+        raise UsageError("--out is required to write the QLA file with the new language")
     options = {"layer": args.layer, "method": args.method, "batch_size": args.batch_size, "device": args.device}
     _print_report(add_language(qla=args.qla, lang=args.lang, translations=args.translations, out=args.out,
                                alignments=args.alignments, alignment_order=args.alignment_order,
