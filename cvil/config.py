@@ -52,6 +52,9 @@ class DataConfig:
     num_workers: int = 0
     pin_memory: bool = False
     max_train_examples: int = 0  # 0 = all; for smoke runs
+    # answers: the folder's trainval_ans2label.pkl; hindi_merged: train and predict over hi_ans2label.json's merged
+    # Hindi classes (`cvil data hindi-classes`), soft scores of merged answers combined by max
+    label_set: Literal["answers", "hindi_merged"] = "answers"
 
 
 @dataclass(frozen=True)

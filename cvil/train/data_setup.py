@@ -66,8 +66,33 @@ def split_rows(folder: Path, split: str) -> QLAFile:
 
 
 @lru_cache(maxsize=8)
-def label_maps(folder: Path) -> LabelMaps:
+def label_maps(folder: Path, label_set: str = "answers") -> LabelMaps:
+    """The classes a model of this folder predicts: the answers, or the merged Hindi classes (`data.label_set`)."""
+    if label_set == "hindi_merged":
+        from cvil.data.prepare.hindi_classes import load_merged_label_set
+
+        labels, _ = load_merged_label_set(folder)
+        return LabelMaps(ans2label={a: i for i, a in enumerate(labels)}, label2ans=labels)
     return load_label_maps(folder)
+
+
+def relabel(rows, folder: Path, label_set: str):
+    """Rows with their targets over the classes of `label_set` (merged Hindi: English scores combined by max)."""
+    if label_set != "hindi_merged":
+        return rows
+    import dataclasses
+
+    from cvil.data.prepare.hindi_classes import load_merged_label_set, remap_targets
+
+    _, mapping = load_merged_label_set(folder)
+    out = []
+    for row in rows:
+        if any(not 0 <= a < len(mapping) for a in row.answer_ids):
+            raise DataSetupError(f"{folder}: q_id {row.q_id} has label ids {list(row.answer_ids)} outside the "
+                                 f"{len(mapping)} answers that {layout.HINDI_CLASSES} maps")
+        ids, scores = remap_targets(row.answer_ids, row.scores, mapping)
+        out.append(dataclasses.replace(row, answer_ids=ids, scores=scores))
+    return out
 
 
 def feature_store(folder: Path, split: str, dist: DistInfo) -> PackedFeatureStore:
@@ -130,10 +155,10 @@ def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: D
 
     use_kd = stage.objective != "task" and kd is not None
     return VQADataset(
-        rows,
+        relabel(rows, folder, data.label_set),
         tokenizer,
         feature_store(folder, split, dist),
-        len(label_maps(folder)),
+        len(label_maps(folder, data.label_set)),
         stage.lang,
         data.max_regions,
         teacher_tokenizer=teacher_tokenizer if use_kd else None,
@@ -170,7 +195,7 @@ def build_stage_data(stage: StageConfig, data: DataConfig, kd: KDConfig, *, toke
     train = DataLoader(train_ds, batch_size=data.batch_size, sampler=sampler, drop_last=False, **loader_kw)
     val = DataLoader(val_ds, batch_size=data.eval_batch_size,
                      sampler=ShardSampler(len(val_ds), rank=dist.rank, world_size=dist.world_size), **loader_kw)
-    return StageData(train, val, sampler, len(label_maps(folder)), val_file.dropped.total)
+    return StageData(train, val, sampler, len(label_maps(folder, data.label_set)), val_file.dropped.total)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -45,7 +45,7 @@ def predict(trainer, folder: Path, split: str, rows: list[QLARow]) -> dict[int, 
                        data=cfg.data, tokenizer=trainer.tokenizer, dist=dist, seed=cfg.train.seed)
     loader = DataLoader(ds, batch_size=cfg.data.eval_batch_size, collate_fn=make_collate(cfg.data),
                         sampler=ShardSampler(len(ds), rank=dist.rank, world_size=dist.world_size))
-    answers = label_maps(folder).label2ans
+    answers = label_maps(folder, cfg.data.label_set).label2ans
     model = trainer.model.eval()
     local: dict[int, str] = {}
     for batch in loader:

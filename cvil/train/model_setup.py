@@ -44,7 +44,7 @@ def _first_stage_shapes(cfg: RunConfig) -> tuple[int, int]:
         if first is None:
             raise ResumeError(f"no region features under {layout.feature_dir(folder, 'train')}")
         dim = int(torch.load(first, weights_only=True).shape[-1])
-    return len(label_maps(folder)), dim
+    return len(label_maps(folder, cfg.data.label_set)), dim
 
 
 def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:

@@ -115,3 +115,29 @@ def build_hindi_classes(*, ans2label: str | Path, translations: str | Path, out:
               "unused_rows": len(set(table) - set(answers))}
     write_json(out / REPORT, report, indent=2)
     return report
+
+
+def load_merged_label_set(folder: str | Path) -> tuple[list[str], list[int]]:
+    """The Hindi labels of `folder/hi_ans2label.json` and, per English label id of the folder's
+    `trainval_ans2label.pkl`, its Hindi label id (taken from `en_label_to_hi_label`, else through `en_to_hi`)."""
+    from cvil.data.label_maps import load_label_maps
+    from cvil.data.prepare.common import load_json
+
+    folder = Path(folder)
+    path = folder / layout.HINDI_CLASSES
+    data = load_json(path, "the merged Hindi classes (make them with `cvil data hindi-classes`)")
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), list) or not isinstance(data.get("en_to_hi"), dict):
+        raise DataFormatError(path, "top level", '{"labels": [...], "en_to_hi": {...}}', type(data).__name__)
+    labels, english = data["labels"], load_label_maps(folder).label2ans
+    index = {hi: i for i, hi in enumerate(labels)}
+    mapping = data.get("en_label_to_hi_label")
+    if mapping is None:
+        missing = [a for a in english if data["en_to_hi"].get(a) not in index]
+        if missing:
+            raise DataFormatError(path, "en_to_hi", f"a Hindi class in 'labels' for every answer of {layout.ANS2LABEL}",
+                                  f"{len(missing)} without, e.g. {missing[0]!r}")
+        mapping = [index[data["en_to_hi"][a]] for a in english]
+    if len(mapping) != len(english) or not all(type(m) is int and 0 <= m < len(labels) for m in mapping):
+        raise DataFormatError(path, "en_label_to_hi_label", f"{len(english)} ids in [0, {len(labels)})",
+                              f"{len(mapping)} entries")
+    return list(labels), list(mapping)
