@@ -1,0 +1,64 @@
+"""Prepared data end to end: prepare-jvg -> validate -> pack -> `cvil train` BASELINE -> `cvil eval jvg`, and
+training on the merged Hindi classes (`data.label_set=hindi_merged`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from cvil.cli import main
+from cvil.config import load_config
+from cvil.data import layout
+from cvil.train.api import run
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "prepare"))
+from prepare_sources import write_feature_tsv, write_jvg_sources  # noqa: E402
+
+
+@pytest.mark.slow
+def test_prepare_validate_pack_train_eval_round_trip(tiny_world, synthetic_config, tmp_path, capsys):
+    src = write_jvg_sources(tmp_path / "src")
+    vg = tmp_path / "root" / "vg"
+    assert main(["data", "prepare-jvg", "--qa", str(src["qa"]), "--tags", str(src["tags"]), "--out", str(vg),
+                 "--splits", str(src["splits"]), "--top-k", "5"]) == 0
+    tsv = write_feature_tsv(tmp_path / "vg_feats.tsv", range(1, 11), dim=32)
+    for split, qla in (("train", layout.qla_path(vg, "train")), ("val", layout.qla_path(vg, "val")),
+                       ("test", layout.unknown_path(vg))):
+        assert main(["data", "pack", "--source", "tsv", "--input", str(tsv), "--ids-from", str(qla),
+                     "--out", str(layout.packed_store_path(vg, split))]) == 0
+    capsys.readouterr()
+    assert main(["data", "validate", str(vg)]) == 0, capsys.readouterr().out
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(synthetic_config("baseline.yaml")), *tiny_world.overrides(),
+                 f"data.root={vg.parent}", f"output_dir={out}", "tracking.enabled=false", "data.max_regions=50",
+                 "data.batch_size=4", "stages.0.epochs=1", "stages.1.epochs=1", "evaluate=[test]"]) == 0
+    metrics = json.loads((out / "final_metrics.json").read_text())
+    assert metrics["test.coverage"] == pytest.approx(50.0)  # 3 of the 6 test questions have an in-vocabulary answer
+    assert main(["eval", "jvg", "--unknown", str(layout.unknown_path(vg)), "--results",
+                 str(out / "predictions" / "test_results.json"), "--bleu-tokenizer", "char",
+                 "--out", str(tmp_path / "jvg.json")]) == 0
+    scored = json.loads((tmp_path / "jvg.json").read_text())
+    assert scored["summary"]["accuracy"] == pytest.approx(metrics["test.accuracy"])
+    predictions = json.loads((out / "predictions" / "test_results.json").read_text())
+    assert sorted(p["question_id"] for p in predictions) == [900, 901, 902, 1000, 1001, 1002]
+
+
+@pytest.mark.slow
+def test_training_on_merged_hindi_classes(tiny_world, synthetic_config, tmp_path):
+    vqa = tiny_world.root / "vqa"
+    hindi = json.loads((vqa / layout.HINDI_CLASSES).read_text(encoding="utf-8"))
+    from cvil.data.label_maps import load_label_maps
+
+    assert len(hindi["labels"]) < len(load_label_maps(vqa))  # the world merges some answers
+    out = tmp_path / "hindi"
+    cfg = load_config(synthetic_config("hindi_baseline.yaml"), [
+        *tiny_world.overrides(), f"output_dir={out}", "tracking.enabled=false", "data.max_regions=50",
+        "data.label_set=hindi_merged", "stages.0.epochs=1", "stages.1.epochs=1", "evaluate=[val]"])
+    metrics = run(cfg)
+    assert json.loads((out / "final" / "config.json").read_text())["num_labels"] == len(hindi["labels"])
+    predictions = json.loads((out / "predictions" / "val_results.json").read_text())
+    assert predictions and {p["answer"] for p in predictions} <= set(hindi["labels"])
+    assert "val.accuracy" in metrics
