@@ -46,44 +46,66 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _locate(path: Path, key: str, value: object) -> str:
+    """`line L column C` of the first `"key": value` in the file (for error messages only; VG files are one line)."""
+    import re
+
+    if not isinstance(value, int) or isinstance(value, bool):
+        return ""
+    text = path.read_text(encoding="utf-8")
+    match = re.search(rf'(?<![A-Za-z_])"{key}"\s*:\s*{value}(?![0-9])', text)
+    if match is None:
+        return ""
+    line = text.count("\n", 0, match.start()) + 1
+    return f"line {line} column {match.start() - text.rfind(chr(10), 0, match.start())} "
+
+
 def read_question_answers(path: str | Path, *, show_progress: bool | None = None) -> list[QA]:
-    """Every QA of a `question_answers.json`, in file order; malformed entries raise naming the JSON path."""
+    """Every QA of a `question_answers.json`, in file order; a malformed entry raises naming its line, column and
+    JSON path (VG files are one long line, so the path is what finds it)."""
     path = Path(path)
     data = load_json(path, "a Visual Genome question_answers.json")
     if not isinstance(data, list):
         raise DataFormatError(path, "top level", 'a JSON list of images {"id", "qas"}', type(data).__name__)
+
+    def fail(at: str, expected: str, got: object, anchor: tuple[str, object]) -> DataFormatError:
+        return DataFormatError(path, _locate(path, *anchor) + at, expected, got)
+
     out: list[QA] = []
     seen_qa: dict[int, str] = {}
     seen_img: dict[int, int] = {}
     for i, image in enumerate(progress(data, desc="reading QAs", total=len(data), enabled=show_progress)):
         where = f"[{i}]"
+        img_id = image.get("id", image.get("image_id")) if isinstance(image, dict) else None
         if not isinstance(image, dict) or not isinstance(image.get("qas"), list):
-            raise DataFormatError(path, where, 'an image {"id": int, "qas": [...]}', repr(image)[:80])
-        img_id = image.get("id", image.get("image_id"))
+            raise fail(where, 'an image {"id": int, "qas": [...]}', repr(image)[:80], ("id", img_id))
         if not _is_int(img_id):
-            raise DataFormatError(path, f"{where} field 'id'", "an int image id", repr(img_id))
+            raise fail(f"{where} field 'id'", "an int image id", repr(img_id), ("id", img_id))
         if img_id in seen_img:
-            raise DataFormatError(path, where, "each image once", f"image id {img_id} again (first at [{seen_img[img_id]}])")
+            raise fail(where, "each image once", f"image id {img_id} again (first at [{seen_img[img_id]}])",
+                       ("id", None))
         seen_img[img_id] = i
         for k, qa in enumerate(image["qas"]):
             at = f"{where}.qas[{k}]"
+            qa_id = qa.get("qa_id") if isinstance(qa, dict) else None
+            anchor = ("qa_id", qa_id) if _is_int(qa_id) else ("id", img_id)
             if not isinstance(qa, dict):
-                raise DataFormatError(path, at, 'a QA {"qa_id", "question", "answer"}', repr(qa)[:80])
-            at += f" (qa_id {qa.get('qa_id')!r})"
+                raise fail(at, 'a QA {"qa_id", "question", "answer"}', repr(qa)[:80], anchor)
+            at += f" (qa_id {qa_id!r})"
             for name in ("qa_id", "question", "answer"):
                 if name not in qa:
-                    raise DataFormatError(path, at, f"field {name!r}", f"keys {sorted(qa)}")
-            if not _is_int(qa["qa_id"]):
-                raise DataFormatError(path, at, "an int qa_id", repr(qa["qa_id"]))
+                    raise fail(at, f"field {name!r}", f"keys {sorted(qa)}", anchor)
+            if not _is_int(qa_id):
+                raise fail(at, "an int qa_id", repr(qa_id), anchor)
             for name in ("question", "answer"):
                 if not isinstance(qa[name], str):
-                    raise DataFormatError(path, f"{at} field {name!r}", "a string", repr(qa[name]))
+                    raise fail(f"{at} field {name!r}", "a string", repr(qa[name]), anchor)
             if qa.get("image_id", img_id) != img_id:
-                raise DataFormatError(path, f"{at} field 'image_id'", f"the image's id {img_id}", repr(qa["image_id"]))
-            if qa["qa_id"] in seen_qa:
-                raise DataFormatError(path, at, "each qa_id once", f"qa_id {qa['qa_id']} again (first at {seen_qa[qa['qa_id']]})")
-            seen_qa[qa["qa_id"]] = at
-            out.append(QA(qa["qa_id"], img_id, qa["question"], qa["answer"]))
+                raise fail(f"{at} field 'image_id'", f"the image's id {img_id}", repr(qa["image_id"]), anchor)
+            if qa_id in seen_qa:
+                raise fail(at, "each qa_id once", f"qa_id {qa_id} again (first at {seen_qa[qa_id]})", ("id", img_id))
+            seen_qa[qa_id] = at
+            out.append(QA(qa_id, img_id, qa["question"], qa["answer"]))
     return out
 
 

@@ -130,9 +130,12 @@ def test_bad_inputs_are_one_line_errors_naming_file_place_and_value(sources, tmp
     assert f"{bad}: line 2 column 10: expected valid JSON" in _error(capsys, [*base, "--qa", str(bad)])
     data = question_answers()
     del data[2]["qas"][1]["answer"]
-    bad.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    assert (f"{bad}: [2].qas[1] (qa_id 301): expected field 'answer'"
-            in _error(capsys, [*base, "--qa", str(bad)]))
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    bad.write_text(text, encoding="utf-8")
+    line = next(n for n, s in enumerate(text.splitlines(), start=1) if '"qa_id": 301' in s)
+    column = text.splitlines()[line - 1].index('"qa_id"') + 1
+    assert (f"{bad}: line {line} column {column} [2].qas[1] (qa_id 301): expected field 'answer', got keys "
+            "['a_objects', 'image_id', 'q_objects', 'qa_id', 'question']" in _error(capsys, [*base, "--qa", str(bad)]))
     (sources["splits"] / "test.txt").write_text(f"{SPLITS['test'][0]}\n7\n", encoding="utf-8")
     err = _error(capsys, [*base, "--qa", str(sources["qa"]), "--splits", str(sources["splits"])])
     assert err == (f"cvil data: {sources['splits'] / 'test.txt'}: line 2: expected each image in exactly one split, "
@@ -144,7 +147,7 @@ def test_reads_errors_on_a_bad_qa_id_and_an_image_listed_twice(sources, tmp_path
     data[1]["qas"][0]["qa_id"] = "x"
     path = tmp_path / "qa.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"\[1\]\.qas\[0\] \(qa_id 'x'\): expected an int qa_id, got 'x'"):
+    with pytest.raises(DataFormatError, match=r"line 1 column \d+ \[1\]\.qas\[0\] \(qa_id 'x'\): expected an int qa_id, got 'x'"):
         prepare_jvg(qa=path, tags=sources["tags"], out=tmp_path / "vg")
     data = question_answers() + [question_answers()[0]]
     path.write_text(json.dumps(data), encoding="utf-8")
