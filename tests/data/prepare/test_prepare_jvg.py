@@ -153,3 +153,14 @@ def test_reads_errors_on_a_bad_qa_id_and_an_image_listed_twice(sources, tmp_path
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"\[10\]: expected each image once, got image id 1 again"):
         prepare_jvg(qa=path, tags=sources["tags"], out=tmp_path / "vg")
+
+
+def test_images_outside_the_splits_and_without_features_are_reported(sources, tmp_path):
+    (sources["splits"] / "test.txt").write_text("9\n42\n", encoding="utf-8")  # image 10 in no split, 42 has no QAs
+    tsv = write_feature_tsv(tmp_path / "feats.tsv", [1, 2, 3, 4, 5, 6, 7, 9], dim=8)
+    report = _prepare(sources, tmp_path / "vg", features=[tsv])
+    assert report["dropped"]["image in no split file"] == 3
+    assert report["images_in_splits_without_questions"] == 1
+    assert report["splits"]["val"]["images_without_features"] == 1
+    assert report["splits"]["val"]["images_without_features_examples"] == [8]
+    assert report["splits"]["test"]["images_without_features"] == 0 and report["splits"]["test"]["unknown_rows"] == 3
