@@ -62,3 +62,24 @@ def test_training_on_merged_hindi_classes(tiny_world, synthetic_config, tmp_path
     predictions = json.loads((out / "predictions" / "val_results.json").read_text())
     assert predictions and {p["answer"] for p in predictions} <= set(hindi["labels"])
     assert "val.accuracy" in metrics
+
+
+def test_relabel_maps_english_targets_onto_merged_classes(tmp_path):
+    from cvil.config import ConfigError
+    from cvil.data.label_maps import save_label_maps
+    from cvil.data.prepare.hindi_classes import build_hindi_classes
+    from cvil.data.qla import QLARow
+    from cvil.train.data_setup import DataSetupError, label_maps, relabel
+
+    save_label_maps(tmp_path, ["up", "no", "above"])
+    (tmp_path / "a.tsv").write_text("up\tऊपर\nno\tनहीं\nabove\tऊपर\n", encoding="utf-8")
+    build_hindi_classes(ans2label=tmp_path / layout.ANS2LABEL, translations=tmp_path / "a.tsv", out=tmp_path)
+    row = QLARow(questions={"hi": "q"}, tags="", answer_ids=(2, 1, 0), scores=(0.9, 0.3, 0.6), img_id=1, q_id=7)
+    assert relabel([row], tmp_path, "answers") == [row]
+    (merged,) = relabel([row], tmp_path, "hindi_merged")
+    assert (merged.answer_ids, merged.scores, merged.q_id) == ((0, 1), (0.9, 0.3), 7)
+    assert label_maps(tmp_path, "hindi_merged").label2ans == ["ऊपर", "नहीं"]
+    with pytest.raises(DataSetupError, match="q_id 8 has label ids \\[5\\] outside the 3 answers"):
+        relabel([QLARow({"hi": "q"}, "", (5,), (1.0,), 1, 8)], tmp_path, "hindi_merged")
+    with pytest.raises(ConfigError):
+        load_config(None, ["data.label_set=hindi"])

@@ -13,7 +13,7 @@ Each target word becomes `[tgt_word, en_word, en_idx]` (its linked English word 
 picks its most similar) or `[tgt_word]` when unaligned. Japanese words are fugashi + unidic-lite surface forms
 (`cvil.data.text.japanese_words`): the release's segmenter is unknown, and the code-mixer only needs words that
 concatenate back to the sentence, which these do.
-Rows are read and written as plain JSON objects, so every other field (and its order) survives unchanged.
+Rows are read and written as plain JSON objects, so every other field survives unchanged (keys are written sorted).
 """
 
 from __future__ import annotations
@@ -106,39 +106,33 @@ def add_language(*, qla: str | Path, lang: str, translations: str | Path, out: s
     needed = sorted({table[en][0] for i, en in enumerate(english) if en in table and table[en][1].strip()})
     by_line = {line_no: (en, tr) for en, (line_no, tr) in table.items()}
     words = {ln: (english_words(by_line[ln][0]), target_words(by_line[ln][1], lang)) for ln in needed}
-    links: dict[int, set] = {}
-    chosen: dict[int, list] = {}
+    field_of: dict[int, list] = {}  # the `{lang}-en` field of each needed TSV line
     if alignments is not None:
         alignments = Path(alignments)
         if not alignments.is_file():
             raise DataFormatError(alignments, "file", "Pharaoh alignments, one line per translation", "no such file")
         pharaoh = alignments.read_text(encoding="utf-8").splitlines()
         # line k of the alignment file belongs to the k-th non-blank line of the TSV (duplicates included)
-        position = {ln: k for k, ln in enumerate(sorted([ln for ln, _ in table.values()] + duplicate_lines))}
+        tsv_lines = sorted([ln for ln, _ in table.values()] + duplicate_lines)
+        if len(pharaoh) != len(tsv_lines):
+            raise DataFormatError(alignments, "lines", f"{len(tsv_lines)} lines, one per line of "
+                                  f"{Path(translations).name}", len(pharaoh))
+        position = {ln: k for k, ln in enumerate(tsv_lines)}
         for ln in progress(needed, desc="alignments", total=len(needed), enabled=show_progress):
-            k = position[ln]
-            if k >= len(pharaoh):
-                raise DataFormatError(alignments, f"line {k + 1}", f"one line per line of {Path(translations).name}",
-                                      f"{len(pharaoh)} lines")
-            en_w, tgt_w = words[ln]
-            links[ln] = parse_pharaoh(pharaoh[k], file=alignments, line_no=k + 1, n_en=len(en_w), n_tgt=len(tgt_w),
-                                      order=alignment_order)
+            k, (en_w, tgt_w) = position[ln], words[ln]
+            links = parse_pharaoh(pharaoh[k], file=alignments, line_no=k + 1, n_en=len(en_w), n_tgt=len(tgt_w),
+                                  order=alignment_order)
+            field_of[ln] = entries(tgt_w, en_w, links)
     else:
         from cvil.distill.aligner import EmbeddingAligner
 
         model = EmbeddingAligner(aligner, **(aligner_options or {}))
         aligned = model.align_many([(words[ln][1], words[ln][0]) for ln in needed])
-        links = {ln: a.links for ln, a in zip(needed, aligned)}
-        chosen = {ln: a.entries(words[ln][1], words[ln][0]) for ln, a in zip(needed, aligned)}
-    kept = []
+        field_of = {ln: a.entries(words[ln][1], words[ln][0]) for ln, a in zip(needed, aligned)}
     skip = set(missing)
-    for i, row in enumerate(progress(rows, desc="rows", total=len(rows), enabled=show_progress)):
-        if i in skip:
-            continue
-        ln = table[english[i]][0]
-        en_w, tgt_w = words[ln]
-        field = chosen[ln] if aligner is not None else entries(tgt_w, en_w, links[ln])
-        kept.append({**row, lang: by_line[ln][1], f"{lang}-en": field})
+    kept = [{**row, lang: by_line[table[english[i]][0]][1], f"{lang}-en": field_of[table[english[i]][0]]}
+            for i, row in enumerate(progress(rows, desc="rows", total=len(rows), enabled=show_progress))
+            if i not in skip]
     write_json(out, kept)
     n_words = sum(len(r[f"{lang}-en"]) for r in kept)
     n_aligned = sum(len(e) >= 3 for r in kept for e in r[f"{lang}-en"])

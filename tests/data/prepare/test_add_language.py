@@ -89,6 +89,8 @@ def test_bad_inputs_are_one_line_errors(inputs, tmp_path, capsys):
     assert (f"{inputs['translations']}: line 4: expected 2 tab-separated columns (english question \\t translation)"
             ", got 3 in" in _error(capsys, argv))
     inputs["translations"].write_text(TRANSLATIONS_TSV + "How many dogs?\t犬は何匹？\n", encoding="utf-8")
+    assert _error(capsys, argv) == (f"cvil data: {inputs['alignments']}: lines: expected 4 lines, one per line of "
+                                    "mt.tsv, got 3")
     inputs["alignments"].write_text(PHARAOH + "0-0 2-9\n", encoding="utf-8")
     err = _error(capsys, argv)
     assert err == (f"cvil data: {inputs['alignments']}: line 4: expected English index < 4 and target index < 5 "
