@@ -74,6 +74,13 @@ def _add_language(args: argparse.Namespace) -> int:
 def _hindi_classes(args: argparse.Namespace) -> int:
     from cvil.data.prepare.hindi_classes import build_hindi_classes
 
+    if args.mt_model:
+        from cvil.data.prepare.translate import translate_answers
+
+        n = translate_answers(ans2label=args.ans2label, out_tsv=args.translations, model_dir=args.mt_model,
+                              batch_size=args.batch_size, num_beams=args.num_beams, device=args.device,
+                              forced_bos_token=args.forced_bos_token)
+        print(f"translated {n} answers into {args.translations}", file=sys.stderr)
     report = build_hindi_classes(ans2label=args.ans2label, translations=args.translations, out=args.out,
                                  allow_missing=args.allow_missing)
     _print_report({k: v for k, v in report.items() if k != "merges"} | {"merged_classes": len(report["merges"])})
@@ -156,4 +163,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hi.add_argument("--translations", required=True, help="TSV 'english answer \\t hindi'")
     hi.add_argument("--out", required=True, help="output folder (the vqa/ dataset folder to train on them)")
     hi.add_argument("--allow-missing", action="store_true", help="an untranslated answer stays its own class")
+    hi.add_argument("--mt-model", metavar="DIR", help="first translate the answers with this HF seq2seq folder")
+    hi.add_argument("--forced-bos-token", help="--mt-model: target language token (NLLB: hin_Deva)")
+    hi.add_argument("--num-beams", type=int, default=1, help="--mt-model: beam size (1 = greedy)")
+    hi.add_argument("--batch-size", type=int, default=64)
+    hi.add_argument("--device", default="cpu")
     hi.set_defaults(func=_hindi_classes)

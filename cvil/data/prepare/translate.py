@@ -53,3 +53,13 @@ def translate_qla(*, qla: str | Path, out_tsv: str | Path, model_dir: str | Path
     Path(out_tsv).write_text("".join(f"{q}\t{t}\n" for q, t in zip(questions, translations)),
                              encoding="utf-8")
     return len(questions)
+
+
+def translate_answers(*, ans2label: str | Path, out_tsv: str | Path, model_dir: str | Path, **options) -> int:
+    """Write the `english answer \\t translation` TSV of every answer of a `trainval_ans2label.pkl`."""
+    from cvil.data.prepare.hindi_classes import read_ans2label
+
+    answers = [a for a in read_ans2label(ans2label) if "\t" not in a and "\n" not in a]
+    translations = translate(answers, model_dir=model_dir, **options)
+    Path(out_tsv).write_text("".join(f"{a}\t{t}\n" for a, t in zip(answers, translations)), encoding="utf-8")
+    return len(answers)

@@ -150,6 +150,13 @@ def test_mt_model_writes_the_translations_tsv_then_the_aligner_aligns(inputs, tm
     assert all(len(line.split("\t")) == 2 and line.split("\t")[1] for line in lines)
     assert main([*base, "--translations", str(tsv_b), "--write-aligner-input", str(tmp_path / "in.txt")]) == 0
     assert tsv_a.read_bytes() == tsv_b.read_bytes()  # greedy decoding: the same TSV twice
+    from cvil.data.label_maps import save_label_maps
+
+    save_label_maps(tmp_path / "vqa", ["car", "cat", "what"])  # hindi-classes --mt-model translates the answers
+    assert main(["data", "hindi-classes", "--ans2label", str(tmp_path / "vqa" / "trainval_ans2label.pkl"),
+                 "--translations", str(tmp_path / "answers.tsv"), "--mt-model", str(mt), "--out",
+                 str(tmp_path / "vqa")]) == 0
+    assert [line.split("\t")[0] for line in (tmp_path / "answers.tsv").read_text().splitlines()] == ["car", "cat", "what"]
 
     chars = [c for line in TRANSLATIONS_TSV.splitlines() for c in line.split("\t")[1]]
     encoder = _tiny_bert(tmp_path / "bert", chars + ["what", "color", "is", "the", "car", "?", "where", "cat"])
