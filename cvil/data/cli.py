@@ -99,7 +99,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="pack region features; validate a dataset folder")
+    parser = subparsers.add_parser("data", help="prepare dataset folders from public downloads; pack features; validate")
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     pack = commands.add_parser("pack", help="pack region features into a memory-mapped fp16 store")
