@@ -49,7 +49,6 @@ def synthetic_config():
     return lambda name: CONFIG_DIR / "synthetic" / name
 
 
-
 # Golden runs (issue 16): a BASELINE and a KD run on the tiny world, fp32, one thread, seed 1, whose logged losses
 # at every logged step are pinned in golden_losses.json. The BASELINE run is also the uninterrupted run that the
 # resume-after-SIGKILL test compares against. Regenerate (after a change that is MEANT to change training, e.g. new
