@@ -105,7 +105,8 @@ def measure_ratio(rounds: int = DEFAULT_ROUNDS, world_root: str | Path | None = 
 
 # -------------------------------------------------------------------------------------------- base comparison
 HARNESS_PACKAGE = "cvil_speed_harness"
-HARNESS_FILES = ("throughput.py", "flops.py", "reference_align.py", "speed_gate.py")
+HARNESS_FILES = ("throughput.py", "throughput_harness.py", "throughput_measure.py", "throughput_report.py",
+                 "throughput_variants.py", "throughput_world.py", "flops.py", "reference_align.py", "speed_gate.py")
 _BOOT = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
          f"from {HARNESS_PACKAGE}.speed_gate import worker_main; worker_main(sys.argv[1], sys.argv[3])")
 

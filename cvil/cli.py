@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "predict": "cvil.eval.cli",
     "eval": "cvil.eval.cli",
     "align": "cvil.distill.aligner_cli",
-    "embed-plot": "cvil.distill.embed_plot",
+    "embed-plot": "cvil.distill.embed_plot_cli",
     "kd-cache": "cvil.distill.teacher_cache_cli",
 }
 

@@ -19,9 +19,6 @@ scikit-learn a PCA projection is drawn instead and the figure says so. The PNG c
 
 from __future__ import annotations
 
-from cvil.errors import CvilError
-
-import argparse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,17 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cvil.distill.embed_plot_draw import draw
+from cvil.errors import CvilError
 
 DEFAULT_OBJECTS = ("car", "cat", "elephant", "horse", "umbrella")
-PANELS = {
-    "a": ("teacher_text", "student_text"),
-    "b": ("teacher_image", "student_image"),
-    "c": ("student_text", "student_image"),
-}
-TITLES = {"a": "(a) word tokens: teacher vs student", "b": "(b) image tokens: teacher vs student",
-          "c": "(c) student: word vs image tokens"}
-MARKERS = {"teacher_text": ("o", "teacher word (en)"), "student_text": ("^", "student word (ja)"),
-           "teacher_image": ("s", "teacher image"), "student_image": ("x", "student image")}
 
 
 class EmbedPlotError(CvilError, ValueError):
@@ -264,66 +254,6 @@ def _cap(labels: list[str], vecs: np.ndarray, per_class: int, rng: np.random.Gen
     return [labels[i] for i in keep], vecs[keep] if keep else vecs[:0]
 
 
-def project(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    """2-D coordinates: scikit-learn t-SNE, or a PCA (torch.pca_lowrank) when scikit-learn is missing."""
-    if len(x) < 2:
-        return np.zeros((len(x), 2)), "t-SNE"
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError:
-        xt = torch.from_numpy(np.asarray(x, np.float32))
-        _, _, v = torch.pca_lowrank(xt, q=min(2, *xt.shape), center=True)
-        out = ((xt - xt.mean(0)) @ v[:, :2]).numpy()
-        return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))), "PCA"
-    perplexity = float(min(30.0, max(1.0, (len(x) - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x), "t-SNE"
-
-
-def draw(points: dict[str, tuple[list[str], np.ndarray]], objects: Sequence[str], out: Path, seed: int) -> tuple[dict, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    colours = {o: plt.get_cmap("tab10")(i % 10) for i, o in enumerate(objects)}
-    fig, axes = plt.subplots(1, 3, figsize=(18, 6))
-    counts: dict[str, dict[str, int]] = {}
-    methods = set()
-    for ax, (panel, groups) in zip(axes, PANELS.items()):
-        counts[panel] = {g: len(points[g][0]) for g in groups}
-        labels = [lab for g in groups for lab in points[g][0]]
-        ax.set_title(TITLES[panel])
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if not labels:
-            ax.text(0.5, 0.5, "no points", ha="center", va="center", transform=ax.transAxes)
-            continue
-        xy, method = project(np.concatenate([points[g][1] for g in groups]), seed)
-        methods.add(method)
-        start = 0
-        for g in groups:
-            n = len(points[g][0])
-            marker, _ = MARKERS[g]
-            ax.scatter(xy[start:start + n, 0], xy[start:start + n, 1], c=[colours[lab] for lab in points[g][0]],
-                       marker=marker, s=22, alpha=0.75, linewidths=1.0)
-            start += n
-        handles = [Line2D([], [], color="gray", marker=MARKERS[g][0], linestyle="", label=f"{MARKERS[g][1]} ({counts[panel][g]})")
-                   for g in groups]
-        ax.legend(handles=handles, loc="best", fontsize=8)
-    method = "PCA" if "PCA" in methods else "t-SNE"
-    fig.legend(handles=[Line2D([], [], color=colours[o], marker="o", linestyle="", label=o) for o in objects],
-               loc="lower center", ncol=len(objects), frameon=False)
-    title = "Last-layer token embeddings (t-SNE)" if method == "t-SNE" else \
-        "Last-layer token embeddings (PCA: scikit-learn is not installed, this is NOT t-SNE)"
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return counts, method
-
-
 # -------------------------------------------------------------------------------------------------------- API
 def embed_plot(
     teacher: str | Path,
@@ -390,46 +320,3 @@ def embed_plot(
         MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri)).log_artifact(run_id, str(out), "figures")
     return EmbedPlotResult(path=out, counts=counts, method=method, pairs=used, skipped=notes)
 
-
-# -------------------------------------------------------------------------------------------------------- CLI
-def register(subparsers) -> None:
-    p = subparsers.add_parser("embed-plot", help="t-SNE of teacher/student token embeddings (paper Fig. 3)",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--teacher", required=True, help="teacher checkpoint folder (Oscar format or our save)")
-    p.add_argument("--student", required=True, help="student checkpoint folder (e.g. a run's final/)")
-    p.add_argument("--data", required=True, help="dataset root (holds vqa/ and vg/)")
-    p.add_argument("--objects", default=",".join(DEFAULT_OBJECTS), help="English object names, comma-separated")
-    p.add_argument("--pairs", default="", help="EN=TRANSLATION,... (default: the synthetic lexicon)")
-    p.add_argument("--split", default="val", choices=("train", "val", "test"))
-    p.add_argument("--out", default="embed_plot.png")
-    p.add_argument("--run-id", default="", help="MLflow run to log the figure to (artifact path figures/)")
-    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
-    p.add_argument("--max-examples", type=int, default=2000, help="questions per side")
-    p.add_argument("--max-points-per-class", type=int, default=200)
-    p.add_argument("--teacher-tokenizer", default="", help="default: the teacher folder, else DATA/tokenizers/teacher")
-    p.add_argument("--student-tokenizer", default="", help="default: the student folder, else DATA/tokenizers/student")
-    p.add_argument("--teacher-dataset", default="vqa")
-    p.add_argument("--student-dataset", default="vg")
-    p.add_argument("--student-lang", default="ja")
-    p.add_argument("--max-regions", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.set_defaults(func=main)
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        result = embed_plot(
-            args.teacher, args.student, args.data, objects=args.objects.split(","),
-            pairs=parse_pairs(args.pairs) if args.pairs else None, split=args.split, out=args.out,
-            max_examples=args.max_examples, max_points_per_class=args.max_points_per_class,
-            teacher_tokenizer=args.teacher_tokenizer or None, student_tokenizer=args.student_tokenizer or None,
-            teacher_dataset=args.teacher_dataset, student_dataset=args.student_dataset,
-            student_lang=args.student_lang, max_regions=args.max_regions, seed=args.seed, device=args.device,
-            run_id=args.run_id or None, tracking_uri=args.tracking_uri)
-    except EmbedPlotError as exc:
-        print(f"cvil embed-plot: error: {exc}")
-        return 2
-    summary = "; ".join(f"({p}) " + ", ".join(f"{g} {n}" for g, n in c.items()) for p, c in result.counts.items())
-    print(f"wrote {result.path} ({result.method}): {summary}")
-    return 0

@@ -53,8 +53,11 @@ _CLASSIFIER = "classifier."
 _MAX_LISTED = 12  # keys listed in an error message before "... and N more"
 
 
-class CheckpointError(CvilError, ValueError):
-    """A checkpoint does not fit the model: missing keys or mis-shaped tensors (named in the message)."""
+class CheckpointError(CvilError, ValueError, RuntimeError):
+    """A checkpoint cannot be used: it does not fit the model (missing keys or mis-shaped tensors), or a training
+    checkpoint is missing or fails its checksum (`cvil.train.checkpointing`); the message names which.
+
+    The one class for both (it was two: a ValueError here, a RuntimeError there), so it stays both."""
 
 
 @dataclass

@@ -9,8 +9,6 @@ ints and a tensor so that the safe unpickler accepts it.
 
 from __future__ import annotations
 
-from cvil.errors import CvilError
-
 import hashlib
 import os
 import random
@@ -20,9 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class CheckpointError(CvilError, RuntimeError):
-    pass
+from cvil.models.checkpoint import CheckpointError  # noqa: F401  (the one class, also importable from here)
 
 
 def sha256_file(path: Path) -> str:

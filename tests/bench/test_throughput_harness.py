@@ -195,3 +195,22 @@ def test_variant_is_hashable_and_frozen():
     with pytest.raises(AttributeError):
         v.attn = "eager"  # type: ignore[misc]
     assert hash(v) == hash(Variant())
+
+
+def test_the_speed_gate_copies_a_self_contained_harness(tmp_path):
+    """`--base` times the base commit with a copy of this harness (`HARNESS_FILES`): the copy must import alone."""
+    import shutil
+    import sys
+
+    from bench import speed_gate
+
+    package = tmp_path / speed_gate.HARNESS_PACKAGE
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in speed_gate.HARNESS_FILES:
+        shutil.copy2(ROOT / "bench" / name, package / name)
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(tmp_path)!r}]; "
+            f"import {speed_gate.HARNESS_PACKAGE}.speed_gate, {speed_gate.HARNESS_PACKAGE}.throughput as t; "
+            "assert t.Harness.__module__.startswith('cvil_speed_harness.'), t.Harness.__module__")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

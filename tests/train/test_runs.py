@@ -84,14 +84,11 @@ def test_kd_ablation_switch_changes_the_loss(overrides_for, synthetic_config, tm
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_matches_an_uninterrupted_run(overrides_for, synthetic_config, tmp_path):
-    extra = ("stages.1.epochs=3", "train.checkpoint_every=2", "evaluate=[val]")
-    straight = tmp_path / "straight"
-    run(load_config(synthetic_config("baseline.yaml"), overrides_for(straight, *extra)))
-
+def test_resume_after_sigkill_matches_an_uninterrupted_run(golden_run, golden_args, assert_golden_losses, tmp_path):
+    straight = golden_run("baseline")  # the uninterrupted run: its losses are pinned in golden_losses.json
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "cvil", "train", "--config", str(synthetic_config("baseline.yaml")),
-            *overrides_for(killed, *extra)]
+    config, overrides = golden_args("baseline", killed)
+    args = [sys.executable, "-m", "cvil", "train", "--config", str(config), *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = killed / "checkpoints" / "last.pt"
@@ -107,10 +104,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(overrides_for, synthe
     proc.wait()
     assert not (killed / "final").exists()
 
-    run(load_config(synthetic_config("baseline.yaml"), overrides_for(killed, *extra)), resume=True)
+    run(load_config(config, overrides), resume=True)
     _assert_same_weights(_weights(straight), _weights(killed))
     assert (json.loads((straight / "final_metrics.json").read_text())
             == json.loads((killed / "final_metrics.json").read_text()))
+    assert_golden_losses("baseline", killed)  # before the kill and after the resume, replayed steps included
 
 
 def _ddp_worker(rank: int, world_size: int, init_file: str, config: str, overrides: list[str]) -> None:

@@ -65,6 +65,16 @@ def test_checkpoint_round_trip_and_corruption_detected(tmp_path):
         verified_torch_load(path)
 
 
+def test_one_checkpoint_error_for_training_and_model_checkpoints(tmp_path):
+    from cvil.errors import CvilError
+    from cvil.models import CheckpointError as ModelCheckpointError
+
+    assert CheckpointError is ModelCheckpointError and issubclass(CheckpointError, CvilError)
+    for old_base in (RuntimeError, ValueError):  # what each of the two former classes was; callers may catch either
+        with pytest.raises(old_base, match="checkpoint not found"):
+            verified_torch_load(tmp_path / "missing.pt")
+
+
 def test_rng_states_restore_exactly():
     state = capture_rng()
     a = (random.random(), np.random.rand(), torch.rand(1).item())

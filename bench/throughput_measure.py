@@ -1,0 +1,190 @@
+"""Throughput benchmark, the measurement loop: variants timed side by side, alternating, and their peak memory."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .flops import mfu
+from .throughput_report import Row
+from .throughput_variants import FIXED_TEXT, LANG, Variant
+from .throughput_world import _PtFeatures
+
+if TYPE_CHECKING:
+    from .throughput_harness import Harness
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+def _status_kb(field_name: str) -> int | None:
+    try:
+        match = re.search(rf"^{field_name}:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class _MemoryProbe:
+    """Peak memory a step adds: CUDA allocator peak, or the RSS high-water mark (reset per step) on Linux."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cpu_ok = device.type == "cpu" and _status_kb("VmHWM") is not None and self._reset_hwm()
+        self.before = 0
+
+    @staticmethod
+    def _reset_hwm() -> bool:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: reset the peak RSS to the current RSS
+            return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device)
+        elif self.cpu_ok:
+            _malloc_trim()  # hand freed heap pages back, so the step's allocations show up as new resident pages
+            self._reset_hwm()
+            self.before = (_status_kb("VmRSS") or 0) * 1024
+
+    def stop(self) -> tuple[float | None, float | None]:
+        """(peak added by the step, absolute peak) in MiB; None where not measurable."""
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device)
+            return (peak - self.before) / 2**20, peak / 2**20
+        if self.cpu_ok:
+            peak = (_status_kb("VmHWM") or 0) * 1024
+            return max(0, peak - self.before) / 2**20, peak / 2**20
+        return None, None
+
+
+
+def measure_steps(harness: Harness, kind: str, variants: dict[str, Variant], rounds: int,
+                  warmup: int | None = None) -> list[Row]:
+    """Time every variant `rounds` times, alternating (order reversed each round), after `warmup` rounds."""
+    runners = [harness.runner(kind, name, v) for name, v in variants.items()]
+    if warmup is None:
+        warmup = harness.n_batches * (3 if any(v.compile for v in variants.values()) else 1)
+    for w in range(warmup):
+        for r in runners:
+            r.step(w % harness.n_batches)
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    used: list[int] = []
+    for k in range(rounds):
+        i = k % harness.n_batches
+        used.append(i)
+        for r in (runners if k % 2 == 0 else runners[::-1]):
+            harness._sync()
+            start = time.perf_counter()
+            r.step(i)
+            times[r.name].append(time.perf_counter() - start)
+    # memory from one extra, untimed step per variant on the longest batch (the probe's trim would slow timing)
+    probe, longest = _MemoryProbe(harness.device), max(range(harness.n_batches), key=harness.tokens.__getitem__)
+    mems: dict[str, tuple] = {}
+    for r in runners:
+        probe.start()
+        r.step(longest)
+        mems[r.name] = probe.stop()
+    rows = []
+    tokens = statistics.mean(harness.tokens[i] for i in used)
+    flops = statistics.mean(harness.flops[kind][i] for i in used)
+    for r in runners:
+        median = statistics.median(times[r.name])
+        delta, absolute = mems[r.name]
+        peak = harness.peak_by_precision.get(r.variant.precision) if harness.device.type == "cuda" or harness.peak else None
+        rows.append(Row(step=kind, variant=r.name, samples_per_s=harness.batch_size / median,
+                        tokens_per_s=tokens / median, ms_median=1e3 * median, ms_min=1e3 * min(times[r.name]),
+                        rounds=rounds, peak_mem_mb=delta, peak_mem_abs_mb=absolute, mfu=mfu(flops, median, peak),
+                        model_gflop_per_step=flops / 1e9, settings=asdict(r.variant),
+                        times_ms=[1e3 * t for t in times[r.name]]))
+    _add_ratios(rows)
+    return rows
+
+
+def measure_loading(harness: Harness, rounds: int, workers: Sequence[int] = (0, 2), warmup: int = 1) -> list[Row]:
+    """DataLoader throughput over the KD dataset with code-mixing (the KD stage's train loader)."""
+    from torch.utils.data import DataLoader
+
+    from cvil.data.collate import collate
+    from cvil.data.vqa_dataset import VQADataset
+    from cvil.distill.alignment import KDSelection
+
+    w, r = harness.world, harness.size.max_regions
+    cuda = harness.device.type == "cuda"
+    configs: dict[str, tuple[Any, int, bool, bool]] = {}  # name -> (features, workers, pin, fixed)
+    for n in workers:
+        configs[f"packed_w{n}"] = (w.store, n, False, False)
+        if cuda:
+            configs[f"packed_w{n}_pin"] = (w.store, n, True, False)
+    configs["naive"] = (_PtFeatures(w.pt_dir), 0, False, True)
+    loaders = {}
+    for name, (features, n, pin, fixed) in configs.items():
+        ds = VQADataset(w.rows, w.student_tokenizer, features, harness.num_labels, LANG, r,
+                        teacher_tokenizer=w.teacher_tokenizer, kd=KDSelection(codemix=True), seed=harness.seed)
+        fn = (lambda ex: collate(ex, fixed_text_len=FIXED_TEXT)) if fixed else collate
+        loaders[name] = DataLoader(ds, batch_size=harness.batch_size, shuffle=False, num_workers=n, pin_memory=pin,
+                                   collate_fn=fn, persistent_workers=n > 0, drop_last=True)
+    n_samples = (len(harness.dataset) // harness.batch_size) * harness.batch_size
+    times: dict[str, list[float]] = {name: [] for name in loaders}
+
+    def one_pass(loader) -> None:
+        for batch in loader:
+            if cuda:
+                batch = {k: v.to(harness.device, non_blocking=True) if torch.is_tensor(v) else v
+                         for k, v in batch.items()}
+        harness._sync()
+
+    names = list(loaders)
+    for _ in range(warmup):
+        for name in names:
+            one_pass(loaders[name])
+    for k in range(rounds):
+        for name in (names if k % 2 == 0 else names[::-1]):
+            start = time.perf_counter()
+            one_pass(loaders[name])
+            times[name].append(time.perf_counter() - start)
+    rows = []
+    for name in names:
+        median = statistics.median(times[name])
+        features, n, pin, fixed = configs[name]
+        rows.append(Row(step="loading", variant=name, samples_per_s=n_samples / median,
+                        tokens_per_s=float("nan"), ms_median=1e3 * median / (n_samples / harness.batch_size),
+                        ms_min=1e3 * min(times[name]) / (n_samples / harness.batch_size), rounds=rounds,
+                        settings={"features": "pt_files" if isinstance(features, _PtFeatures) else "packed",
+                                  "num_workers": n, "pin_memory": pin,
+                                  "padding": "fixed" if fixed else "dynamic"},
+                        times_ms=[1e3 * t for t in times[name]]))
+    del loaders  # stops persistent workers
+    best = next(row for row in rows if row.variant == "packed_w0")
+    naive = next(row for row in rows if row.variant == "naive")
+    for row in rows:
+        row.vs_naive = row.samples_per_s / naive.samples_per_s
+        row.vs_optimized = row.samples_per_s / best.samples_per_s
+    return rows
+
+
+
+def _add_ratios(rows: list[Row]) -> None:
+    by_name = {row.variant: row for row in rows}
+    for row in rows:
+        if "naive" in by_name:
+            row.vs_naive = row.samples_per_s / by_name["naive"].samples_per_s
+        if "optimized" in by_name:
+            row.vs_optimized = row.samples_per_s / by_name["optimized"].samples_per_s
