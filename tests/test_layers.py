@@ -27,6 +27,7 @@ CVIL_RANKS = {"data": 1, "inputs": 1, "eval": 1, "models": 2, "distill": 2, "tra
 ALLOWED_UPWARD = {
     "bench/compare.py:leaderboards.collect",
     "cvil/data/collate.py:cvil.distill.alignment",
+    "cvil/data/prepare/add_language.py:cvil.distill.aligner",
     "cvil/data/vqa_dataset.py:cvil.distill.alignment",
     "cvil/data/vqa_dataset.py:cvil.distill.codemix",
     "cvil/distill/embed_plot.py:cvil.train.data_setup",
