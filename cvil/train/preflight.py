@@ -136,10 +136,11 @@ def check_models(cfg: RunConfig, tokenizer, teacher_tokenizer=None) -> None:
             if teacher_tokenizer is not None:
                 problems.append(_vocab_problem("teacher", cfg.kd.teacher_tokenizer or cfg.kd.teacher,
                                                teacher_tokenizer, teacher))
-            if student.hidden_size is not None and int(teacher.hidden_size) != int(student.hidden_size):
+            if (student.hidden_size is not None and int(teacher.hidden_size) != int(student.hidden_size)
+                    and cfg.kd.projection != "linear"):
                 problems.append(f"{teacher.source} has hidden size {teacher.hidden_size} but {student.source} has "
                                 f"{student.hidden_size}: KD compares hidden states position by position, so both "
-                                "must be equal (the paper distils 768 -> 768); no projection between sizes is built")
+                                "must be equal (the paper distils 768 -> 768), or set kd.projection: linear")
     problems = [p for p in problems if p]
     if problems:
         raise PreflightError("; ".join(problems))

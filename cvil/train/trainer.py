@@ -243,7 +243,8 @@ class Trainer:
             teacher_out = self.teacher(batch) if self.teacher is not None else None
             kd = distillation_loss(out.hidden_states, self.teacher_hidden(batch, "train", teacher_out), batch,
                                    layers=kd_cfg.layers,
-                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction, detail=detail)
+                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction, detail=detail,
+                                   projection=model_setup.kd_projection(self.model))
             total = total + stage.kd_weight * kd.total * self._pooled_share(batch)
             if detail:
                 parts["loss.kd"] = float(kd.total.detach())

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from cvil.config import load_config
 from cvil.errors import CvilError
@@ -93,3 +94,29 @@ def test_a_text_only_bert_teacher_is_named_as_the_teacher(folders, tmp_path):
     with pytest.raises(CvilError, match=(rf"kd.teacher {folders['init']} is a text-only BERT checkpoint .*a teacher "
                                          r"must be an OSCAR\(\+\) VQA checkpoint")):
         Trainer(cfg, dist=DistInfo())
+
+
+@pytest.mark.slow
+def test_kd_projection_linear_distils_between_hidden_sizes(tiny_world, tmp_path):
+    """`kd.projection: linear`: a 16-wide student learns from the 32-wide tiny teacher through a learned map that
+    trains with the student and is saved with it; without it the same run is refused."""
+    from safetensors.torch import load_file
+
+    from cvil.train.api import run
+    from cvil.train.model_setup import build_student
+    from tests.train.conftest import tiny_overrides
+
+    init16 = make_student_init(tmp_path / "init16", tiny_world.root / "tokenizers" / "student", seed=0,
+                               **dict(SHAPE, num_hidden_layers=4))
+    stages = "stages=[{name: kd, dataset: vqa, lang: ja, epochs: 1, lr: 1.0e-3, objective: kd, select: last}]"
+    common = (f"model.init={init16}", stages, "evaluate=[]")
+    with pytest.raises(CvilError, match="has hidden size 32 but model.init .* has 16: .*or set kd.projection: linear"):
+        Trainer(load_config(CONFIG_DIR / "synthetic" / "kd.yaml", tiny_overrides(tiny_world, tmp_path / "a", *common)),
+                dist=DistInfo())
+    cfg = load_config(CONFIG_DIR / "synthetic" / "kd.yaml",
+                      tiny_overrides(tiny_world, tmp_path / "b", *common, "kd.projection=linear"))
+    initial = build_student(cfg, torch.device("cpu")).kd_projection.weight.detach().clone()
+    run(cfg)
+    saved = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    assert saved["kd_projection.weight"].shape == (32, 16) == initial.shape
+    assert not torch.allclose(saved["kd_projection.weight"], initial)  # trained with the student
