@@ -107,6 +107,11 @@ def load_grid(name_or_path: str) -> GridSpec:
         cells.append(Cell(str(name), str(body["config"]), tuple(map(str, body.get("overrides") or ()))))
     if raw.get("world") and raw.get("paths"):
         raise ConfigError(f"{path}: give either `world:` (synthetic) or `paths:` (real data), not both")
+    seeded = [o for o in (*map(str, raw.get("overrides") or ()), *(o for c in cells for o in c.overrides))
+              if o.split("=", 1)[0].strip() == "train.seed"]
+    if seeded:  # expand() appends train.seed=<seed> after them, so they would be silently overridden
+        raise ConfigError(f"{path}: {seeded[0]!r} in overrides is replaced by each job's seed; "
+                          "list the seed values in `seeds:` instead (e.g. seeds: [88])")
     train_cmd = raw.get("train_cmd") or ()
     return GridSpec(
         name=str(raw.get("name") or path.stem),

@@ -73,6 +73,9 @@ class KDConfig:
     reduction: Literal["pooled", "per_component"] = "pooled"
     logit_weight: float = 0.0  # teacher-logit BCE term (disabled in the released code)
     fix_tag_continuation: bool = False  # the reference's rare continuation overrun, faithful by default
+    # "linear": a learned student -> teacher hidden map (TinyBERT's W_h, one for all layers), trained with the
+    # student and saved with it (key `kd_projection.*`); needed when the hidden sizes differ. Off in the paper.
+    projection: Literal["none", "linear"] = "none"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """Question + object tags -> the text half of the Oscar input: `[CLS] question [SEP] tags [SEP]`.
 
-Follows the reference (`run_vqa_student.py:504-629`, `task_utils.py:621-635`): both parts are tokenised by the model's
-own (lower-casing) tokenizer, the pair is truncated to `max_len - 3` pieces by popping from the longer part, and the
-segment ids are 0 for `[CLS]`, the question and the first `[SEP]`, 1 for the tags and the final `[SEP]`. Padding is
-not done here: the collate function pads to the longest text in the batch (or to a fixed length).
+Follows the reference (`tensorize_example`, `run_vqa_student.py:586-600` @98f288b; `task_utils.py:133`): the tag text
+is `o.replace(';', ' ').strip()`; both parts are tokenised by the model's own (lower-casing) tokenizer. When the tag
+text is non-empty the pair is truncated to `max_len - 3` pieces by popping from the longer part; when it is empty
+(`o: ''` or `o: ';'`, as on real test rows) the question alone is cut to `max_len - 2`. The second `[SEP]` is added
+only when the (truncated) tags tokenise to at least one piece, so an empty-tag text is `[CLS] q [SEP]`. Segment ids
+are 0 for `[CLS]`, the question and the first `[SEP]`, 1 for the tags and the final `[SEP]`. Padding is not done
+here: the collate function pads to the longest text in the batch (or to a fixed length).
 
 Two entry points share one assembly step: `encode_text` for a single example and `encode_batch`, which tokenises all
 questions (and the de-duplicated tag strings) in single fast-tokenizer calls, so that encoding a whole split at
@@ -59,14 +62,28 @@ def assemble(
     cls_id: int,
     sep_id: int,
     max_len: int = MAX_TEXT_LEN,
+    has_tag_text: bool | None = None,
 ) -> EncodedText:
-    """Truncate a (question, tags) piece pair to `max_len - 3` and add `[CLS]`/`[SEP]` and segment ids."""
+    """Truncate a (question, tags) piece pair as the reference does and add `[CLS]`/`[SEP]` and segment ids.
+
+    `has_tag_text`: whether the raw tag text (`tags_text(o)`) is non-empty, which picks the budget (`max_len - 3`
+    for the pair, else `max_len - 2` for the question alone); by default, whether there are tag pieces. A tag text
+    that is non-empty but tokenises to nothing keeps the `- 3` budget and gets no second `[SEP]`, as in the release.
+    """
     if max_len < 3:
         raise ValueError(f"max_len must be at least 3, got {max_len}")
-    la, lb = truncated_lengths(len(q_tokens), len(t_tokens), max_len - 3)
-    tokens = [CLS, *q_tokens[:la], SEP, *t_tokens[:lb], SEP]
-    ids = [cls_id, *q_ids[:la], sep_id, *t_ids[:lb], sep_id]
-    segments = [0] * (la + 2) + [1] * (lb + 1)
+    if has_tag_text is None:
+        has_tag_text = len(t_tokens) > 0
+    if has_tag_text:
+        la, lb = truncated_lengths(len(q_tokens), len(t_tokens), max_len - 3)
+    else:
+        la, lb = min(len(q_tokens), max_len - 2), 0
+    tokens = [CLS, *q_tokens[:la], SEP]
+    ids = [cls_id, *q_ids[:la], sep_id]
+    if lb:  # the release's `if tokens_b:` after truncation
+        tokens += [*t_tokens[:lb], SEP]
+        ids += [*t_ids[:lb], sep_id]
+    segments = [0] * (la + 2) + [1] * (lb + 1 if lb else 0)
     return EncodedText(tokens, ids, segments)
 
 
@@ -112,4 +129,4 @@ def encode_batch(
     """Encode many (question, raw `o` tags) pairs, as `encode_text` does one."""
     q_pieces, tag_keys, tag_pieces = tokenize_pairs(tokenizer, questions, tags)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return [assemble(*q, *tag_pieces[k], cls_id, sep_id, max_len) for q, k in zip(q_pieces, tag_keys)]
+    return [assemble(*q, *tag_pieces[k], cls_id, sep_id, max_len, bool(k)) for q, k in zip(q_pieces, tag_keys)]

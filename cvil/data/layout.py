@@ -44,3 +44,26 @@ def packed_store_path(folder: str | Path, split: str) -> Path:
     """Where `cvil data pack` writes the memory-mapped store of a split by default."""
     _check_split(split)
     return Path(folder) / "packed" / FEATURE_DIR[split]
+
+
+def release_feature_files(folder: str | Path, split: str) -> tuple[Path, Path, Path]:
+    """The release's whole-split feature files: the VinVL TSV, its offset map and the VinVL dict `.pt`
+    (`{split}_img_frcnn_feats.tsv`, `..._offset_map.json`, `{split}_img_frcnn_feats.pt`)."""
+    _check_split(split)
+    stem = Path(folder) / f"{FEATURE_DIR[split]}_img_frcnn_feats"
+    return stem.with_suffix(".tsv"), stem.with_name(stem.name + "_offset_map.json"), stem.with_suffix(".pt")
+
+
+def pack_hint(folder: str | Path, split: str) -> str:
+    """When a split has features only in a release whole-split file: the file found and the command converting it
+    to the packed store training reads; "" when there is none."""
+    tsv, offsets, vinvl = release_feature_files(folder, split)
+    out = packed_store_path(folder, split)
+    if tsv.is_file():
+        offset_arg = f" --offset-map {offsets}" if offsets.is_file() else ""
+        return (f"found {tsv} (the release's TSV feature layout): convert it with "
+                f"`cvil data pack --source tsv --input {tsv}{offset_arg} --out {out}`")
+    if vinvl.is_file():
+        return (f"found {vinvl} (the release's VinVL dict layout): convert it with "
+                f"`cvil data pack --source vinvl-pt --input {vinvl} --out {out}`")
+    return ""

@@ -72,7 +72,9 @@ class _Features:
             self.source = PtDirSource(per_image)
             self.root, self.description, self.ids = per_image, f"{per_image.name}/*.pt", set(self.source.ids())
         else:
-            raise DataFormatError(per_image, "folder", f"per-image features (or a packed store in {packed})", "neither exists")
+            hint = layout.pack_hint(folder, split)
+            raise DataFormatError(per_image, "folder", f"per-image features (or a packed store in {packed})",
+                                  f"neither exists; {hint}" if hint else "neither exists")
 
         self._widths: dict[int, int] = {}
 

@@ -124,14 +124,14 @@ class VQADataset(Dataset):
 
         tags = [row.tags for row in rows]
         q_pieces, tag_keys, tag_pieces = tokenize_pairs(self.student, [_question(r, lang) for r in rows], tags)
-        student = [self._assemble(self._s_special, *q, *tag_pieces[k]) for q, k in zip(q_pieces, tag_keys)]
+        student = [self._assemble(self._s_special, *q, *tag_pieces[k], bool(k)) for q, k in zip(q_pieces, tag_keys)]
         self._ids, self._sep = self._pack(student)
         if kd is None:
             return
 
         english = [_question(r, "en") for r in rows]
         t_q, t_keys, t_tags = tokenize_pairs(self.teacher, english, tags)
-        teacher = [self._assemble(self._t_special, *q, *t_tags[k]) for q, k in zip(t_q, t_keys)]
+        teacher = [self._assemble(self._t_special, *q, *t_tags[k], bool(k)) for q, k in zip(t_q, t_keys)]
         self._t_ids, self._t_sep = self._pack(teacher)
         # with code-mixing these are not served, but computing them fills the tag-walk cache that every draw hits
         self._pairs = _Ragged([self._text_pairs(t.tokens, s.tokens) for t, s in zip(teacher, student)], np.int64, 3)
@@ -140,13 +140,14 @@ class VQADataset(Dataset):
             position = {k: i for i, k in enumerate(tag_pieces)}
             self._tag_index = np.array([position[k] for k in tag_keys], np.int64)
             self._tag_ids = _Ragged([ids for _, ids in tag_pieces.values()], np.int64)
+            self._tag_text = np.array([bool(k) for k in tag_pieces], bool)  # raw tag text non-empty (the budget)
             self._plans = CodeMixer(self.teacher, self.student, lang).plan_many(
                 [r.alignments.get(lang) for r in rows], english, [len(p) for p, _ in q_pieces], self.question_ids
             )
 
     # -- construction helpers -------------------------------------------------------------------------------------
-    def _assemble(self, special: tuple[int, int], q_tokens, q_ids, t_tokens, t_ids) -> EncodedText:
-        return assemble(q_tokens, q_ids, t_tokens, t_ids, *special, self.max_text_len)
+    def _assemble(self, special: tuple[int, int], q_tokens, q_ids, t_tokens, t_ids, has_tag_text: bool) -> EncodedText:
+        return assemble(q_tokens, q_ids, t_tokens, t_ids, *special, self.max_text_len, has_tag_text)
 
     @staticmethod
     def _pack(encoded: Sequence[EncodedText]) -> tuple[_Ragged, np.ndarray]:
@@ -202,8 +203,10 @@ class VQADataset(Dataset):
         point past the question.
         """
         (q_tokens, q_ids), = tokenize_batch(self.student, [self.codemixed_question(index)])
-        tag_ids = self._tag_ids[int(self._tag_index[index])].tolist()
-        enc = self._assemble(self._s_special, q_tokens, q_ids, self.student.convert_ids_to_tokens(tag_ids), tag_ids)
+        tag = int(self._tag_index[index])
+        tag_ids = self._tag_ids[tag].tolist()
+        enc = self._assemble(self._s_special, q_tokens, q_ids, self.student.convert_ids_to_tokens(tag_ids), tag_ids,
+                             bool(self._tag_text[tag]))
         teacher_tokens = self.teacher.convert_ids_to_tokens(self._t_ids[index].tolist())
         s_sep, t_sep = enc.tokens.index(SEP), int(self._t_sep[index])
         cm = codemix_alignment(enc.tokens[1:s_sep], teacher_tokens[1:t_sep])

@@ -61,7 +61,7 @@ def tag_alignment(
 ) -> list[Pair]:
     """Tag alignment A as the released code walks it: `[(student_pos, teacher_pos), ...]`, text-relative.
 
-    Both token lists are full texts (`[CLS] q [SEP] tags [SEP]`, unpadded). The first `[SEP]` of each is matched,
+    Both token lists are full texts (`[CLS] q [SEP] tags [SEP]`, or `[CLS] q [SEP]` without tags; unpadded). The first `[SEP]` of each is matched,
     then the tag words are walked in parallel (`_walk_tags`), bounded by `min(max_len, len(tokens))`.
     """
     t0, s0 = list(teacher_tokens).index(SEP), list(student_tokens).index(SEP)

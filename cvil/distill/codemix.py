@@ -10,7 +10,9 @@ candidates and how many to replace. The reference's candidate filter, followed e
 `n = min(max(1, round(0.15 * |student pieces of the question|)), |candidates|)` with Python's `round` (banker's
 rounding): 15 % of the *subwords*, not of the words as the paper says.
 
-Per draw: shuffle the candidates, replace the first n (in sentence order) by ` {en_word} `, join the words with `''`
+Per draw: shuffle the candidates, replace the first n (in sentence order) by ` {en_word} ` where `en_word` is the
+alignment *entry's own* English word (`run_vqa_student.py:560-566` @98f288b), which differs from the NLTK token used
+by the filter when the alignment file disagrees with NLTK's tokenisation; join the words with `''`
 (ja) or `' '` (hi), strip and collapse one level of double spaces. The reference drew from the global `random` module
 in every `__getitem__`; here a draw is a pure function of (seed, epoch, example index) (`draw_rng`), so runs are
 reproducible, resumable mid-epoch and identical across DDP ranks and DataLoader workers, and still re-drawn each epoch.
@@ -39,7 +41,7 @@ class AlignmentFieldError(CvilError, ValueError):
 
 @dataclass(frozen=True)
 class CodeMixPlan:
-    """Everything a draw needs: target words, candidates `(word index, English word)` and the count n."""
+    """Everything a draw needs: target words, candidates `(word index, the entry's English word)` and the count n."""
 
     words: tuple[str, ...]
     candidates: tuple[tuple[int, str], ...]
@@ -120,19 +122,20 @@ class CodeMixer:
     ) -> list[CodeMixPlan]:
         """Plans for many examples; the tokenizer test runs once, batched, over all distinct English words."""
         aligned = [_aligned_words(e, en, self.lang, q) for e, en, q in zip(entries, english, q_ids)]
-        self.same_tokenization([w for row in aligned for _, w in row])
+        self.same_tokenization([w for row in aligned for _, w, _ in row])
         plans = []
         for e, row, n_pieces in zip(entries, aligned, n_question_pieces):
-            freq = Counter(w for _, w in row)
-            cands = tuple((i, w) for i, w in row if freq[w] == 1 and self._same[w])
+            freq = Counter(w for _, w, _ in row)  # the filter looks at the NLTK word, the draw writes the entry's
+            cands = tuple((i, entry_word) for i, w, entry_word in row if freq[w] == 1 and self._same[w])
             n = min(max(1, round(CODEMIX_RATE * n_pieces)), len(cands))
             words = tuple(str(entry[0]) for entry in e)
             plans.append(CodeMixPlan(words, cands, n, JOINERS[self.lang]))
         return plans
 
 
-def _aligned_words(entries: list | None, english: str, lang: str, q_id: object) -> list[tuple[int, str]]:
-    """`(word index, English word)` of the aligned entries; clear errors for missing or malformed fields."""
+def _aligned_words(entries: list | None, english: str, lang: str, q_id: object) -> list[tuple[int, str, str]]:
+    """`(word index, NLTK English word at en_idx, the entry's own English word)` of the aligned entries; clear
+    errors for missing or malformed fields."""
     if entries is None:
         raise AlignmentFieldError(f"question q_id={q_id} has no '{lang}-en' alignment field, needed for code-mixing")
     tokens = english_words(english)
@@ -150,5 +153,5 @@ def _aligned_words(entries: list | None, english: str, lang: str, q_id: object) 
                     f"question q_id={q_id}: '{lang}-en' entry {i} {entry!r} has an en_idx outside the "
                     f"{len(tokens)} English words {list(tokens)}"
                 )
-            out.append((i, tokens[idx]))
+            out.append((i, tokens[idx], str(entry[1])))
     return out

@@ -59,8 +59,11 @@ def distillation_loss(
     weights: tuple[float, ...] = (),
     reduction: str = "pooled",
     detail: bool = True,
+    projection: torch.nn.Module | None = None,
 ) -> KDLoss:
     """Hidden-state distillation over the selected (student, teacher) position pairs of `batch`.
+
+    `projection` (`kd.projection: linear`) maps the selected student rows into the teacher's hidden size first.
 
     `detail=False` skips the per-layer / per-component breakdown: each of its numbers is a host sync on a GPU, so
     the training loop asks for it only on logging steps.
@@ -82,6 +85,8 @@ def distillation_loss(
     norms = _component_norms(batch) if reduction == "per_component" else None
     for ref, sl, tl, w in zip(layers, s_layers, t_layers, weights):
         student_rows = student_hidden[sl][b, s_pos].float()
+        if projection is not None:
+            student_rows = projection(student_rows).float()
         teacher_rows = teacher_hidden[tl][b, t_pos].float()
         per_pair = (student_rows - teacher_rows).pow(2).mean(dim=-1)  # [P]: MSE of each aligned row
         if reduction == "pooled":

@@ -97,7 +97,12 @@ def _run_jvg(args: argparse.Namespace) -> int:
     from cvil.eval.jvg import load_unknown
     from cvil.eval.results_io import read_results, write_per_question
 
-    gt = load_unknown(args.unknown)
+    if args.qla:  # labelled rows: the truth is label2ans[an[0]] from the label map beside the file
+        from cvil.eval.jvg_truth import qla_ground_truth
+
+        gt, _ = qla_ground_truth(args.qla)
+    else:
+        gt = load_unknown(args.unknown)
     preds = read_results(args.results, list(gt["question_id"]))
     tokenizer = None if args.bleu_tokenizer == "none" else args.bleu_tokenizer
     result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer)
@@ -165,7 +170,10 @@ def register(subparsers: Any) -> None:
     hi.set_defaults(func=_guarded(_run_hindi))
 
     jvg = sub.add_parser("jvg", help="JVG accuracy, coverage, BLEU and per-question-word accuracy")
-    jvg.add_argument("--unknown", required=True, help="test-dev2015_qla_mrcnn.json.unknown (all test rows)")
+    truth = jvg.add_mutually_exclusive_group(required=True)
+    truth.add_argument("--unknown", help="test-dev2015_qla_mrcnn.json.unknown (all test rows, with answer strings)")
+    truth.add_argument("--qla", help="a labelled QLA file (e.g. vg/val2014_qla_mrcnn.json), scored through the "
+                       "trainval_label2ans.pkl beside it (rows without a label are left out)")
     jvg.add_argument("--results", required=True)
     jvg.add_argument("--bleu-tokenizer", default="fugashi", choices=["fugashi", "ja-mecab", "char", "none"])
     jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")

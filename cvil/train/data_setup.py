@@ -116,7 +116,9 @@ def _pack_once(folder: Path, split: str, packed: Path) -> None:
             return
         source_dir = layout.feature_dir(folder, split)
         if not source_dir.is_dir():
-            raise DataSetupError(f"no packed store at {packed} and no per-image features at {source_dir}")
+            hint = layout.pack_hint(folder, split)
+            raise DataSetupError(f"no packed store at {packed} and no per-image features at {source_dir}"
+                                 + (f"; {hint}" if hint else ""))
         pack_features(PtDirSource(source_dir), packed)
 
 

@@ -2,6 +2,10 @@
 
 Only rank 0 writes checkpoints and talks to MLflow; every rank computes. Tests spawn processes with a `file://`
 init method instead of a port (no collisions between overlapping runs).
+
+Every collective goes through the helpers below (nothing else calls `torch.distributed` collectives; a test scans
+the sources). They move tensors to the process's device first: NCCL refuses CPU tensors, so a CPU tensor reduced
+under NCCL fails the first evaluation of every multi-GPU run.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ class DistInfo:
         return dist.is_available() and dist.is_initialized()
 
 
+_PROCESS_DEVICE = torch.device("cpu")
+
+
+def process_device() -> torch.device:
+    """The device this process's collectives run on (its CUDA device under NCCL, the CPU under gloo)."""
+    return _PROCESS_DEVICE
+
+
+def set_process_device(device: torch.device) -> None:
+    global _PROCESS_DEVICE
+    _PROCESS_DEVICE = torch.device(device)
+
+
+def _multi_process() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def on_process_device(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` on the process's device (itself when it is already there): the one place collectives move data."""
+    return tensor.to(process_device())
+
+
 def setup_distributed(init_method: str | None = None) -> DistInfo:
     """Initialise the process group when launched by torchrun (or WORLD_SIZE > 1); otherwise a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -41,6 +67,7 @@ def setup_distributed(init_method: str | None = None) -> DistInfo:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
+    set_process_device(device)
     launched = world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ  # torchrun, even --nproc_per_node 1
     if launched and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -55,15 +82,21 @@ def teardown_distributed() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks (no-op in a single process)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    """Sum a tensor over ranks, in place wherever it lives (no-op in a single process); reduced on the process's
+    device and copied back."""
+    if not _multi_process():
+        return tensor
+    work = on_process_device(tensor)
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    if work is not tensor:
+        tensor.copy_(work)
     return tensor
 
 
 def all_gather_objects(obj):
-    """Gather one picklable object per rank (trusted, in-process data only), in rank order."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    """Gather one picklable object per rank (trusted, in-process data only), in rank order. The pickled bytes
+    travel on the current CUDA device under NCCL (`setup_distributed` sets it)."""
+    if not _multi_process():
         return [obj]
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
@@ -72,13 +105,13 @@ def all_gather_objects(obj):
 
 def broadcast_object(obj):
     """Rank 0's value on every rank (e.g. the MLflow run id, a pruning decision)."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    if not _multi_process():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, device=process_device())
     return box[0]
 
 
 def barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if _multi_process():
         dist.barrier()

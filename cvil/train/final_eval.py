@@ -1,7 +1,9 @@
 """The end of a run: save the final model, predict the evaluation splits, score them with the official metrics.
 
 Which metric a split gets follows from the last stage's data: a JVG-like `vg/` folder is scored by exact match,
-coverage and BLEU against the answer strings (test: the `.unknown` file, i.e. every test question); a VQA folder by
+coverage and BLEU against the answer strings (test: the `.unknown` file, i.e. every test question; other splits,
+whose real rows carry label ids only: `label2ans[an[0]]` over the labelled rows, recorded as the run tag
+`{split}.answer_source = label_map`); a VQA folder by
 the official VQA accuracy from raw annotator answers when the official annotation file is there (Hindi questions:
 also over the merged Hindi classes), else by the soft score. Predictions are written in the EvalAI results format
 with a per-question CSV beside them, and everything is logged to the run.
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader
 from cvil.data import layout
 from cvil.data.qla import QLARow, read_qla, read_unknown
 from cvil.eval.evaluate import EvalResult, evaluate_predictions
+from cvil.eval.jvg_truth import jvg_truth
 from cvil.eval.results_io import write_per_question, write_results
 from cvil.train.data_setup import build_dataset, dataset_folder, label_maps, make_collate, to_device
 from cvil.train.distributed import all_gather_objects
@@ -60,9 +63,21 @@ def predict(trainer, folder: Path, split: str, rows: list[QLARow]) -> dict[int, 
     return merged
 
 
-def _jvg_rows(rows: list[QLARow], lang: str) -> list[dict]:
-    return [{"q_id": r.q_id, "answer": r.extra.get("answer", ""), lang: r.questions.get(lang, ""),
-             "an": list(r.answer_ids)} for r in rows]
+def _score_jvg(trainer, folder: Path, split: str, rows: list[QLARow], lang: str) -> EvalResult | None:
+    """Exact match etc. against the `.unknown` strings, or (real train/val/test-dev rows carry label ids only)
+    against `label2ans[an[0]]`; the source goes into the report as `answer_source`."""
+    truth = jvg_truth(rows, label_maps(folder).label2ans, file=layout.qla_path(folder, split), lang=lang)
+    if truth.unscored:
+        log.info("%s: %d rows have neither a label nor an answer string and are not scored", split, truth.unscored)
+    if not truth.records:
+        return None
+    wanted = truth.question_ids
+    predictions = predict(trainer, folder, split, [r for r in rows if r.q_id in wanted])
+    if not trainer.dist.is_main:
+        return None
+    result = evaluate_predictions("jvg", truth.records, predictions)
+    result.report.update(answer_source=truth.source, unscored=truth.unscored)
+    return result
 
 
 def score_split(trainer, folder: Path, split: str) -> EvalResult | None:
@@ -70,11 +85,11 @@ def score_split(trainer, folder: Path, split: str) -> EvalResult | None:
     rows = split_rows_for_eval(folder, split)
     if not rows:
         return None
+    if folder.name == "vg" or any("answer" in r.extra for r in rows):
+        return _score_jvg(trainer, folder, split, rows, lang)
     predictions = predict(trainer, folder, split, rows)
     if not trainer.dist.is_main:
         return None
-    if folder.name == "vg" or any("answer" in r.extra for r in rows):
-        return evaluate_predictions("jvg", _jvg_rows(rows, lang), predictions)
     annotations = folder / f"v2_mscoco_{layout.QLA_STEM[split]}_annotations.json"
     if not annotations.is_file():
         log.warning("no official annotations at %s: %s is not scored", annotations, split)
@@ -113,6 +128,8 @@ def finish_run(trainer) -> dict[str, float]:
         write_per_question(pred_dir / f"{split}_per_question.csv", result.per_question)
         trainer.tracker.log_artifact(pred_dir / f"{split}_results.json", "predictions")
         trainer.tracker.log_artifact(pred_dir / f"{split}_per_question.csv", "predictions")
+        if "answer_source" in result.report:  # JVG: `.unknown` strings or label2ans (real val rows have no strings)
+            trainer.tracker.set_tags({f"{split}.answer_source": result.report["answer_source"]})
         if "bleu" in result.report:
             trainer.tracker.set_tags({"cvil.bleu_signature": json.dumps(result.report["bleu"].get("signature", ""))})
     if trainer.dist.is_main:

@@ -13,6 +13,7 @@ from cvil.config import StageConfig
 from cvil.distill.kd_losses import distillation_loss
 from cvil.train.data_setup import StageData, to_device
 from cvil.train.distributed import all_reduce_sum
+from cvil.train.model_setup import kd_projection
 from cvil.train.precision import autocast
 
 
@@ -36,7 +37,8 @@ def evaluate_in_loop(trainer, data: StageData, stage: StageConfig) -> dict[str, 
         if use_kd:
             kd = distillation_loss(out.hidden_states, trainer.teacher_hidden(batch, "val"), batch,
                                    layers=trainer.cfg.kd.layers, weights=trainer.cfg.kd.layer_weights,
-                                   reduction=trainer.cfg.kd.reduction, detail=False)
+                                   reduction=trainer.cfg.kd.reduction, detail=False,
+                                   projection=kd_projection(trainer.model))
             sums[2] += float(kd.total) * n
     all_reduce_sum(sums)
     model.train(was_training)

@@ -67,7 +67,30 @@ def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
                                       use_img_layernorm=cfg.model.use_img_layernorm,
                                       attn_implementation=cfg.model.attn_implementation,
                                       **dropout, **cfg.model.from_scratch))
+    if cfg.kd.projection == "linear":
+        add_kd_projection(model, cfg)
     return model.to(device)
+
+
+def add_kd_projection(model: OscarVQA, cfg: RunConfig) -> None:
+    """`kd.projection: linear`: a learned map from the student's hidden size to the teacher's (as TinyBERT's W_h),
+    a submodule of the student, so the optimiser, DDP, checkpoints and `save_pretrained` all carry it."""
+    from cvil.models.config import read_config_json
+
+    if not cfg.kd.teacher:
+        raise ResumeError("kd.projection: linear needs kd.teacher (its config.json gives the teacher's hidden size)")
+    teacher_hidden = int(read_config_json(cfg.kd.teacher).get("hidden_size", 768))
+    gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
+    proj = nn.Linear(model.config.hidden_size, teacher_hidden)
+    with torch.no_grad():
+        proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen) * model.config.initializer_range)
+        proj.bias.zero_()
+    model.kd_projection = proj
+
+
+def kd_projection(model: nn.Module) -> nn.Module | None:
+    """The student's KD projection (`kd.projection: linear`), or None."""
+    return getattr(model, "kd_projection", None)
 
 
 def load_teacher(cfg: RunConfig, device: torch.device) -> OscarVQA:
@@ -115,6 +138,8 @@ def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
     if not kd_reaches_head(stage, kd):
         model.bert.pooler.requires_grad_(False)
         model.classifier.requires_grad_(False)
+    if kd_projection(model) is not None:  # trained only where KD reaches it (DDP needs a grad for every trainable)
+        kd_projection(model).requires_grad_(stage.objective != "task")
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

@@ -1,11 +1,19 @@
-"""Checks that fail fast, before any model is built: paths exist, stages make sense, a resume is compatible."""
+"""Checks that fail fast, before any model is built: paths exist, stages make sense, a resume is compatible, and
+the models and tokenizers fit together (`check_models`, run by the trainer before it builds them)."""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+from cvil.errors import CvilError
 
 from cvil.config import RunConfig, config_hash
 from cvil.data import layout
+
+log = logging.getLogger(__name__)
 
 
 def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
@@ -37,3 +45,102 @@ def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
                 problems.append(f"--resume: {ckpt} was written with a different config; use a new output_dir")
     if problems:
         raise ValueError("invalid run configuration:\n  - " + "\n  - ".join(problems))
+
+
+# -- models and tokenizers: read from the folders' config files, before any model is built -----------------------------
+class PreflightError(CvilError, ValueError):
+    """The models or tokenizers of a run cannot work together (each message names both sides)."""
+
+
+@dataclass(frozen=True)
+class _Shape:
+    vocab_size: int | None
+    hidden_size: int | None
+    source: str
+
+
+def _student_shape(cfg: RunConfig, tokenizer) -> _Shape:
+    if cfg.model.init:
+        raw = _config_json(cfg.model.init)
+        return _Shape(raw.get("vocab_size"), raw.get("hidden_size"), f"model.init {cfg.model.init}")
+    from cvil.models.config import oscar_config
+
+    built = oscar_config(img_feature_dim=1, num_labels=1, vocab_size=len(tokenizer), **cfg.model.from_scratch)
+    return _Shape(built.vocab_size, built.hidden_size, "model.from_scratch")
+
+
+def _config_json(folder: str) -> dict:
+    path = Path(folder) / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _state_keys(folder: str) -> list[str]:
+    """Tensor names of a checkpoint without reading the tensors (safetensors header, or a memory-mapped .bin)."""
+    from cvil.models.checkpoint import BIN_NAME, SAFETENSORS_NAME
+
+    folder_path = Path(folder)
+    if (folder_path / SAFETENSORS_NAME).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(folder_path / SAFETENSORS_NAME), framework="pt") as f:
+            return list(f.keys())
+    if (folder_path / BIN_NAME).is_file():
+        import torch
+
+        return list(torch.load(folder_path / BIN_NAME, map_location="cpu", weights_only=True, mmap=True))
+    return []
+
+
+def _is_oscar_vqa(folder: str, raw: dict) -> bool:
+    """An OSCAR(+) checkpoint has an image embedding (its config says `img_feature_dim`, or its keys show it)."""
+    return raw.get("img_feature_dim") is not None or any("img_embedding." in k for k in _state_keys(folder))
+
+
+def _vocab_problem(role: str, tok_name: str, tokenizer, shape: _Shape) -> str | None:
+    if shape.vocab_size is not None and len(tokenizer) > int(shape.vocab_size):
+        return (f"{role} tokenizer {tok_name} has {len(tokenizer)} tokens but {shape.source} has an embedding of "
+                f"{shape.vocab_size} rows (ids >= {shape.vocab_size} would index past it): use the tokenizer the "
+                "checkpoint was trained with")
+    return None
+
+
+def _warn_if_vocabularies_differ(cfg: RunConfig, tokenizer) -> None:
+    init = Path(cfg.model.init) if cfg.model.init else None
+    if not (cfg.model.tokenizer and init and any((init / f).is_file() for f in
+                                                  ("vocab.txt", "tokenizer.json", "tokenizer_config.json"))):
+        return
+    from cvil.train.data_setup import load_tokenizer
+
+    own = load_tokenizer(init).get_vocab()
+    given = tokenizer.get_vocab()
+    if own != given:
+        moved = next((t for t, i in sorted(given.items(), key=lambda x: x[1]) if own.get(t) != i), None)
+        log.warning("model.tokenizer %s (%d tokens) differs from the vocabulary of model.init %s (%d tokens), "
+                    "e.g. at %r: the student's embedding rows were trained for the init's vocabulary",
+                    cfg.model.tokenizer, len(given), init, len(own), moved)
+
+
+def check_models(cfg: RunConfig, tokenizer, teacher_tokenizer=None) -> None:
+    """Refuse model/tokenizer combinations that would fail at the first step (or silently train the wrong thing)."""
+    problems = []
+    student = _student_shape(cfg, tokenizer)
+    problems.append(_vocab_problem("student", cfg.model.tokenizer or cfg.model.init, tokenizer, student))
+    _warn_if_vocabularies_differ(cfg, tokenizer)
+    if cfg.kd.teacher and any(s.objective != "task" for s in cfg.stages) and Path(cfg.kd.teacher).is_dir():
+        raw = _config_json(cfg.kd.teacher)
+        if not _is_oscar_vqa(cfg.kd.teacher, raw):
+            problems.append(f"kd.teacher {cfg.kd.teacher} is a text-only BERT checkpoint (no image embedding): a "
+                            "teacher must be an OSCAR(+) VQA checkpoint, e.g. the VinVL base model fine-tuned on VQA")
+        else:
+            teacher = _Shape(raw.get("vocab_size"), raw.get("hidden_size", 768), f"kd.teacher {cfg.kd.teacher}")
+            if teacher_tokenizer is not None:
+                problems.append(_vocab_problem("teacher", cfg.kd.teacher_tokenizer or cfg.kd.teacher,
+                                               teacher_tokenizer, teacher))
+            if (student.hidden_size is not None and int(teacher.hidden_size) != int(student.hidden_size)
+                    and cfg.kd.projection != "linear"):
+                problems.append(f"{teacher.source} has hidden size {teacher.hidden_size} but {student.source} has "
+                                f"{student.hidden_size}: KD compares hidden states position by position, so both "
+                                "must be equal (the paper distils 768 -> 768), or set kd.projection: linear")
+    problems = [p for p in problems if p]
+    if problems:
+        raise PreflightError("; ".join(problems))

@@ -73,8 +73,13 @@ class Trainer:
         self.teacher: FrozenTeacher | None = None
         self.teacher_tokenizer = None
         self.teacher_caches: dict = {}  # split -> TeacherCache, when kd.teacher_cache replaces the online teacher
-        if any(s.objective != "task" for s in cfg.stages):
+        distils = any(s.objective != "task" for s in cfg.stages)
+        if distils:
             self.teacher_tokenizer = load_tokenizer(cfg.kd.teacher_tokenizer or cfg.kd.teacher)
+        from cvil.train.preflight import check_models
+
+        check_models(cfg, self.tokenizer, self.teacher_tokenizer)  # before any model is built
+        if distils:
             if cfg.kd.teacher_cache:
                 if cfg.kd.logit_weight:
                     raise ValueError("kd.logit_weight needs the online teacher: a teacher cache holds no logits")
@@ -238,7 +243,8 @@ class Trainer:
             teacher_out = self.teacher(batch) if self.teacher is not None else None
             kd = distillation_loss(out.hidden_states, self.teacher_hidden(batch, "train", teacher_out), batch,
                                    layers=kd_cfg.layers,
-                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction, detail=detail)
+                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction, detail=detail,
+                                   projection=model_setup.kd_projection(self.model))
             total = total + stage.kd_weight * kd.total * self._pooled_share(batch)
             if detail:
                 parts["loss.kd"] = float(kd.total.detach())

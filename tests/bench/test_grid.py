@@ -19,6 +19,7 @@ from bench import tracking
 from bench.grid import GridRunner, has_checkpoint
 from cvil.config import load_config
 from bench.grid_spec import expand, load_grid, shipped_grids, slug
+from cvil.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -205,6 +206,10 @@ def test_shipped_grids_name_their_cells_and_configs():
     assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations"}
     paper = load_grid("paper_table3_ablations")
     assert paper.world is None and set(paper.paths) == {"data_root", "teacher", "student_init"}
+    assert paper.seeds == (88,)  # the authors' seed, not seed 0 (`seeds: 1` + an override that lost)
+    for job in expand(paper, seeds=1):
+        assert [o for o in job.overrides if o.startswith("train.seed=")] == ["train.seed=88"]
+        assert job.seed == 88 and job.output_dir.endswith("seed88")
     assert all(Path(c.config).parts[:2] == ("configs", "paper") and (REPO / c.config).is_file() for c in paper.cells)
     for name, cells in expected.items():
         spec = load_grid(name)
@@ -249,3 +254,16 @@ def test_retry_locked_rides_out_a_locked_database():
     assert tracking.retry_locked(flaky, base_delay=0.001) == "ok" and len(calls) == 3
     with pytest.raises(ValueError):  # anything else is not retried
         tracking.retry_locked(lambda: (_ for _ in ()).throw(ValueError("nope")), base_delay=0.001)
+
+
+def test_seeds_are_values_and_a_seed_override_is_refused(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("seeds: [88, 7, 3]\ncells: {A: {config: c.yaml}}\n", encoding="utf-8")
+    assert [j.seed for j in expand(load_grid(str(grid)), seeds=2)] == [88, 7]  # --seeds N: the first N values
+    grid.write_text("seeds: 2\ncells: {A: {config: c.yaml}}\n", encoding="utf-8")
+    assert load_grid(str(grid)).seeds == (0, 1)  # a count K still means 0..K-1 (the synthetic grids)
+    for where in ("overrides: [train.seed=88]\ncells: {A: {config: c.yaml}}",
+                  "cells: {A: {config: c.yaml, overrides: [train.seed=5]}}"):
+        grid.write_text(f"seeds: 1\n{where}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match="train.seed=.*seeds: \\[88\\]"):
+            load_grid(str(grid))

@@ -87,3 +87,35 @@ def test_pack_error_exits_non_zero(tmp_path, capsys):
     args = ["data", "pack", "--source", "tsv", "--input", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "o")]
     assert main(args) == 1
     assert "nope.tsv: file: expected a VinVL feature TSV, got no such file" in capsys.readouterr().err
+
+
+def _write_release_tsv(folder, split, ids, rng):
+    """The release's `{split}_img_frcnn_feats.tsv` (img_id, num_boxes, base64 float32) and its offset map."""
+    import base64
+
+    tsv, offsets, _ = layout.release_feature_files(folder, split)
+    offset_map, position = {}, 0
+    with open(tsv, "wb") as f:
+        for i in ids:
+            feats = rng.standard_normal((i + 1, D)).astype(np.float32)
+            line = f"{i}\t{i + 1}\t{base64.b64encode(feats.tobytes()).decode()}\n".encode()
+            offset_map[str(i)], position = position, position + len(line)
+            f.write(line)
+    offsets.write_text(json.dumps(offset_map), encoding="utf-8")
+    return tsv, offsets
+
+
+def test_validate_names_the_release_tsv_and_the_pack_command(tmp_path, capsys):
+    import shlex
+    import shutil
+
+    folder = make_dataset(tmp_path)
+    shutil.rmtree(layout.feature_dir(folder, "train"))
+    tsv, offsets = _write_release_tsv(folder, "train", [1, 2], np.random.default_rng(1))
+    assert main(["data", "validate", str(folder)]) == 1
+    out = capsys.readouterr().out
+    command = (f"cvil data pack --source tsv --input {tsv} --offset-map {offsets} "
+               f"--out {layout.packed_store_path(folder, 'train')}")
+    assert f"found {tsv} (the release's TSV feature layout)" in out and f"`{command}`" in out
+    assert main(shlex.split(command)[1:]) == 0  # the printed command works as printed
+    assert main(["data", "validate", str(folder)]) == 0

@@ -123,6 +123,9 @@ def test_vqa_rows(world):
             tags = row["o"].split(";")
             assert not {"red", "blue", "left", "right", "top"} & set(tags)     # colours/positions only in features
     assert scores <= {0.3, 0.6, 0.9, 1.0} and {0.3, 1.0} <= scores
+    for split in SPLITS:  # real Oscar test rows have `o: ''`: every split has some
+        rows = _rows(world, "vqa", split)
+        assert any(r["o"] == "" for r in rows) and any(r["o"] for r in rows), split
     assert set(atypes) <= {"yes/no", "number", "other"} and len(atypes) == 3
     assert {"what color is the", "where is the", "is there a", "how many"} <= set(qtypes)
 
@@ -232,14 +235,17 @@ def test_vqa_score_rule():
 def test_jvg_set(world):
     vg = world / "vg"
     n_labels = len(pickle.loads((vg / layout.LABEL2ANS).read_bytes()))
-    for split in ("train", "val"):
+    real_fields = ["ja", "o", "an", "s", "img_id", "q_id"]  # reference §4.6: no answer strings in these splits
+    for split in SPLITS:
         rows = _rows(world, "vg", split)
-        assert all(set(r) >= {"ja", "o", "an", "s", "img_id", "q_id", "answer"} for r in rows)
-        assert all("en" not in r and "hi" not in r for r in rows)
+        assert all(list(r) == real_fields for r in rows), split
         covered = [r for r in rows if r["an"]]
-        assert 0 < len(covered) < len(rows)                                # coverage well below 100 %
+        if split != "test":
+            assert 0 < len(covered) < len(rows)                            # coverage well below 100 %
         assert all(r["s"] == [1.0] and len(r["an"]) == 1 and r["an"][0] < n_labels for r in covered)
+        assert any(r["o"] == "" for r in rows) and any(r["o"] for r in rows), split
     unknown = _load(layout.unknown_path(vg))
+    assert all(list(r) == real_fields + ["answer"] for r in unknown)
     test = _rows(world, "vg", "test")
     assert [r["q_id"] for r in test] == [r["q_id"] for r in unknown if r["an"]]
     assert len(test) < len(unknown) and all(r["answer"] for r in unknown)

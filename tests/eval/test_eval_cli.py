@@ -76,6 +76,23 @@ def test_eval_vqa_questions_disagree(tmp_path, vqa_files, capsys) -> None:
     assert "question_id 2" in capsys.readouterr().err
 
 
+def test_eval_jvg_on_labelled_rows_uses_the_label_map_beside_the_file(tmp_path) -> None:
+    """`--qla`: real val rows carry label ids only; the truth is label2ans[an[0]], unlabelled rows are left out."""
+    from pathlib import Path
+
+    val = Path(__file__).resolve().parents[1] / "fixtures" / "release_format" / "vg" / "val2014_qla_mrcnn.json"
+    r = _write(tmp_path / "r.json", [{"question_id": 2340000, "answer": "白"}, {"question_id": 2340001, "answer": "x"}])
+    out, csv = tmp_path / "jvg.json", tmp_path / "pq.csv"
+    rc = main(["eval", "jvg", "--qla", str(val), "--results", r, "--bleu-tokenizer", "none", "--out", str(out),
+               "--per-question", str(csv)])
+    assert rc == 0
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert rep["summary"]["accuracy"] == 50.0 and rep["counts"]["n"] == 2 and rep["summary"]["coverage"] == 100.0
+    assert read_per_question(csv)["ground_truth"].tolist() == ["白", "草の上"]
+    with pytest.raises(SystemExit):  # exactly one source of truth
+        main(["eval", "jvg", "--qla", str(val), "--unknown", str(val), "--results", r])
+
+
 def test_eval_jvg(tmp_path, capsys) -> None:
     unknown = _write(tmp_path / "test-dev2015_qla_mrcnn.json.unknown", JVG_ROWS)
     r = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])

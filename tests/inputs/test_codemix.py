@@ -112,3 +112,14 @@ def test_alignment_b_matches_the_incidental_hindi_question_mark(teacher_tok, stu
     student = student_tok.tokenize(row.questions["hi"])  # nothing replaced: the sentence as rebuilt with n = 0
     teacher = teacher_tok.tokenize(row.questions["en"])
     assert codemix_alignment(student, teacher) == [(len(student), len(teacher))]  # the final '?' on both sides
+
+
+def test_the_entry_s_own_english_word_is_written(ja_mixer):
+    """run_vqa_student.py:560-566 @98f288b writes `en_word` of the alignment entry, not word_tokenize(en)[en_idx];
+    the filter (frequency, same tokenisation) still looks at the NLTK word."""
+    entries = [["猫", "cats", 4], ["は"], ["何", "what", 0], ["色", "colour", 1], ["ですか"]]
+    plan = ja_mixer.plan(entries, "What color is the cat?", 7, q_id=9)
+    assert plan.candidates == ((0, "cats"), (2, "what"), (3, "colour"))
+    assert draw(dataclasses.replace(plan, n=3), NoShuffle()) == "cats は what colour ですか"
+    # "racket" (NLTK word) splits differently in the two tokenizers: out, whatever the entry says
+    assert ja_mixer.plan([["ラケット", "cat", 1]], "a racket", 3, q_id=10).candidates == ()

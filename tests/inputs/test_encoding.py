@@ -20,10 +20,53 @@ def test_tags_text():
     assert tags_text("") == ""
 
 
-def test_empty_tags_keeps_both_separators(teacher_tok):
-    tokens, _, segments = encode_text(teacher_tok, "What color?", "")
-    assert tokens == ["[CLS]", "what", "color", "?", "[SEP]", "[SEP]"]
-    assert segments == [0, 0, 0, 0, 0, 1]
+@pytest.mark.parametrize("tags", ["", ";", " ; ", ";;"])
+def test_empty_tags_give_no_second_separator(teacher_tok, tags):
+    """The release (`tensorize_example`, run_vqa_student.py:586-600 @98f288b) adds the second [SEP] only `if tokens_b:`;
+    `o.replace(';', ' ').strip()` makes `''` and `';'` alike."""
+    tokens, ids, segments = encode_text(teacher_tok, "What color?", tags)
+    assert tokens == ["[CLS]", "what", "color", "?", "[SEP]"]
+    assert ids == teacher_tok.convert_tokens_to_ids(tokens)
+    assert segments == [0, 0, 0, 0, 0]
+
+
+def test_question_budget_is_max_len_minus_two_without_tags_and_minus_three_with(teacher_tok):
+    question = " ".join(["cat"] * 40)
+    empty = encode_text(teacher_tok, question, "", max_len=12).tokens
+    assert empty == ["[CLS]", *["cat"] * 10, "[SEP]"]  # 12 - 2 question pieces
+    tagged = encode_text(teacher_tok, question, "dog", max_len=12).tokens
+    assert tagged == ["[CLS]", *["cat"] * 8, "[SEP]", "dog", "[SEP]"]  # 12 - 3 for the pair
+
+
+def test_tag_text_that_tokenises_to_nothing_keeps_the_pair_budget(teacher_tok):
+    """Raw text non-empty (a zero-width space survives `.strip()`), no pieces: budget - 3, and no second [SEP]."""
+    assert teacher_tok.tokenize("\u200b") == []
+    tokens, _, segments = encode_text(teacher_tok, " ".join(["cat"] * 40), "\u200b", max_len=12)
+    assert tokens == ["[CLS]", *["cat"] * 9, "[SEP]"] and segments == [0] * 11
+
+
+def release_tensorize(tokenizer, question: str, o: str, max_len: int) -> list[str]:
+    """The release's text assembly restated from run_vqa_student.py:586-608 (slow-tokenizer `tokenize` calls)."""
+    tokens_a = tokenizer.tokenize(question)
+    text_b = o.replace(";", " ").strip()
+    tokens_b = None
+    if text_b:
+        tokens_b = tokenizer.tokenize(text_b)
+        while len(tokens_a) + len(tokens_b) > max_len - 3:
+            (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
+    elif len(tokens_a) > max_len - 2:
+        tokens_a = tokens_a[: max_len - 2]
+    tokens = tokens_a + ["[SEP]"]
+    if tokens_b:
+        tokens += tokens_b + ["[SEP]"]
+    return ["[CLS]"] + tokens
+
+
+@pytest.mark.parametrize("max_len", [6, 9, 128])
+@pytest.mark.parametrize("tags", ["", ";", "cat;table;tennis racket", "skateboard", "\u200b", " umbrella ; "])
+def test_encoding_equals_the_release(teacher_tok, student_tok, tags, max_len):
+    for tok, question in ((teacher_tok, "How many dogs are on the table playing tennis?"), (student_tok, "猫は机の上にいますか")):
+        assert encode_text(tok, question, tags, max_len=max_len).tokens == release_tensorize(tok, question, tags, max_len)
 
 
 @pytest.mark.parametrize(

@@ -175,3 +175,32 @@ def test_errors(teacher_tok, student_tok, features, ja_rows):
     ds = _dataset(ja_rows, student_tok, features)
     with pytest.raises(ValueError, match="fixed_text_len=4"):
         collate([ds[0]], fixed_text_len=4)
+
+
+@pytest.mark.parametrize("codemix", [False, True])
+@pytest.mark.parametrize("lang", ["ja", "hi"])
+def test_empty_tags_follow_the_release_for_student_and_teacher(teacher_tok, student_tok, features, ja_rows, hi_rows,
+                                                                lang, codemix):
+    """`o: ''` / `o: ';'`: `[CLS] q [SEP]` for both models (no second [SEP], question budget max_len - 2), and the
+    KD tag term holds just the first-[SEP] pair; tagged rows keep the pair layout. Checked against the release's
+    assembly restated in test_encoding.release_tensorize."""
+    from tests.inputs.test_encoding import release_tensorize
+
+    base = ja_rows if lang == "ja" else hi_rows
+    rows = [dataclasses.replace(base[0], tags=""), dataclasses.replace(base[1], tags=";"), base[0]]
+    ds = _dataset(rows, student_tok, features, teacher_tok, KDSelection(codemix=codemix), lang=lang, max_text_len=10)
+    for i, row in enumerate(rows):
+        ex = ds[i]
+        question = ds.codemixed_question(i) if codemix else row.questions[lang]
+        student = student_tok.convert_ids_to_tokens(ex["input_ids"].tolist())
+        teacher = teacher_tok.convert_ids_to_tokens(ex["teacher_input_ids"].tolist())
+        assert student == release_tensorize(student_tok, question, row.tags, 10)
+        assert teacher == release_tensorize(teacher_tok, row.questions["en"], row.tags, 10)
+        s_sep, t_sep = student.index("[SEP]"), teacher.index("[SEP]")
+        if row.tags.strip(";"):
+            assert student.count("[SEP]") == teacher.count("[SEP]") == 2
+            continue
+        assert student.count("[SEP]") == teacher.count("[SEP]") == 1 and student[-1] == teacher[-1] == "[SEP]"
+        assert not ex["token_type_ids"].any() and not ex["teacher_token_type_ids"].any()
+        tag_pairs = [tuple(p[:2]) for p in ex["kd_text_pairs"].tolist() if p[2] == COMPONENT_TAG]
+        assert tag_pairs == [(s_sep, t_sep)]

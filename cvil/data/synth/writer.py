@@ -27,7 +27,7 @@ from cvil.data.synth.scenes import Prototypes, make_scene, scene_features, zipf_
 from cvil.data.synth.tokenizers import build_tokenizers
 from cvil.data.synth.translate import translate_row
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 PICKLE_PROTOCOL = 4
 OFFICIAL_SUBTYPE = {"val": "val2014", "test": "test-dev2015"}
 WORLD_FILE = "world.json"
@@ -37,6 +37,12 @@ OWNED_ENTRIES = (WORLD_FILE, TIMING_FILE, "vqa", "vg", "tokenizers")
 # stream ids of the random generators (never reorder: changing one would change every world)
 S_PROTO, S_IDS, S_SCENE, S_FEAT, S_QUESTION, S_ANNOT, S_TRANSLATE, S_JVG_W, S_JVG = range(1, 10)
 SPLIT_NO = {"train": 0, "val": 1, "test": 2}
+EMPTY_TAGS_EVERY = 16  # every 16th image of a split (the first included) has `o: ''`, as real Oscar test rows
+
+
+def _empty_tag_images(img_ids: list[int]) -> set[int]:
+    """Images whose rows carry no detector tags (`o: ''`), in every split; no random draw, so the rest is unchanged."""
+    return set(img_ids[::EMPTY_TAGS_EVERY])
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -106,13 +112,14 @@ def _vqa(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
     counts_out = {}
     for split in layout.SPLITS:
         rows, official_q, official_a = [], [], []
+        untagged = _empty_tag_images(ids[split])
         for scene, q_id, q, raw, tr in items[split]:
             norm = [Q.normalize_answer(a) for a in raw]
             scores = Q.soft_scores(norm)
             labelled = sorted(((ans2label[a], s) for a, s in scores.items() if a in ans2label),
                               key=lambda x: (-x[1], x[0]))
             rows.append({
-                "en": q.en, "ja": tr["ja"], "hi": tr["hi"], "o": scene.tags,
+                "en": q.en, "ja": tr["ja"], "hi": tr["hi"], "o": "" if scene.img_id in untagged else scene.tags,
                 "an": [a for a, _ in labelled], "s": [s for _, s in labelled],
                 "img_id": scene.img_id, "q_id": q_id,
                 "answer_type": q.template.answer_type, "question_type": q.template.question_type,
@@ -184,14 +191,17 @@ def _jvg(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
 
     counts_out = {}
     for split in layout.SPLITS:
-        rows = []
+        # exactly the fields of real JVG rows (reference §4.6): answer strings only in the test `.unknown` file
+        rows, answers = [], []
+        untagged = _empty_tag_images(ids[split])
         for scene, q_id, q in items[split]:
             label = ans2label.get(q.answer)
-            rows.append({"ja": q.ja, "o": scene.tags, "an": [] if label is None else [label],
-                         "s": [] if label is None else [1.0], "img_id": scene.img_id, "q_id": q_id,
-                         "question_type": q.qtype, "answer": q.answer})
+            rows.append({"ja": q.ja, "o": "" if scene.img_id in untagged else scene.tags,
+                         "an": [] if label is None else [label], "s": [] if label is None else [1.0],
+                         "img_id": scene.img_id, "q_id": q_id})
+            answers.append(q.answer)
         if split == "test":
-            _write_json(layout.unknown_path(vg), rows)
+            _write_json(layout.unknown_path(vg), [r | {"answer": a} for r, a in zip(rows, answers)])
             rows_written = [r for r in rows if r["an"]]
         else:
             rows_written = rows
