@@ -23,7 +23,8 @@ NOT_REPORTED = "— (not reported)"
 NOT_APPLICABLE = "n/a"
 PROVENANCE_LABELS = {
     "dataset": "Dataset", "language": "Language", "split": "Split", "n_questions": "Questions (n)",
-    "tokenizer": "Tokeniser", "bleu_signature": "BLEU signature", "teacher": "Teacher", "student_init": "Student init",
+    "tokenizer": "Tokeniser", "vqa_evaluator": "VQA evaluator", "bleu_signature": "BLEU signature",
+    "teacher": "Teacher", "student_init": "Student init",
     "commit": "Code commit", "date": "Date", "significance_bleu_signature": "Significance BLEU signature",
 }
 

@@ -20,8 +20,8 @@ from leaderboards import collect
 from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
 
 ALPHA_MARKS = ((0.01, "**"), (0.05, "*"))  # Holm-adjusted p below the threshold -> mark
-PROVENANCE_ORDER = ("dataset", "language", "split", "n_questions", "tokenizer", "bleu_signature", "teacher",
-                    "student_init", "commit", "date")
+PROVENANCE_ORDER = ("dataset", "language", "split", "n_questions", "tokenizer", "vqa_evaluator", "bleu_signature",
+                    "teacher", "student_init", "commit", "date")
 NOT_RECORDED = "not recorded"
 
 

@@ -64,12 +64,12 @@ def _run_vqa(args: argparse.Namespace) -> int:
 
     anns = _annotations(args.annotations, args.questions)
     preds = read_results(args.results, [int(a["question_id"]) for a in anns])
-    result = evaluate_predictions("vqa", anns, preds)
+    result = evaluate_predictions("vqa", anns, preds, evaluator=args.evaluator)
     official = result.report["official"]
     _print_table("VQA accuracy (official rules, percent)", {"overall": official["overall"]} | official["perAnswerType"],
-                 {"questions": len(anns)})
+                 {"questions": len(anns), "evaluator": result.report["evaluator"]})
     if args.out:
-        _write_json(args.out, official)
+        _write_json(args.out, official | {"evaluator": result.report["evaluator"]})
     if args.per_question:
         write_per_question(args.per_question, result.per_question)
     return 0
@@ -82,9 +82,10 @@ def _run_hindi(args: argparse.Namespace) -> int:
 
     anns = _annotations(args.annotations, args.questions)
     preds = read_results(args.results, [int(a["question_id"]) for a in anns])
-    result = evaluate_predictions("hindi", anns, preds, classes=load_hindi_classes(args.classes))
+    result = evaluate_predictions("hindi", anns, preds, classes=load_hindi_classes(args.classes),
+                                  evaluator=args.evaluator)
     _print_table("Hindi VQA accuracy (percent; accuracy_en = English classes)", result.summary,
-                 {"questions": len(anns)})
+                 {"questions": len(anns), "evaluator": result.report["evaluator"]})
     if args.out:
         _write_json(args.out, result.report)
     if args.per_question:
@@ -142,6 +143,14 @@ def _guarded(func: Any) -> Any:
     return run
 
 
+def _add_evaluator(parser: argparse.ArgumentParser) -> None:
+    from cvil.eval.vqa_official import DEFAULT_EVALUATOR, EVALUATORS
+
+    parser.add_argument("--evaluator", default=DEFAULT_EVALUATOR, choices=EVALUATORS,
+                        help="which GT-Vision-Lab vqaEval.py to reproduce: current master (a013f00, default) or "
+                             "legacy-2017 (the file before a013f00, used by older ports)")
+
+
 def register(subparsers: Any) -> None:
     """Add ``eval`` (with ``vqa``, ``jvg``, ``hindi``) and ``predict``."""
     ev = subparsers.add_parser("eval", help="score an EvalAI results file (VQA official, JVG, Hindi)")
@@ -153,6 +162,7 @@ def register(subparsers: Any) -> None:
     vqa.add_argument("--results", required=True, help='results JSON: [{"question_id", "answer"}]')
     vqa.add_argument("--out", help="write the official accuracy dict here (JSON)")
     vqa.add_argument("--per-question", help="write the per-question CSV here")
+    _add_evaluator(vqa)
     vqa.set_defaults(func=_guarded(_run_vqa))
 
     hi = sub.add_parser("hindi", help="accuracy over merged Hindi classes and English classes")
@@ -162,6 +172,7 @@ def register(subparsers: Any) -> None:
     hi.add_argument("--classes", required=True, help="vqa/hi_ans2label.json")
     hi.add_argument("--out")
     hi.add_argument("--per-question")
+    _add_evaluator(hi)
     hi.set_defaults(func=_guarded(_run_hindi))
 
     jvg = sub.add_parser("jvg", help="JVG accuracy, coverage, BLEU and per-question-word accuracy")

@@ -113,6 +113,8 @@ def finish_run(trainer) -> dict[str, float]:
         write_per_question(pred_dir / f"{split}_per_question.csv", result.per_question)
         trainer.tracker.log_artifact(pred_dir / f"{split}_results.json", "predictions")
         trainer.tracker.log_artifact(pred_dir / f"{split}_per_question.csv", "predictions")
+        if "evaluator" in result.report:
+            trainer.tracker.set_tags({"cvil.vqa_evaluator": result.report["evaluator"]})
         if "bleu" in result.report:
             trainer.tracker.set_tags({"cvil.bleu_signature": json.dumps(result.report["bleu"].get("signature", ""))})
     if trainer.dist.is_main:

@@ -54,11 +54,17 @@ def test_eval_vqa(tmp_path, vqa_files, capsys) -> None:
                "--out", str(out), "--per-question", str(csv)])
     assert rc == 0
     acc = json.loads(out.read_text())
-    assert acc == {"overall": 80.0, "perQuestionType": {"is the": 100.0, "how many": 60.0},
-                   "perAnswerType": {"yes/no": 100.0, "number": 60.0}}
+    # current vqaEval.py: ten unanimous "yes" are compared raw, so "Yes" scores 0
+    assert acc == {"overall": 30.0, "perQuestionType": {"is the": 0.0, "how many": 60.0},
+                   "perAnswerType": {"yes/no": 0.0, "number": 60.0}, "evaluator": "vqaEval.py@a013f00 (current)"}
     assert "overall" in capsys.readouterr().out
+    rc = main(["eval", "vqa", "--annotations", a, "--results", r, "--out", str(out), "--evaluator", "legacy-2017"])
+    assert rc == 0
+    assert json.loads(out.read_text()) == {
+        "overall": 80.0, "perQuestionType": {"is the": 100.0, "how many": 60.0},
+        "perAnswerType": {"yes/no": 100.0, "number": 60.0}, "evaluator": "vqaEval.py@458a8b2 (legacy-2017)"}
     table = read_per_question(csv)
-    assert table["score"].tolist() == pytest.approx([1.0, 0.6])
+    assert table["score"].tolist() == pytest.approx([0.0, 0.6])  # written by the first (current) run
     assert table["ground_truth"].tolist() == ["yes", "3"]
 
 
