@@ -5,8 +5,8 @@ A and B are each one of
   - an MLflow run id (its ``predictions/<split>_per_question.csv`` artifact is fetched),
   - ``cell=NAME`` (all finished seeds of that grid cell; ``--grid`` narrows to one grid).
 
-Accuracy-like metrics are compared on per-question scores averaged over seeds (paired permutation test + paired
-bootstrap CI); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
+Accuracy-like metrics are compared by a two-level bootstrap-t over seeds and questions (`sig.compare_seeds`; the
+question-level paired permutation test on seed-averaged scores is reported beside it, with ASO over the seeds); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
 The same `compare_frames` drives the leaderboards' significance marks, so the CLI and the tables agree.
 
     cvil-bench compare runs/base.csv runs/kd.csv
@@ -75,12 +75,16 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
 
 def compare_frames(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *,
                    metric: str = "accuracy", n_resamples: int = 9999, seed: int = 0, bleu_test: str = "bs",
-                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345) -> sig.TestResult:
-    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores)."""
+                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345, aso: bool = True) -> sig.TestResult:
+    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores).
+
+    Accuracy: the seed-aware result of :func:`sig.compare_seeds`, with the question-level test as ``.question_level``.
+    """
     if metric == "bleu":
         return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
-    return sig.compare_seeds({k: f["score"] for k, f in a_frames.items()},
-                             {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed).result
+    cmp = sig.compare_seeds({k: f["score"] for k, f in a_frames.items()},
+                            {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed, aso=aso)
+    return replace(cmp.result, question_level=cmp.question_level)
 
 
 def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *, test: str = "bs",
@@ -136,6 +140,10 @@ def format_report(report: dict) -> str:
              comparison.to_string(index=False), "", f"test: {c['test']}", f"method: {c['method']}",
              f"correction: {c['correction'] or 'none (single comparison)'}"]
     lines += [f"note: {n}" for n in c["notes"]]
+    q = c.get("question_level")
+    if q:
+        lines.append(f"question-level ({q['test']}): Δ {_fmt(q['delta'])}, CI [{_fmt(q['ci_low'])}, "
+                     f"{_fmt(q['ci_high'])}], p {_fmt(q['p_value'])} (treats the trained models as fixed)")
     if c.get("signature"):
         lines.append(f"signature: {c['signature']}")
     return "\n".join(lines)

@@ -87,6 +87,7 @@ def long_frame(table: Table) -> pd.DataFrame:
         for col in table.spec.columns:
             e = table.entry(row, col)
             t = e.test
+            q = t.question_level if t else None
             records.append({
                 "source": OURS_LABEL, "system": row.label, "column": col.label, "metric": col.metric,
                 "status": e.status, "reason": e.reason, "mean": e.mean, "std": e.std, "ci_low": e.ci_low,
@@ -98,6 +99,9 @@ def long_frame(table: Table) -> pd.DataFrame:
                 "p": t.p_value if t else None, "p_adjusted": t.p_adjusted if t else None,
                 "test": t.test if t else None, "method": t.method if t else None,
                 "correction": t.correction if t else None, "mark": e.mark,
+                "p_question_level": q.p_value if q else None,
+                "p_question_level_adjusted": q.p_adjusted if q else None,
+                "test_question_level": q.test if q else None, "aso": t.aso if t else None,
             })
     for prow in table.published:
         for col in table.spec.columns:

@@ -69,7 +69,7 @@ def store(mlflow_store, tmp_path):
 
 def _build(c, **kw):
     spec = load_spec(SPEC_DIR / "table1a.yaml")
-    return build_table(spec, c, published=load_published(), n_resamples=999, **kw)
+    return build_table(spec, c, published=load_published(), n_resamples=999, **({"aso": False} | kw))
 
 
 FIXED_PROVENANCE = {"dataset": "worlds/tiny/vg", "split": "test", "n_questions": "40", "commit": "abc1234",
@@ -162,17 +162,23 @@ published (paper) & PCATT$^{*}$ [31] & n/a & 19.20 & --- (not reported) \\
 
 def test_csv_has_every_number(store):
     c, _, _ = store
-    frame = pd.read_csv(__import__("io").StringIO(render.to_csv(_build(c))))
+    frame = pd.read_csv(__import__("io").StringIO(render.to_csv(_build(c, aso=True))))
     ours = frame[frame["source"] == "ours"].set_index(["system", "column"])
-    assert ours.loc[("cViL_KD", "Accuracy"), "delta"] > 30  # percent points
-    assert ours.loc[("cViL_KD", "Accuracy"), "correction"] == "Holm (m=4)"
+    kd = ours.loc[("cViL_KD", "Accuracy")]
+    assert kd["delta"] > 30  # percent points
+    assert kd["correction"] == "Holm (m=4)" and kd["test"] == "two-level bootstrap-t (seeds and questions)"
+    # the question-level test stays in the CSV, Holm-corrected over the same comparisons; ASO over the 2 seeds
+    assert kd["p_question_level"] <= kd["p_question_level_adjusted"] < 0.01
+    assert kd["test_question_level"].startswith("paired permutation test")
+    assert kd["aso"] == pytest.approx(0.0, abs=0.05)
     assert set(frame["source"]) == {"ours", "published (paper)"}
 
 
 def test_generate_writes_all_formats_and_logs_plot(store, tmp_path):
     c, _, parent = store
     out = tmp_path / "rendered"
-    tables, written = generate(c, out, table_ids=["table1a", "table1b"], generated="2026-01-02", n_resamples=199)
+    tables, written = generate(c, out, table_ids=["table1a", "table1b"], generated="2026-01-02", n_resamples=199,
+                               aso=False)
     names = {p.name for p in written}
     assert {"table1a.md", "table1a.tex", "table1a.csv", "table1a.html", "table1b.html", "index.html",
             f"{GRID}.png"} <= names
@@ -204,7 +210,8 @@ def test_html_page_renders_in_headless_chromium(store, tmp_path):
     if browser is None:
         pytest.skip("chromium is not installed and `apt-get install -y chromium` was not possible here")
     c, _, _ = store
-    generate(c, tmp_path / "out", table_ids=["table1a"], generated="2026-01-02", n_resamples=199, log_plots=False)
+    generate(c, tmp_path / "out", table_ids=["table1a"], generated="2026-01-02", n_resamples=199, log_plots=False,
+             aso=False)
     page = (tmp_path / "out" / "table1a.html").resolve()
     proc = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
