@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from leaderboards.spec import OURS_LABEL, PUBLISHED_LABEL
+from leaderboards.spec import OURS_LABEL, PUBLISHED_LABEL, published_number
 from leaderboards.table import Entry, Table
 
 MISSING = "— (missing)"
@@ -47,7 +47,8 @@ def cell_text(entry: Entry) -> str:
 
 
 def _published_value(value) -> str:
-    return NOT_REPORTED if value is None else f"{float(value):.2f}"
+    """The paper's digits as printed (19.2 stays 19.2, 72 stays 72)."""
+    return NOT_REPORTED if value is None else str(value)
 
 
 def display_frame(table: Table) -> pd.DataFrame:
@@ -108,7 +109,8 @@ def long_frame(table: Table) -> pd.DataFrame:
             value = prow.get(col.label)
             records.append({"source": PUBLISHED_LABEL, "system": prow["system"], "column": col.label,
                             "metric": col.metric, "status": "published" if value is not None else "not reported",
-                            "reason": prow.get("setting", ""), "mean": value})
+                            "reason": prow.get("setting", ""), "mean": published_number(value),
+                            "printed": value})
     return pd.DataFrame.from_records(records)
 
 

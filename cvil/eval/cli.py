@@ -101,7 +101,7 @@ def _run_jvg(args: argparse.Namespace) -> int:
     gt = load_unknown(args.unknown)
     preds = read_results(args.results, list(gt["question_id"]))
     tokenizer = None if args.bleu_tokenizer == "none" else args.bleu_tokenizer
-    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer)
+    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer, **_bleu_options(args))
     counts = result.report["counts"]
     extra: dict[str, Any] = {k: counts[k] for k in ("n", "n_covered", "correct_uncovered")}
     if "bleu" in result.report:
@@ -143,6 +143,31 @@ def _guarded(func: Any) -> Any:
     return run
 
 
+def _add_bleu_options(parser: argparse.ArgumentParser) -> None:
+    from cvil.eval.bleu import JVG_PRESET, LEVELS, PRESETS, SMOOTHINGS
+
+    g = parser.add_argument_group("BLEU (fugashi + NLTK; docs/metrics.md)")
+    g.add_argument("--bleu-preset", choices=sorted(PRESETS), default=None,
+                   help=f"named setting (default {JVG_PRESET}); the options below override it")
+    g.add_argument("--bleu-level", choices=LEVELS, default=None, help="corpus_bleu or the mean of sentence_bleu")
+    g.add_argument("--bleu-smoothing", choices=SMOOTHINGS, default=None, help="NLTK SmoothingFunction method")
+    g.add_argument("--bleu-weights", default=None, help="comma-separated n-gram weights, e.g. 1 or 0.5,0.5")
+    g.add_argument("--bleu-auto-reweigh", action="store_true", default=None, help="NLTK auto_reweigh")
+
+
+def _bleu_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The BLEU flags that were given (None = the preset's value)."""
+    weights = None
+    if args.bleu_weights is not None:
+        try:
+            weights = tuple(float(w) for w in args.bleu_weights.split(","))
+        except ValueError:
+            raise ValueError(f"--bleu-weights: expected comma-separated numbers, got {args.bleu_weights!r}") from None
+    given = {"preset": args.bleu_preset, "level": args.bleu_level, "smoothing": args.bleu_smoothing,
+             "weights": weights, "auto_reweigh": args.bleu_auto_reweigh}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _add_evaluator(parser: argparse.ArgumentParser) -> None:
     from cvil.eval.vqa_official import DEFAULT_EVALUATOR, EVALUATORS
 
@@ -179,6 +204,7 @@ def register(subparsers: Any) -> None:
     jvg.add_argument("--unknown", required=True, help="test-dev2015_qla_mrcnn.json.unknown (all test rows)")
     jvg.add_argument("--results", required=True)
     jvg.add_argument("--bleu-tokenizer", default="fugashi", choices=["fugashi", "ja-mecab", "char", "none"])
+    _add_bleu_options(jvg)
     jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")
     jvg.add_argument("--per-question", help="write the per-question CSV here")
     jvg.set_defaults(func=_guarded(_run_jvg))

@@ -66,7 +66,8 @@ def test_signature_records_everything() -> None:
     assert sig.smoothing == "none"
     assert set(sig.versions) == {"nltk", "fugashi", "unidic-lite"}
     line = sig.format()
-    assert line.startswith("tok:fugashi+unidic-lite|backend:nltk.corpus_bleu|w:0.25,0.25,0.25,0.25|smooth:none|")
+    assert line.startswith("tok:fugashi+unidic-lite|backend:nltk.corpus_bleu|level:corpus|w:0.25,0.25,0.25,0.25|"
+                           "smooth:none|reweigh:no|preset:corpus4|")
     d = corpus_bleu(SENTENCES, SENTENCES).to_dict()
     assert d["signature_str"] == line and d["signature"]["weights"] == [0.25] * 4
 
