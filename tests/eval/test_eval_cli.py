@@ -125,3 +125,23 @@ def test_evaluate_predictions_seam() -> None:
         evaluate_predictions("vqa", ANNS, {1: "yes", 2: "3", 3: "x"})
     with pytest.raises(ValueError, match="unknown evaluation kind"):
         evaluate_predictions("gqa", [], {})
+
+
+def test_eval_jvg_bleu_options(tmp_path) -> None:
+    unknown = _write(tmp_path / "test-dev2015_qla_mrcnn.json.unknown", JVG_ROWS)
+    r = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])
+    out = tmp_path / "jvg.json"
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--out", str(out)]) == 0
+    sig = json.loads(out.read_text(encoding="utf-8"))["bleu"]["signature"]
+    assert sig["preset"] == "corpus1" and sig["weights"] == [1.0] and sig["level"] == "corpus"
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--out", str(out), "--bleu-level", "sentence",
+                 "--bleu-smoothing", "method1", "--bleu-weights", "0.5,0.5"]) == 0
+    sig = json.loads(out.read_text(encoding="utf-8"))["bleu"]["signature"]
+    assert (sig["level"], sig["smoothing"], sig["weights"], sig["preset"]) == ("sentence", "method1", [0.5, 0.5], None)
+
+
+def test_eval_jvg_bad_bleu_weights(tmp_path, capsys) -> None:
+    unknown = _write(tmp_path / "u.unknown", JVG_ROWS)
+    r = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--bleu-weights", "a,b"]) == 2
+    assert "--bleu-weights: expected comma-separated numbers" in capsys.readouterr().err
