@@ -53,3 +53,11 @@ def test_encode_decode() -> None:
     assert encode(("nani", "ikutsu")) == "nani|ikutsu"
     assert decode("nani|ikutsu") == ("nani", "ikutsu")
     assert decode("other") == ("other",)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [("なんですか", ("nani",)), ("これはなんでしょう", ("nani",)), ("なんで泣いていますか", ("naze",))],
+)
+def test_nande_why_vs_nan_desu(question, expected):
+    assert classify(question) == expected
