@@ -43,14 +43,14 @@ CANDIDATES: tuple[tuple[str, BleuOptions], ...] = (
     ("corpus BLEU-4, method3", BleuOptions(smoothing="method3")),
     ("corpus BLEU-4, method4", BleuOptions(smoothing="method4")),
     ("corpus BLEU-2, no smoothing", BleuOptions(weights=(0.5, 0.5))),
-    ("corpus BLEU-1", BleuOptions(weights=(1.0,))),
+    ("corpus BLEU-1 (corpus1)", BleuOptions(weights=(1.0,))),
     ("sentence BLEU-4, no smoothing", BleuOptions(level="sentence")),
     ("sentence BLEU-4, method1", BleuOptions(level="sentence", smoothing="method1")),
     ("sentence BLEU-4, method3", BleuOptions(level="sentence", smoothing="method3")),
     ("sentence BLEU-4, method4", BleuOptions(level="sentence", smoothing="method4")),
     ("sentence BLEU-4, method7", BleuOptions(level="sentence", smoothing="method7")),
     ("sentence BLEU-1", BleuOptions(level="sentence", weights=(1.0,))),
-    ("sentence BLEU-4, auto_reweigh (sentence-auto)", BleuOptions(level="sentence", auto_reweigh=True)),
+    ("sentence BLEU-4, auto_reweigh", BleuOptions(level="sentence", auto_reweigh=True)),
     ("sentence BLEU-4, auto_reweigh, method1", BleuOptions(level="sentence", auto_reweigh=True, smoothing="method1")),
 )
 
