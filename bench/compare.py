@@ -5,8 +5,8 @@ A and B are each one of
   - an MLflow run id (its ``predictions/<split>_per_question.csv`` artifact is fetched),
   - ``cell=NAME`` (all finished seeds of that grid cell; ``--grid`` narrows to one grid).
 
-Accuracy-like metrics are compared on per-question scores averaged over seeds (paired permutation test + paired
-bootstrap CI); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
+Accuracy-like metrics are compared by a two-level bootstrap-t over seeds and questions (`sig.compare_seeds`; the
+question-level paired permutation test on seed-averaged scores is reported beside it, with ASO over the seeds); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
 The same `compare_frames` drives the leaderboards' significance marks, so the CLI and the tables agree.
 
     cvil-bench compare runs/base.csv runs/kd.csv
@@ -75,12 +75,25 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
 
 def compare_frames(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *,
                    metric: str = "accuracy", n_resamples: int = 9999, seed: int = 0, bleu_test: str = "bs",
-                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345) -> sig.TestResult:
-    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores)."""
+                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345, aso: bool = True,
+                   bleu_preset: str | None = None) -> sig.TestResult:
+    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores).
+
+    Accuracy: the seed-aware result of :func:`sig.compare_seeds`, with the question-level test as ``.question_level``.
+    BLEU: the column's own BLEU (``bleu_preset``, default the JVG preset) by :mod:`bench.bleu_significance`;
+    ``bleu_preset="sacrebleu"`` keeps sacrebleu's paired test with ``bleu_tokenize`` (seeds pooled).
+    """
     if metric == "bleu":
-        return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
-    return sig.compare_seeds({k: f["score"] for k, f in a_frames.items()},
-                             {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed).result
+        if bleu_preset == "sacrebleu":
+            return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
+        from bench.bleu_significance import bleu_compare_seeds
+        from cvil.eval.bleu import JVG_PRESET, resolve_options
+
+        return bleu_compare_seeds(a_frames, b_frames, options=resolve_options(bleu_preset or JVG_PRESET),
+                                  n_resamples=1000, seed=bleu_seed)
+    cmp = sig.compare_seeds({k: f["score"] for k, f in a_frames.items()},
+                            {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed, aso=aso)
+    return replace(cmp.result, question_level=cmp.question_level)
 
 
 def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *, test: str = "bs",
@@ -98,7 +111,13 @@ def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFr
     return replace(result, notes=result.notes + (f"{pairs} seed pair(s) pooled into one corpus",))
 
 
-def overall_by_seed(system: System, metric: str, tokenize: str = "ja-mecab") -> dict[str, float]:
+def overall_by_seed(system: System, metric: str, tokenize: str = "ja-mecab",
+                    bleu_preset: str | None = None) -> dict[str, float]:
+    if metric == "bleu" and bleu_preset != "sacrebleu":
+        from bench.bleu_significance import column_values
+        from cvil.eval.bleu import JVG_PRESET, resolve_options
+
+        return column_values(system.frames, resolve_options(bleu_preset or JVG_PRESET))
     if metric == "bleu":
         from sacrebleu.metrics import BLEU
 
@@ -111,7 +130,7 @@ def overall_by_seed(system: System, metric: str, tokenize: str = "ja-mecab") -> 
 def compare(a: System, b: System, *, metric: str = "accuracy", **kwargs) -> dict:
     """The full report: each system's seed spread and the paired test of B vs A."""
     tokenize = kwargs.get("bleu_tokenize", "ja-mecab")
-    spreads = [sig.seed_spread(overall_by_seed(s, metric, tokenize)) for s in (a, b)]
+    spreads = [sig.seed_spread(overall_by_seed(s, metric, tokenize, kwargs.get("bleu_preset"))) for s in (a, b)]
     result = compare_frames(a.frames, b.frames, metric=metric, **kwargs)
     return {
         "metric": metric,
@@ -136,6 +155,10 @@ def format_report(report: dict) -> str:
              comparison.to_string(index=False), "", f"test: {c['test']}", f"method: {c['method']}",
              f"correction: {c['correction'] or 'none (single comparison)'}"]
     lines += [f"note: {n}" for n in c["notes"]]
+    q = c.get("question_level")
+    if q:
+        lines.append(f"question-level ({q['test']}): Δ {_fmt(q['delta'])}, CI [{_fmt(q['ci_low'])}, "
+                     f"{_fmt(q['ci_high'])}], p {_fmt(q['p_value'])} (treats the trained models as fixed)")
     if c.get("signature"):
         lines.append(f"signature: {c['signature']}")
     return "\n".join(lines)
@@ -157,6 +180,9 @@ def register(subparsers) -> None:
     p.add_argument("--tokenize", default="ja-mecab",
                    help="sacrebleu tokenizer for BLEU; 'none' for answers already tokenised with spaces")
     p.add_argument("--bleu-seed", type=int, default=12345)
+    p.add_argument("--bleu-preset", default=None,
+                   help="BLEU setting to test (cvil.eval.bleu presets, default the JVG one), or 'sacrebleu' for "
+                        "sacrebleu's paired test with --tokenize")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -165,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     a = load_system(args.a, tracking_uri=args.tracking_uri, grid=args.grid, split=args.split)
     b = load_system(args.b, tracking_uri=args.tracking_uri, grid=args.grid, split=args.split)
     report = compare(a, b, metric=args.metric, n_resamples=args.n_resamples, seed=args.seed,
-                     bleu_test=args.bleu_test, bleu_tokenize=args.tokenize, bleu_seed=args.bleu_seed)
+                     bleu_test=args.bleu_test, bleu_tokenize=args.tokenize, bleu_seed=args.bleu_seed,
+                     bleu_preset=args.bleu_preset)
     print(json.dumps(report, indent=2, ensure_ascii=False, default=str) if args.json else format_report(report))
     return 0

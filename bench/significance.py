@@ -3,7 +3,9 @@
 Why paired: both systems answer the same test questions, so the per-question differences carry all the signal and
 the between-question variance cancels. VQA accuracy / VQA score are per-question additive, hence a paired
 permutation test (p-value) and a paired bootstrap (CI of the mean difference) on the per-question scores apply
-directly (scipy). BLEU is a corpus statistic, not a mean of per-question values, so it goes through sacrebleu's
+directly (scipy). Systems trained with several seeds are compared by :func:`compare_seeds`, whose headline test
+resamples seeds *and* questions (two-level bootstrap-t, :mod:`bench.two_level`) and keeps the question-level test
+beside it. BLEU is a corpus statistic, not a mean of per-question values, so it goes through sacrebleu's
 paired bootstrap / approximate randomisation, which resample per-segment sufficient statistics.
 
 Conventions: Δ = B − A (system minus reference / baseline), in the units of the scores given (no rescaling).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -47,6 +50,8 @@ class TestResult:
     p_adjusted: float | None = None
     notes: tuple[str, ...] = ()
     signature: str | None = None
+    question_level: "TestResult | None" = None  # the question-level test of the same comparison, when seed-aware
+    aso: float | None = None  # ASO ε_min of B over A over the seed scores, when seed-aware and deepsig is there
 
     __test__ = False  # not a pytest class, despite the name
 
@@ -61,6 +66,7 @@ class TestResult:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["notes"] = list(self.notes)
+        out["question_level"] = self.question_level.to_dict() if self.question_level else None
         return out
 
 
@@ -201,44 +207,86 @@ def seed_average(scores_by_seed: Mapping[str, pd.Series]) -> pd.Series:
 
 @dataclass(frozen=True)
 class SeedAwareComparison:
-    """Seed-averaged paired test of B vs A plus each system's spread over seeds."""
+    """B vs A over seeds *and* questions (``result``), today's question-level test on seed-averaged scores
+    (``question_level``), ASO over the seed scores and each system's spread over seeds."""
 
     result: TestResult
+    question_level: TestResult
     spread_a: SeedSpread
     spread_b: SeedSpread
     n_dropped: int
+    aso: float | None = None
+
+    @property
+    def p_value(self) -> float:
+        return self.result.p_value
+
+    @property
+    def ci_low(self) -> float:
+        return self.result.ci_low
+
+    @property
+    def ci_high(self) -> float:
+        return self.result.ci_high
+
+    @property
+    def delta(self) -> float:
+        return self.result.delta
 
     def to_dict(self) -> dict:
-        return {"result": self.result.to_dict(), "spread_a": self.spread_a.to_dict(),
-                "spread_b": self.spread_b.to_dict(), "n_dropped": self.n_dropped}
+        return {"result": self.result.to_dict(), "question_level": self.question_level.to_dict(),
+                "aso": self.aso, "spread_a": self.spread_a.to_dict(), "spread_b": self.spread_b.to_dict(),
+                "n_dropped": self.n_dropped}
+
+
+SEED_AWARE_TEST = "two-level bootstrap-t (seeds and questions)"
 
 
 def compare_seeds(
     a_by_seed: Mapping[str, pd.Series], b_by_seed: Mapping[str, pd.Series], *, n_resamples: int = 9999,
-    seed: int | None = 0, confidence: float = 0.95,
+    seed: int | None = 0, confidence: float = 0.95, aso: bool = True,
 ) -> SeedAwareComparison:
-    """Compare two systems trained with several seeds each.
+    """Compare two systems trained with several seeds each (per-question Series indexed by question_id).
 
-    Each seed's per-question scores (a Series indexed by question_id) are averaged over seeds per question, the
-    two averaged vectors are joined on question_id and tested as paired samples. Averaging over seeds first keeps
-    one pair per question (pooling seeds as extra "questions" would overstate n). The seed spread says how much of
-    Δ a different seed alone could move.
+    ``result`` (also ``.p_value``, ``.ci_low``, ``.ci_high``): the two-level bootstrap-t of mean B − A that resamples
+    both the seeds of each system and the questions (:mod:`bench.two_level`). ``question_level``: the seed-averaged
+    paired permutation test + paired bootstrap CI over questions, which treats the trained models as fixed.
+    ``aso``: ε_min of "B almost stochastically dominates A" over the per-seed means (deepsig), None without it.
+    Both tests use the questions that every seed of both systems answered.
     """
-    avg_a, avg_b = seed_average(a_by_seed), seed_average(b_by_seed)
-    joined = pd.concat({"a": avg_a, "b": avg_b}, axis=1, join="inner")
-    n_all = len(avg_a.index.union(avg_b.index))
-    result = paired_test(joined["a"].to_numpy(), joined["b"].to_numpy(), n_resamples=n_resamples, seed=seed,
-                         confidence=confidence)
-    n_dropped = n_all - len(joined)
-    note = (f"seed-averaged per-question scores ({len(a_by_seed)} vs {len(b_by_seed)} seeds)",)
+    from bench import two_level
+
+    if not a_by_seed or not b_by_seed:
+        raise ValueError("no seeds")
+    frame = pd.concat({("a", str(k)): s for k, s in a_by_seed.items()}
+                      | {("b", str(k)): s for k, s in b_by_seed.items()}, axis=1, join="inner")
+    indexes = [s.index for s in (*a_by_seed.values(), *b_by_seed.values())]
+    n_all = len(functools.reduce(lambda x, y: x.union(y), indexes))
+    n_dropped = n_all - len(frame)
+    mat_a, mat_b = frame["a"].to_numpy().T, frame["b"].to_numpy().T
+    question = paired_test(mat_a.mean(axis=0), mat_b.mean(axis=0), n_resamples=n_resamples, seed=seed,
+                           confidence=confidence)
+    boot = two_level.two_level_bootstrap(mat_a, mat_b, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    notes = (f"{len(a_by_seed)} vs {len(b_by_seed)} seeds, {boot.n_questions} questions; se = {boot.se:.4g}",)
     if n_dropped:
-        note += (f"{n_dropped} question(s) not answered by every seed of both systems were left out",)
-    result = dataclasses.replace(result, notes=result.notes + note)
+        notes += (f"{n_dropped} question(s) not answered by every seed of both systems were left out",)
+    aso_value, aso_note = (None, "ASO not requested")
+    if aso:
+        aso_value, aso_note = two_level.aso_score(mat_a.mean(axis=1), mat_b.mean(axis=1), seed=seed or 0,
+                                                  confidence=confidence)
+    notes += (aso_note,)
+    result = TestResult(
+        test=SEED_AWARE_TEST, delta=boot.delta, ci_low=boot.ci_low, ci_high=boot.ci_high, p_value=boot.p_value,
+        n=boot.n_questions, n_resamples=n_resamples, seed=seed, method="bootstrap-t; CI: bootstrap-t",
+        confidence=confidence, notes=notes, aso=aso_value,
+    )
+    question = dataclasses.replace(question, notes=question.notes + (
+        f"seed-averaged per-question scores ({len(a_by_seed)} vs {len(b_by_seed)} seeds)",))
     return SeedAwareComparison(
-        result=result,
+        result=result, question_level=question,
         spread_a=seed_spread({k: float(s.mean()) for k, s in a_by_seed.items()}, confidence=confidence),
         spread_b=seed_spread({k: float(s.mean()) for k, s in b_by_seed.items()}, confidence=confidence),
-        n_dropped=n_dropped,
+        n_dropped=n_dropped, aso=aso_value,
     )
 
 

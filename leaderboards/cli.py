@@ -57,8 +57,12 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="leaderboards/rendered")
     p.add_argument("--n-resamples", type=int, default=9999)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bleu-tokenize", default="ja-mecab")
+    p.add_argument("--bleu-preset", default=None,
+                   help="BLEU the BLEU stars recompute (cvil.eval.bleu preset, default the JVG one; 'sacrebleu' for "
+                        "sacrebleu's test with --bleu-tokenize)")
+    p.add_argument("--bleu-tokenize", default="ja-mecab", help="sacrebleu tokenizer, with --bleu-preset sacrebleu")
     p.add_argument("--no-significance", action="store_true")
+    p.add_argument("--no-aso", action="store_true", help="skip ASO over the seeds (deepsig; seconds per cell)")
     p.add_argument("--no-log-plots", action="store_true", help="do not log grid plots on the parent runs")
     p.set_defaults(func=run)
 
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     tables, written = generate(
         collect.client(args.tracking_uri), args.out, grid=args.grid, table_ids=args.tables, spec_dir=args.specs,
         log_plots=not args.no_log_plots, significance=not args.no_significance, n_resamples=args.n_resamples,
-        seed=args.seed, bleu_tokenize=args.bleu_tokenize)
+        seed=args.seed, bleu_tokenize=args.bleu_tokenize, aso=not args.no_aso, bleu_preset=args.bleu_preset)
     for t in tables:
         statuses = [e.status for e in t.entries.values()]
         print(f"{t.spec.id}: {statuses.count('ok')} ok, {statuses.count('missing')} missing, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 
+from leaderboards.spec import published_number
 from leaderboards.table import Table
 
 PANELS_PER_ROW = 3
@@ -33,7 +34,7 @@ def panels_for(tables: list[Table], grid: str | None = None) -> list[dict]:
             points = []
             for row in t.spec.rows:
                 e = t.entry(row, col)
-                pub = published.get(row.label, {}).get(col.label)
+                pub = published_number(published.get(row.label, {}).get(col.label))
                 points.append({"label": row.label, "mean": e.mean, "low": e.ci_low, "high": e.ci_high,
                                "status": e.status, "published": pub})
             panels.append({"title": f"{t.spec.paper_table} {col.label}".strip(), "points": points})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from leaderboards.spec import OURS_LABEL, PUBLISHED_LABEL
+from leaderboards.spec import OURS_LABEL, PUBLISHED_LABEL, published_number
 from leaderboards.table import Entry, Table
 
 MISSING = "— (missing)"
@@ -23,7 +23,8 @@ NOT_REPORTED = "— (not reported)"
 NOT_APPLICABLE = "n/a"
 PROVENANCE_LABELS = {
     "dataset": "Dataset", "language": "Language", "split": "Split", "n_questions": "Questions (n)",
-    "tokenizer": "Tokeniser", "bleu_signature": "BLEU signature", "teacher": "Teacher", "student_init": "Student init",
+    "tokenizer": "Tokeniser", "vqa_evaluator": "VQA evaluator", "bleu_signature": "BLEU signature",
+    "teacher": "Teacher", "student_init": "Student init",
     "commit": "Code commit", "date": "Date", "significance_bleu_signature": "Significance BLEU signature",
 }
 
@@ -46,7 +47,8 @@ def cell_text(entry: Entry) -> str:
 
 
 def _published_value(value) -> str:
-    return NOT_REPORTED if value is None else f"{float(value):.2f}"
+    """The paper's digits as printed (19.2 stays 19.2, 72 stays 72)."""
+    return NOT_REPORTED if value is None else str(value)
 
 
 def display_frame(table: Table) -> pd.DataFrame:
@@ -86,6 +88,7 @@ def long_frame(table: Table) -> pd.DataFrame:
         for col in table.spec.columns:
             e = table.entry(row, col)
             t = e.test
+            q = t.question_level if t else None
             records.append({
                 "source": OURS_LABEL, "system": row.label, "column": col.label, "metric": col.metric,
                 "status": e.status, "reason": e.reason, "mean": e.mean, "std": e.std, "ci_low": e.ci_low,
@@ -97,13 +100,17 @@ def long_frame(table: Table) -> pd.DataFrame:
                 "p": t.p_value if t else None, "p_adjusted": t.p_adjusted if t else None,
                 "test": t.test if t else None, "method": t.method if t else None,
                 "correction": t.correction if t else None, "mark": e.mark,
+                "p_question_level": q.p_value if q else None,
+                "p_question_level_adjusted": q.p_adjusted if q else None,
+                "test_question_level": q.test if q else None, "aso": t.aso if t else None,
             })
     for prow in table.published:
         for col in table.spec.columns:
             value = prow.get(col.label)
             records.append({"source": PUBLISHED_LABEL, "system": prow["system"], "column": col.label,
                             "metric": col.metric, "status": "published" if value is not None else "not reported",
-                            "reason": prow.get("setting", ""), "mean": value})
+                            "reason": prow.get("setting", ""), "mean": published_number(value),
+                            "printed": value})
     return pd.DataFrame.from_records(records)
 
 

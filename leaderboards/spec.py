@@ -8,6 +8,7 @@ logged metrics make the columns, and which row is the reference for significance
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import re
 from pathlib import Path
 
 import yaml
@@ -86,10 +87,31 @@ def load_specs(folder: str | Path = SPEC_DIR) -> list[TableSpec]:
     return [load_spec(p) for p in sorted(Path(folder).glob("*.yaml"))]
 
 
+PUBLISHED_TEXT_KEYS = ("system", "setting", "note")
+_PRINTED = re.compile(r"^-?\d+(\.\d+)?$")
+
+
 def load_published(path: str | Path = PUBLISHED_PATH) -> dict[str, list[dict]]:
-    """Paper table id (e.g. "I(a)") -> rows as printed ({"system", "setting"?, "note"?, <column label>: value})."""
+    """Paper table id (e.g. "I(a)") -> rows as printed ({"system", "setting"?, "note"?, <column label>: value}).
+
+    Values are the paper's printed strings ("19.2", "72") or None ("-"); a bare YAML number is an error, because its
+    printed precision is already lost. :func:`published_number` gives the float.
+    """
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return {str(k): list(v["rows"]) for k, v in raw["tables"].items()}
+    out = {str(k): list(v["rows"]) for k, v in raw["tables"].items()}
+    for table, rows in out.items():
+        for row in rows:
+            for key, value in row.items():
+                if key in PUBLISHED_TEXT_KEYS or value is None:
+                    continue
+                if not (isinstance(value, str) and _PRINTED.match(value)):
+                    raise ValueError(f"{path}: table {table}, {row.get('system')!r}, {key!r}: expected the printed "
+                                     f"number as a quoted string (e.g. \"19.2\"), got {value!r}")
+    return out
+
+
+def published_number(value: str | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def load_provenance_keys(path: str | Path = PROVENANCE_PATH) -> dict[str, list[str]]:

@@ -1,13 +1,16 @@
 """Build one leaderboard table from finished runs: seed aggregation, significance marks, provenance.
 
 Every cell says what it is: a value with its 95 % t-interval over seeds and the number of seeds, or "missing" /
-"failed: reason" (never an empty or zero cell). Significance is always relative to the spec's reference row, on
-per-question scores (seed-averaged per question, see `bench.significance.compare_seeds`), BLEU through sacrebleu's
-paired bootstrap, and the p-values of the whole table are Holm-corrected together.
+"failed: reason" (never an empty or zero cell). Significance is always relative to the spec's reference row; the
+stars are the seed-aware test (two-level bootstrap-t over seeds and questions, `bench.significance.compare_seeds`),
+BLEU columns a paired test of the column's own BLEU, and the p-values of the whole table are Holm-corrected together.
+The question-level test (seed-averaged per question, models treated as fixed) stays in the CSV, Holm-corrected over
+the same family.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -20,8 +23,8 @@ from leaderboards import collect
 from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
 
 ALPHA_MARKS = ((0.01, "**"), (0.05, "*"))  # Holm-adjusted p below the threshold -> mark
-PROVENANCE_ORDER = ("dataset", "language", "split", "n_questions", "tokenizer", "bleu_signature", "teacher",
-                    "student_init", "commit", "date")
+PROVENANCE_ORDER = ("dataset", "language", "split", "n_questions", "tokenizer", "vqa_evaluator", "bleu_signature",
+                    "teacher", "student_init", "commit", "date")
 NOT_RECORDED = "not recorded"
 
 
@@ -63,7 +66,7 @@ class Table:
 
 def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, published: dict | None = None,
                 significance: bool = True, n_resamples: int = 9999, seed: int = 0, bleu_seed: int = 12345,
-                bleu_tokenize: str = "ja-mecab") -> Table:
+                bleu_tokenize: str = "ja-mecab", aso: bool = True, bleu_preset: str | None = None) -> Table:
     """Read the runs of the spec's grid(s) and assemble the table (``grid`` overrides the spec's default grid)."""
     main_grid = grid or spec.grid
     grids = {c.key: c.grid or main_grid for c in spec.columns}
@@ -87,7 +90,8 @@ def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, publ
                  "the Seeds column gives the number of finished seeds."]
     if significance and spec.reference:
         footnotes += _mark_significance(spec, entries, used, frames, n_resamples=n_resamples, seed=seed,
-                                        bleu_seed=bleu_seed, bleu_tokenize=bleu_tokenize)
+                                        bleu_seed=bleu_seed, bleu_tokenize=bleu_tokenize, aso=aso,
+                                        bleu_preset=bleu_preset)
     footnotes.append(f"Rows labelled \"published (paper)\" are the cViL paper's Table {spec.paper_table} "
                      "numbers, transcribed, not recomputed; they are not comparable cell by cell with ours "
                      "(different data, models and scale of training).")
@@ -153,7 +157,8 @@ def filter_subset(frame: pd.DataFrame, col: Column) -> pd.DataFrame:
     return frame[frame[col.subset_column].map(lambda cell: col.subset in decode_types(str(cell)))]
 
 
-def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_seed, bleu_tokenize) -> list[str]:
+def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_seed, bleu_tokenize,
+                       aso=True, bleu_preset=None) -> list[str]:
     keys, results, notes = [], [], set()
     for col in spec.columns:
         ref = entries[(spec.reference, col.key)]
@@ -169,23 +174,51 @@ def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_s
             try:
                 result = compare_frames(ref_frames, sys_frames, metric="bleu" if col.test == "bleu" else "accuracy",
                                         n_resamples=n_resamples, seed=seed, bleu_tokenize=bleu_tokenize,
-                                        bleu_seed=bleu_seed)
+                                        bleu_seed=bleu_seed, aso=aso, bleu_preset=bleu_preset)
             except ValueError as exc:  # e.g. fewer than 2 shared questions
                 notes.add(f"Some cells carry no test: {exc}.")
                 continue
+            if col.test == "bleu" and bleu_preset != "sacrebleu" and not _same_delta(result, entry, ref, col):
+                notes.add("BLEU cells whose logged BLEU is not the BLEU recomputed from their predictions (another "
+                          "setting, or questions missing in some seed) carry no test.")
+                continue
             keys.append((row.label, col.key))
             results.append(result)
-    for key, result in zip(keys, sig.apply_holm(results)):
+    results = sig.apply_holm(results)
+    with_q = [i for i, r in enumerate(results) if r.question_level is not None]
+    for i, q in zip(with_q, sig.apply_holm([results[i].question_level for i in with_q])):
+        results[i] = dataclasses.replace(results[i], question_level=q)
+    for key, result in zip(keys, results):
         entries[key].test = result
         entries[key].mark = next((m for a, m in ALPHA_MARKS if result.p < a), "")
     out = []
     if results:
         tests = sorted({r.test for r in results})
-        out.append(f"Significance vs {spec.reference} (same column): {'; '.join(tests)}, on per-question scores "
-                   f"averaged over seeds ({n_resamples} resamples, seed {seed}); BLEU: corpus over all seeds, "
-                   f"tokenize={bleu_tokenize}. p-values Holm-corrected across the {len(results)} comparisons in "
-                   f"this table: * p < 0.05, ** p < 0.01.")
+        out.append(f"Stars: significance vs {spec.reference} (same column) by {'; '.join(tests)} "
+                   f"({n_resamples} resamples, seed {seed}): accuracy resamples the training seeds of both systems "
+                   f"and the questions, so a difference that seeds alone could produce is not starred; "
+                   f"p-values Holm-corrected across the {len(results)} comparisons in this table: * p < 0.05, "
+                   f"** p < 0.01. The CSV also gives the question-level test (seed-averaged scores, models treated "
+                   f"as fixed) and ASO over the seeds.")
+        if any(c.test == "bleu" for c in spec.columns):
+            out.append(_bleu_footnote(bleu_preset, bleu_tokenize))
     return out + sorted(notes)
+
+
+def _same_delta(result: sig.TestResult, entry: Entry, ref: Entry, col: Column) -> bool:
+    """Does the test's Δ (recomputed BLEU) equal the Δ of the column's logged values? Guards the stars' meaning."""
+    logged = entry.mean - ref.mean
+    return abs(result.delta * col.delta_scale - logged) <= 1e-6 * max(1.0, abs(logged))
+
+
+def _bleu_footnote(bleu_preset: str | None, bleu_tokenize: str) -> str:
+    from cvil.eval.bleu import JVG_PRESET
+
+    if bleu_preset == "sacrebleu":
+        return (f"BLEU stars: sacrebleu paired bootstrap with tokenize={bleu_tokenize}, seeds pooled (not the "
+                f"column's fugashi + NLTK BLEU).")
+    return (f"BLEU stars: the column's BLEU (fugashi + NLTK, preset {bleu_preset or JVG_PRESET}) recomputed on "
+            f"1000 paired resamples of the questions and the seeds (docs/metrics.md).")
 
 
 def provenance(runs: list[collect.RunRecord], spec: TableSpec, entries: dict[tuple[str, str], Entry],

@@ -64,12 +64,12 @@ def _run_vqa(args: argparse.Namespace) -> int:
 
     anns = _annotations(args.annotations, args.questions)
     preds = read_results(args.results, [int(a["question_id"]) for a in anns])
-    result = evaluate_predictions("vqa", anns, preds)
+    result = evaluate_predictions("vqa", anns, preds, evaluator=args.evaluator)
     official = result.report["official"]
     _print_table("VQA accuracy (official rules, percent)", {"overall": official["overall"]} | official["perAnswerType"],
-                 {"questions": len(anns)})
+                 {"questions": len(anns), "evaluator": result.report["evaluator"]})
     if args.out:
-        _write_json(args.out, official)
+        _write_json(args.out, official | {"evaluator": result.report["evaluator"]})
     if args.per_question:
         write_per_question(args.per_question, result.per_question)
     return 0
@@ -82,9 +82,10 @@ def _run_hindi(args: argparse.Namespace) -> int:
 
     anns = _annotations(args.annotations, args.questions)
     preds = read_results(args.results, [int(a["question_id"]) for a in anns])
-    result = evaluate_predictions("hindi", anns, preds, classes=load_hindi_classes(args.classes))
+    result = evaluate_predictions("hindi", anns, preds, classes=load_hindi_classes(args.classes),
+                                  evaluator=args.evaluator)
     _print_table("Hindi VQA accuracy (percent; accuracy_en = English classes)", result.summary,
-                 {"questions": len(anns)})
+                 {"questions": len(anns), "evaluator": result.report["evaluator"]})
     if args.out:
         _write_json(args.out, result.report)
     if args.per_question:
@@ -105,7 +106,7 @@ def _run_jvg(args: argparse.Namespace) -> int:
         gt = load_unknown(args.unknown)
     preds = read_results(args.results, list(gt["question_id"]))
     tokenizer = None if args.bleu_tokenizer == "none" else args.bleu_tokenizer
-    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer)
+    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer, **_bleu_options(args))
     counts = result.report["counts"]
     extra: dict[str, Any] = {k: counts[k] for k in ("n", "n_covered", "correct_uncovered")}
     if "bleu" in result.report:
@@ -147,6 +148,39 @@ def _guarded(func: Any) -> Any:
     return run
 
 
+def _add_bleu_options(parser: argparse.ArgumentParser) -> None:
+    from cvil.eval.bleu import JVG_PRESET, LEVELS, PRESETS, SMOOTHINGS
+
+    g = parser.add_argument_group("BLEU (fugashi + NLTK; docs/metrics.md)")
+    g.add_argument("--bleu-preset", choices=sorted(PRESETS), default=None,
+                   help=f"named setting (default {JVG_PRESET}); the options below override it")
+    g.add_argument("--bleu-level", choices=LEVELS, default=None, help="corpus_bleu or the mean of sentence_bleu")
+    g.add_argument("--bleu-smoothing", choices=SMOOTHINGS, default=None, help="NLTK SmoothingFunction method")
+    g.add_argument("--bleu-weights", default=None, help="comma-separated n-gram weights, e.g. 1 or 0.5,0.5")
+    g.add_argument("--bleu-auto-reweigh", action="store_true", default=None, help="NLTK auto_reweigh")
+
+
+def _bleu_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The BLEU flags that were given (None = the preset's value)."""
+    weights = None
+    if args.bleu_weights is not None:
+        try:
+            weights = tuple(float(w) for w in args.bleu_weights.split(","))
+        except ValueError:
+            raise ValueError(f"--bleu-weights: expected comma-separated numbers, got {args.bleu_weights!r}") from None
+    given = {"preset": args.bleu_preset, "level": args.bleu_level, "smoothing": args.bleu_smoothing,
+             "weights": weights, "auto_reweigh": args.bleu_auto_reweigh}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _add_evaluator(parser: argparse.ArgumentParser) -> None:
+    from cvil.eval.vqa_official import DEFAULT_EVALUATOR, EVALUATORS
+
+    parser.add_argument("--evaluator", default=DEFAULT_EVALUATOR, choices=EVALUATORS,
+                        help="which GT-Vision-Lab vqaEval.py to reproduce: current master (a013f00, default) or "
+                             "legacy-2017 (the file before a013f00, used by older ports)")
+
+
 def register(subparsers: Any) -> None:
     """Add ``eval`` (with ``vqa``, ``jvg``, ``hindi``) and ``predict``."""
     ev = subparsers.add_parser("eval", help="score an EvalAI results file (VQA official, JVG, Hindi)")
@@ -158,6 +192,7 @@ def register(subparsers: Any) -> None:
     vqa.add_argument("--results", required=True, help='results JSON: [{"question_id", "answer"}]')
     vqa.add_argument("--out", help="write the official accuracy dict here (JSON)")
     vqa.add_argument("--per-question", help="write the per-question CSV here")
+    _add_evaluator(vqa)
     vqa.set_defaults(func=_guarded(_run_vqa))
 
     hi = sub.add_parser("hindi", help="accuracy over merged Hindi classes and English classes")
@@ -167,6 +202,7 @@ def register(subparsers: Any) -> None:
     hi.add_argument("--classes", required=True, help="vqa/hi_ans2label.json")
     hi.add_argument("--out")
     hi.add_argument("--per-question")
+    _add_evaluator(hi)
     hi.set_defaults(func=_guarded(_run_hindi))
 
     jvg = sub.add_parser("jvg", help="JVG accuracy, coverage, BLEU and per-question-word accuracy")
@@ -176,6 +212,7 @@ def register(subparsers: Any) -> None:
                        "trainval_label2ans.pkl beside it (rows without a label are left out)")
     jvg.add_argument("--results", required=True)
     jvg.add_argument("--bleu-tokenizer", default="fugashi", choices=["fugashi", "ja-mecab", "char", "none"])
+    _add_bleu_options(jvg)
     jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")
     jvg.add_argument("--per-question", help="write the per-question CSV here")
     jvg.set_defaults(func=_guarded(_run_jvg))

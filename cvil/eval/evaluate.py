@@ -7,7 +7,8 @@ model and reused on any results file.
 ``kind`` and its ``rows``:
 
 - ``"vqa"``: official annotation dicts (``question_id``, ``question_type``, ``answer_type``, ``answers``, optionally
-  ``multiple_choice_answer``).
+  ``multiple_choice_answer``); option ``evaluator`` (``"current"`` or ``"legacy-2017"``, see
+  :mod:`cvil.eval.vqa_official`), recorded as ``report["evaluator"]`` (also for ``"hindi"``).
 - ``"hindi"``: the same annotations; needs ``classes=`` (:class:`cvil.eval.hindi.HindiClasses`).
 - ``"jvg"``: rows of the ``.unknown`` file (dicts with ``q_id``, ``answer``, ``ja``/``q``, ``an``) or the frame from
   :func:`cvil.eval.jvg.unknown_frame`; options ``bleu_tokenizer`` and ``question_types``.
@@ -27,7 +28,7 @@ import pandas as pd
 from cvil.eval import hindi as hindi_mod
 from cvil.eval import jvg as jvg_mod
 from cvil.eval.results_io import PER_QUESTION_COLUMNS, validate_results
-from cvil.eval.vqa_official import VQAAccuracy, evaluate_vqa
+from cvil.eval.vqa_official import DEFAULT_EVALUATOR, VQAAccuracy, evaluate_vqa, evaluator_label
 
 KINDS = ("vqa", "jvg", "hindi")
 
@@ -72,15 +73,18 @@ def _vqa_table(annotations: list[Mapping[str, Any]], predictions: Mapping[int, s
     return pd.DataFrame.from_records(rows, columns=[*PER_QUESTION_COLUMNS, "answer_type"])
 
 
-def _evaluate_vqa(rows: Iterable[Mapping[str, Any]], predictions: Mapping[int, str], **_: Any) -> EvalResult:
+def _evaluate_vqa(
+    rows: Iterable[Mapping[str, Any]], predictions: Mapping[int, str], *, evaluator: str = DEFAULT_EVALUATOR, **_: Any
+) -> EvalResult:
     annotations = list(rows)
     validate_results(
         [{"question_id": q, "answer": a} for q, a in predictions.items()],
         [int(a["question_id"]) for a in annotations],
     )
-    acc = evaluate_vqa(annotations, predictions)
+    acc = evaluate_vqa(annotations, predictions, evaluator=evaluator)
     summary = {"accuracy": acc.overall} | {f"accuracy.{k}": v for k, v in acc.per_answer_type.items()}
-    return EvalResult(summary, _vqa_table(annotations, predictions, acc), {"official": acc.to_official()})
+    report = {"official": acc.to_official(), "evaluator": acc.evaluator_label}
+    return EvalResult(summary, _vqa_table(annotations, predictions, acc), report)
 
 
 def _evaluate_hindi(
@@ -88,6 +92,7 @@ def _evaluate_hindi(
     predictions: Mapping[int, str],
     *,
     classes: hindi_mod.HindiClasses,
+    evaluator: str = DEFAULT_EVALUATOR,
     **_: Any,
 ) -> EvalResult:
     annotations = list(rows)
@@ -95,10 +100,11 @@ def _evaluate_hindi(
         [{"question_id": q, "answer": a} for q, a in predictions.items()],
         [int(a["question_id"]) for a in annotations],
     )
-    res = hindi_mod.evaluate_hindi(annotations, predictions, classes)
+    res = hindi_mod.evaluate_hindi(annotations, predictions, classes, evaluator=evaluator)
     table = _vqa_table(annotations, predictions, res.hindi)
     table["score_en"] = [res.english.per_question[q] for q in table["question_id"]]
-    report = {"hindi": res.hindi.to_official(), "english": res.english.to_official()}
+    report = {"hindi": res.hindi.to_official(), "english": res.english.to_official(),
+              "evaluator": evaluator_label(evaluator)}
     return EvalResult(res.summary(), table, report)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvil.eval.vqa_official import VQAAccuracy, evaluate_vqa
+from cvil.eval.vqa_official import DEFAULT_EVALUATOR, VQAAccuracy, evaluate_vqa
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,12 @@ class HindiResult:
 
 
 def evaluate_hindi(
-    annotations: Iterable[Mapping[str, Any]], predictions: Mapping[int, str], classes: HindiClasses
+    annotations: Iterable[Mapping[str, Any]], predictions: Mapping[int, str], classes: HindiClasses, *,
+    evaluator: str = DEFAULT_EVALUATOR,
 ) -> HindiResult:
     """Accuracy over the merged Hindi classes and over the English classes (official rule), per answer type."""
     annotations = list(annotations)
     return HindiResult(
-        hindi=evaluate_vqa(annotations, predictions, map_answer=classes.to_class),
-        english=evaluate_vqa(annotations, predictions),
+        hindi=evaluate_vqa(annotations, predictions, evaluator=evaluator, map_answer=classes.to_class),
+        english=evaluate_vqa(annotations, predictions, evaluator=evaluator),
     )

@@ -85,7 +85,9 @@ def evaluate_jvg(
 ) -> JVGResult:
     """Score predictions (question id -> answer string) against every row of ``gt`` (from :func:`unknown_frame`).
 
-    ``bleu_tokenizer=None`` skips BLEU. Per-type accuracies are exact match over all rows of that type.
+    ``bleu_tokenizer=None`` skips BLEU; ``bleu_options`` go to :func:`cvil.eval.bleu.corpus_bleu` (with fugashi the
+    preset defaults to :data:`cvil.eval.bleu.JVG_PRESET`). Per-type accuracies are exact match over all rows of that
+    type.
     """
     missing = [q for q in gt["question_id"] if q not in predictions]
     if missing:
@@ -111,6 +113,8 @@ def evaluate_jvg(
         "coverage": 100.0 * n_cov / n,
     }
     result_bleu = None
+    if bleu_tokenizer == "fugashi" and bleu_options.get("preset") is None:
+        bleu_options = bleu_options | {"preset": bleu_mod.JVG_PRESET}
     if bleu_tokenizer is not None:
         result_bleu = bleu_mod.corpus_bleu(
             list(table["prediction"]), list(table["ground_truth"]), tokenizer=bleu_tokenizer, **bleu_options

@@ -14,7 +14,10 @@ here (the paper is silent on all of them):
    ("always"). The reverse overlap does not need a rule: どうして is only naze.
 4. **Compounds of 何 stay nani.** 何人 (how many people), 何色 (what colour), 何時 (what time), 何歳 (how old) count as
    nani because 何 is present; they are not moved to ikutsu or itsu. A question like 何時ですか is therefore nani only.
-5. どれくらい/どのくらい/どれぐらい/どのぐらい are dorekurai; they contain no other type's word, and neither do
+5. Colloquial forms: なんで ("why", hiragana) is naze, not nani (nani masks it), except in なんです/なんでしょう
+   ("what is it", nani) and なんでも ("anything", no question word); ``exclude`` entries are regular expressions; the kanji 何で stays nani, as it also reads なにで, "with what". どのように ("in what way") is dou; the
+   adjectival どのような ("what kind of") is not matched by it.
+6. どれくらい/どのくらい/どれぐらい/どのぐらい are dorekurai; they contain no other type's word, and neither do
    どこ, どんな, いくつ (いくつ does not contain いつ).
 
 Everything is data: pass another map to :func:`classify` to change any rule.
@@ -22,6 +25,7 @@ Everything is data: pass another map to :func:`classify` to change any rule.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,24 +42,28 @@ class QuestionWord:
     exclude: tuple[str, ...] = field(default=())
 
 
+#: なんで meaning "why": not なんです / なんでしょう ("what is it") and not なんでも ("anything")
+_NANDE_WHY = "なんで(?!す|しょう|も)"
+
 # Order = the row order of Table I(b).
 JAPANESE_QUESTION_TYPES: dict[str, QuestionWord] = {
-    "nani": QuestionWord(("何", "なに", "なん")),
+    "nani": QuestionWord(("何", "なに", "なん"), exclude=(_NANDE_WHY, "なんでも")),
     "dare": QuestionWord(("誰", "だれ")),
     "doko": QuestionWord(("どこ",)),
     "donna": QuestionWord(("どんな",)),
     "dorekurai": QuestionWord(("どれくらい", "どのくらい", "どれぐらい", "どのぐらい")),
-    "dou": QuestionWord(("どう",), exclude=("どうして", "ぶどう", "どうぶつ", "どうろ")),
+    "dou": QuestionWord(("どう", "どのように"), exclude=("どうして", "ぶどう", "どうぶつ", "どうろ")),
     "itsu": QuestionWord(("いつ",), exclude=("いつも",)),
     "ikutsu": QuestionWord(("いくつ",)),
-    "naze": QuestionWord(("なぜ", "どうして")),
+    "naze": QuestionWord(("なぜ", "どうして", "なんで"), exclude=("なんです", "なんでしょう", "なんでも")),
 }
 
 
 def _mask(text: str, exclude: Sequence[str]) -> str:
-    # Longest first, so that a shorter exclusion cannot break a longer one apart.
+    # Longest first, so that a shorter exclusion cannot break a longer one apart. Entries are regular expressions
+    # (plain words match themselves).
     for ex in sorted(exclude, key=len, reverse=True):
-        text = text.replace(ex, "\u3000" * len(ex))
+        text = re.sub(ex, lambda m: "\u3000" * len(m.group(0)), text)
     return text
 
 

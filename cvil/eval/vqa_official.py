@@ -1,26 +1,37 @@
-"""VQA accuracy exactly as the official GT-Vision-Lab ``vqaEval.py`` computes it (current master, the Python 3 file).
+"""VQA accuracy exactly as the official GT-Vision-Lab ``vqaEval.py`` computes it, in its current or its 2016/17 form.
 
 Why reproduce quirks instead of "fixing" them: VQA numbers are only comparable with the paper and the EvalAI server
-when every normalisation step matches, including the odd ones. The behaviour below was read from
-``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` (GT-Vision-Lab/VQA, commit c4e6a0e) and re-implemented; each quirk is
-listed here and pinned by a test in ``tests/eval/test_vqa_official.py``.
+when every normalisation step matches, including the odd ones. Read from
+``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of GT-Vision-Lab/VQA and re-implemented (not copied):
 
-Order of steps for one question (``VQAEval.evaluate``):
+- ``evaluator="current"`` (default): master at commit a013f0043c1e ("Fixed processing answers bug", 2021-03-11).
+- ``evaluator="legacy-2017"``: the file as it was from commit 458a8b268b1a (2016-10-08) until a013f00, i.e. the
+  version of the VQA v2.0 release (a4f1afd, 2017) that most third-party ports copied. Published numbers of that era
+  may have used it.
 
-1. Prediction: ``\\n`` and ``\\t`` become spaces, ``strip()``, then :func:`process_punctuation`, then
+Both are pinned against the original files (run under Python 2.7 and as a Python 3 copy) by the golden fixture
+``tests/eval/data/vqa_official_golden.json`` (``tests/eval/test_vqa_official.py``).
+
+Steps for one question under ``"current"`` (``VQAEval.evaluate``):
+
+1. Every annotator answer and the prediction: ``\\n`` and ``\\t`` become spaces, then ``strip()``.
+2. If the (cleaned) annotator answers are all identical, **nothing** else is normalised, on either side (quirk Q1:
+   ten annotators answering ``"2"`` do not match the prediction ``"two"``; ten ``"Yes"`` do not match ``"yes"``).
+   Otherwise **both** every annotator answer and the prediction go through :func:`process_punctuation` then
    :func:`process_digit_article`.
-2. Ground truth: **only if the annotators disagree** (more than one distinct raw answer string) each annotator answer
-   goes through :func:`process_punctuation` -- and never through :func:`process_digit_article`. So ground truth is
-   never lower-cased, never loses articles and never maps number words. When all ten agree the raw string is compared
-   as is (quirk Q1: ten annotators answering ``"two"`` can never be matched, because the prediction ``"two"``
-   becomes ``"2"``). The released VQA annotations are already normalised, so this rarely bites in practice.
-3. Leave-one-out: for each annotator answer, drop it (the official code drops every answer *dict* equal to it, so the
-   comparison includes ``answer_id`` and ``answer_confidence``, quirk Q2 -- identical only for duplicated dicts) and
-   score ``min(1, matches_among_the_rest / 3)``; the question's accuracy is the mean over annotators. Two matching
-   annotators out of ten give 0.6, not the naive 2/3.
-4. Summary: ``round(100 * mean, n)`` with Python 3's ``round`` (half-to-even on the binary value) and ``n = 2``, for
-   overall, per answer type and per question type (the means use unrounded per-question values). Per-question values
-   (``evalQA``) are ``round(100 * acc, n)``.
+
+Under ``"legacy-2017"`` instead: the prediction is always cleaned, punctuation-processed and digit/article-processed;
+the annotator answers are never cleaned, and only when the raw strings disagree they go through
+:func:`process_punctuation` (never :func:`process_digit_article`), so ten ``"two"`` can never be matched.
+
+3. Leave-one-out (both): for each annotator answer, drop it (the official code drops every answer *dict* equal to it,
+   so the comparison includes ``answer_id`` and ``answer_confidence``, quirk Q2 -- identical only for duplicated
+   dicts) and score ``min(1, matches_among_the_rest / 3)``; the question's accuracy is the mean over annotators. Two
+   matching annotators out of ten give 0.6, not the naive 2/3.
+4. Summary: ``round(100 * mean, n)``, ``n = 2``, for overall, per answer type and per question type (the means use
+   unrounded per-question values); per-question values (``evalQA``) are ``round(100 * acc, n)``. ``rounding``:
+   ``"python3"`` (default; what every Python 3 port gives: half-to-even on the binary value) or ``"python2"`` (the
+   file's own interpreter: exact ties such as 18.125 go away from zero, 18.13 instead of 18.12).
 
 :func:`process_punctuation` quirks:
 
@@ -34,6 +45,8 @@ Order of steps for one question (``VQAEval.evaluate``):
   look-ahead that always succeeds, so the rule is "delete every period not followed by a digit": ``"a.m."`` ->
   ``"am"``, ``"3.5"`` stays, ``"5."`` -> ``"5"``, ``"u.s.a"`` -> ``"usa"``.
 - Q6: ``re.UNICODE`` is passed as the positional *count* argument of ``Pattern.sub``, so at most 32 periods are removed.
+- ``\\d`` is Python 3's Unicode digit class (the Python 3 port's behaviour); under Python 2 the same pattern matches
+  ASCII digits only. Only non-ASCII digits next to a comma or period can tell the two apart.
 
 :func:`process_digit_article` quirks:
 
@@ -46,6 +59,7 @@ Order of steps for one question (``VQAEval.evaluate``):
 from __future__ import annotations
 
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,17 +126,49 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
-def normalize_prediction(answer: str) -> str:
-    """The full chain the official evaluator applies to a predicted answer (step 1)."""
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(answer))
+#: evaluator name -> the GT-Vision-Lab/VQA commit whose vqaEval.py it reproduces
+EVALUATOR_COMMITS: dict[str, str] = {
+    "current": "a013f0043c1e2cdc995922dfe257f7149aa9af06",
+    "legacy-2017": "458a8b268b1a239dc388e0af4423f3fe7477b04f",
+}
+EVALUATORS: tuple[str, ...] = tuple(EVALUATOR_COMMITS)
+DEFAULT_EVALUATOR = "current"
+ROUNDINGS = ("python3", "python2")
 
 
-def normalize_ground_truth(answers: Sequence[str]) -> list[str]:
-    """Annotator answers as the official evaluator compares them (step 2: punctuation only, only on disagreement)."""
-    if len(set(answers)) > 1:
-        return [process_punctuation(a) for a in answers]
-    return list(answers)
+def check_evaluator(evaluator: str) -> str:
+    """The evaluator name, or ValueError naming the choices."""
+    if evaluator not in EVALUATOR_COMMITS:
+        raise ValueError(f"unknown VQA evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
+    return evaluator
+
+
+def evaluator_label(evaluator: str = DEFAULT_EVALUATOR) -> str:
+    """What summaries and leaderboards record, e.g. ``vqaEval.py@a013f00 (current)``."""
+    return f"vqaEval.py@{EVALUATOR_COMMITS[check_evaluator(evaluator)][:7]} ({evaluator})"
+
+
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def _full(text: str) -> str:
+    return process_digit_article(process_punctuation(text))
+
+
+def normalize_answers(
+    prediction: str, answers: Sequence[str], *, evaluator: str = DEFAULT_EVALUATOR
+) -> tuple[str, list[str]]:
+    """Prediction and annotator answers as the chosen evaluator compares them (steps 1-2 of the module docstring)."""
+    if check_evaluator(evaluator) == "current":
+        pred, gts = _clean(prediction), [_clean(a) for a in answers]
+        if len(set(gts)) > 1:
+            return _full(pred), [_full(a) for a in gts]
+        return pred, gts
+    gts = list(answers)
+    if len(set(gts)) > 1:
+        gts = [process_punctuation(a) for a in gts]
+    return _full(_clean(prediction)), gts
 
 
 def _as_answer_dicts(answers: Sequence[Mapping[str, Any] | str]) -> list[dict[str, Any]]:
@@ -137,6 +183,7 @@ def question_accuracy(
     prediction: str,
     answers: Sequence[Mapping[str, Any] | str],
     *,
+    evaluator: str = DEFAULT_EVALUATOR,
     map_answer: Callable[[str], Any] | None = None,
 ) -> float:
     """Accuracy in [0, 1] of one predicted answer against the raw annotator answers (steps 1-3).
@@ -148,9 +195,9 @@ def question_accuracy(
     dicts = _as_answer_dicts(answers)
     if not dicts:
         raise ValueError("a question needs at least one annotator answer")
-    pred = normalize_prediction(prediction)
-    for d, a in zip(dicts, normalize_ground_truth([d["answer"] for d in dicts]), strict=True):
-        d["answer"] = a
+    pred, gts = normalize_answers(prediction, [d["answer"] for d in dicts], evaluator=evaluator)
+    for d, a in zip(dicts, gts, strict=True):
+        d["answer"] = a  # dict equality in the leave-one-out sees the normalised answer, as upstream
     if map_answer is not None:
         pred = map_answer(pred)
         keys = [map_answer(d["answer"]) for d in dicts]
@@ -163,9 +210,15 @@ def question_accuracy(
     return sum(scores) / len(scores)
 
 
-def official_round(value: float, precision: int = DEFAULT_PRECISION) -> float:
-    """``round(value, n)`` as the (Python 3) official code does; a named function so the choice is visible."""
-    return round(value, precision)
+def official_round(value: float, precision: int = DEFAULT_PRECISION, rounding: str = "python3") -> float:
+    """``round(value, n)`` of the official code under Python 3 (half-to-even on the binary value) or Python 2 (exact
+    decimal value, ties away from zero)."""
+    if rounding == "python3":
+        return round(value, precision)
+    if rounding == "python2":
+        quantum = Decimal(1).scaleb(-precision)
+        return float(Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP))
+    raise ValueError(f"unknown rounding {rounding!r}; expected one of {', '.join(ROUNDINGS)}")
 
 
 @dataclass
@@ -176,6 +229,8 @@ class VQAAccuracy:
     per_answer_type: dict[str, float]
     per_question_type: dict[str, float]
     per_question: dict[int, float] = field(repr=False)
+    evaluator: str = DEFAULT_EVALUATOR
+    rounding: str = "python3"
 
     def to_official(self) -> dict[str, Any]:
         """The JSON shape of ``vqaEval.accuracy`` (percent, rounded)."""
@@ -187,11 +242,15 @@ class VQAAccuracy:
 
     def eval_qa(self, precision: int = DEFAULT_PRECISION) -> dict[int, float]:
         """The official ``evalQA`` dict: per-question percent, rounded."""
-        return {q: official_round(100 * a, precision) for q, a in self.per_question.items()}
+        return {q: official_round(100 * a, precision, self.rounding) for q, a in self.per_question.items()}
+
+    @property
+    def evaluator_label(self) -> str:
+        return evaluator_label(self.evaluator)
 
 
-def _percent(values: list[float], precision: int) -> float:
-    return official_round(100 * float(sum(values)) / len(values), precision)
+def _percent(values: list[float], precision: int, rounding: str) -> float:
+    return official_round(100 * float(sum(values)) / len(values), precision, rounding)
 
 
 def evaluate_vqa(
@@ -199,13 +258,18 @@ def evaluate_vqa(
     predictions: Mapping[int, str],
     *,
     precision: int = DEFAULT_PRECISION,
+    evaluator: str = DEFAULT_EVALUATOR,
+    rounding: str = "python3",
     map_answer: Callable[[str], Any] | None = None,
 ) -> VQAAccuracy:
     """Official VQA accuracy over every annotated question (the official default is all annotation question ids).
 
     ``predictions`` maps question id -> answer string and must cover every annotation (validate with
     :func:`cvil.eval.results_io.validate_results` first; a missing id raises ``KeyError`` here, as upstream).
+    ``evaluator``: ``"current"`` or ``"legacy-2017"``; ``rounding``: ``"python3"`` or ``"python2"`` (module docstring).
     """
+    check_evaluator(evaluator)
+    official_round(0.0, precision, rounding)  # rejects an unknown rounding before any work
     per_q: dict[int, float] = {}
     by_ans: dict[str, list[float]] = {}
     by_q: dict[str, list[float]] = {}
@@ -213,15 +277,17 @@ def evaluate_vqa(
         qid = int(ann["question_id"])
         if qid not in predictions:
             raise KeyError(f"no prediction for question_id {qid}")
-        acc = question_accuracy(predictions[qid], ann["answers"], map_answer=map_answer)
+        acc = question_accuracy(predictions[qid], ann["answers"], evaluator=evaluator, map_answer=map_answer)
         per_q[qid] = acc
         by_q.setdefault(str(ann["question_type"]), []).append(acc)
         by_ans.setdefault(str(ann["answer_type"]), []).append(acc)
     if not per_q:
         raise ValueError("no annotations to evaluate")
     return VQAAccuracy(
-        overall=_percent(list(per_q.values()), precision),
-        per_answer_type={k: _percent(v, precision) for k, v in by_ans.items()},
-        per_question_type={k: _percent(v, precision) for k, v in by_q.items()},
+        overall=_percent(list(per_q.values()), precision, rounding),
+        per_answer_type={k: _percent(v, precision, rounding) for k, v in by_ans.items()},
+        per_question_type={k: _percent(v, precision, rounding) for k, v in by_q.items()},
         per_question=per_q,
+        evaluator=evaluator,
+        rounding=rounding,
     )

@@ -130,6 +130,8 @@ def finish_run(trainer) -> dict[str, float]:
         trainer.tracker.log_artifact(pred_dir / f"{split}_per_question.csv", "predictions")
         if "answer_source" in result.report:  # JVG: `.unknown` strings or label2ans (real val rows have no strings)
             trainer.tracker.set_tags({f"{split}.answer_source": result.report["answer_source"]})
+        if "evaluator" in result.report:
+            trainer.tracker.set_tags({"cvil.vqa_evaluator": result.report["evaluator"]})
         if "bleu" in result.report:
             trainer.tracker.set_tags({"cvil.bleu_signature": json.dumps(result.report["bleu"].get("signature", ""))})
     if trainer.dist.is_main:

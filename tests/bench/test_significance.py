@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -80,11 +81,13 @@ def test_seed_aware_comparison_averages_per_question_and_reports_spread():
     a = {str(s): pd.Series(rng.binomial(1, 0.4, 200).astype(float), index=idx) for s in range(3)}
     b = {str(s): pd.Series(rng.binomial(1, 0.7, 200).astype(float), index=idx) for s in range(3)}
     b["2"] = b["2"].iloc[:-5]  # one seed lost 5 questions: they leave the paired test
-    cmp = sig.compare_seeds(a, b, n_resamples=R, seed=0)
+    cmp = sig.compare_seeds(a, b, n_resamples=R, seed=0, aso=False)
     assert cmp.n_dropped == 5 and cmp.result.n == 195
     expected = pd.concat(b, axis=1, join="inner").mean(axis=1) - pd.concat(a, axis=1).mean(axis=1).loc[:194]
     assert cmp.result.delta == pytest.approx(expected.mean())
-    assert cmp.result.p_value < 0.01 and any("seed-averaged" in n for n in cmp.result.notes)
+    assert cmp.result.p_value < 0.01 and cmp.question_level.p_value < 0.01
+    assert any("seed-averaged" in n for n in cmp.question_level.notes)
+    assert cmp.question_level.delta == pytest.approx(cmp.delta) and cmp.question_level.n == 195
     assert cmp.spread_a.n_seeds == 3 and cmp.spread_a.mean == pytest.approx(np.mean([s.mean() for s in a.values()]))
     assert cmp.spread_a.ci_low < cmp.spread_a.mean < cmp.spread_a.ci_high
 
@@ -168,3 +171,82 @@ def test_cli_placeholders_for_modules_not_built(capsys):
 
     assert {"grid", "search", "ui", "throughput", "compare", "leaderboard"} <= set(COMMANDS)
     build_parser([]).format_help()  # every module either registers or shows "(not available in this build)"
+
+
+# ------------------------------------------------------------------------------------- seed-aware (issue 13)
+
+def _by_seed(rng, ps, n):
+    idx = pd.Index(range(n), name="question_id")
+    return {str(i): pd.Series(rng.binomial(1, p, n).astype(float), index=idx) for i, p in enumerate(ps)}
+
+
+def test_seed_aware_not_significant_when_seeds_disagree():
+    rng = np.random.default_rng(1)
+    # B is ahead on average, but the training seeds move each system by ±20 points
+    a, b = _by_seed(rng, [0.30, 0.50, 0.70], 2000), _by_seed(rng, [0.40, 0.50, 0.75], 2000)
+    cmp = sig.compare_seeds(a, b, n_resamples=2000, seed=0, aso=False)
+    assert cmp.question_level.p_value < 0.01  # treating the trained models as fixed
+    assert cmp.p_value > 0.05 and cmp.ci_low < 0 < cmp.ci_high
+    assert cmp.result.test == sig.SEED_AWARE_TEST and cmp.result.question_level is None
+    assert cmp.delta == pytest.approx(np.mean([s.mean() for s in b.values()]) - np.mean([s.mean() for s in a.values()]))
+
+
+def test_seed_aware_and_question_level_agree_when_seeds_agree():
+    rng = np.random.default_rng(2)
+    a, b = _by_seed(rng, [0.40, 0.41, 0.42], 2000), _by_seed(rng, [0.50, 0.51, 0.52], 2000)
+    cmp = sig.compare_seeds(a, b, n_resamples=2000, seed=0, aso=False)
+    assert cmp.question_level.p_value < 0.01 and cmp.p_value < 0.01
+    assert 0 < cmp.ci_low < cmp.delta < cmp.ci_high
+    # no difference at all: neither test rejects
+    same = sig.compare_seeds(a, a, n_resamples=500, seed=0, aso=False)
+    assert same.p_value == 1.0 and same.question_level.p_value == 1.0
+
+
+def _brute_force_two_level(a, b, confidence=0.95):
+    """Every seed draw of A and B and every question draw, enumerated (plain loops, same definitions)."""
+    import itertools
+
+    def stats(xa, xb):
+        d = xb.mean(axis=0) - xa.mean(axis=0)
+        se2 = d.var(ddof=1) / d.size + xa.mean(axis=1).var(ddof=1) / len(xa) + xb.mean(axis=1).var(ddof=1) / len(xb)
+        return d.mean(), math.sqrt(se2)
+
+    delta, se = stats(a, b)
+    ts = []
+    for sa in itertools.product(range(len(a)), repeat=len(a)):
+        for sb in itertools.product(range(len(b)), repeat=len(b)):
+            for q in itertools.product(range(a.shape[1]), repeat=a.shape[1]):
+                d_star, se_star = stats(a[list(sa)][:, list(q)], b[list(sb)][:, list(q)])
+                if se_star > 0:
+                    ts.append((d_star - delta) / se_star)
+                else:  # all draws identical: as extreme as it gets unless nothing moved
+                    ts.append(0.0 if d_star == delta else math.copysign(math.inf, d_star - delta))
+    ts = np.array(ts)
+    p = float(np.mean(np.abs(ts) >= abs(delta) / se))
+    finite = ts[np.isfinite(ts)]
+    lo, hi = np.quantile(np.clip(ts, finite.min(), finite.max()), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return delta, se, p, delta - hi * se, delta - lo * se
+
+
+def test_two_level_bootstrap_matches_brute_force_on_a_tiny_case():
+    from bench import two_level
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.0, 1.0, (2, 4))
+    b = rng.uniform(0.3, 1.0, (2, 4))  # 2 seeds x 4 questions each: 4 x 4 x 256 equally likely resamples
+    delta, se, p, low, high = _brute_force_two_level(a, b)
+    got = two_level.two_level_bootstrap(a, b, n_resamples=100_000, seed=0)
+    assert (got.delta, got.se) == pytest.approx((delta, se))
+    assert got.p_value == pytest.approx(p, abs=0.01)
+    assert (got.ci_low, got.ci_high) == pytest.approx((low, high), abs=0.05 * (high - low))
+
+
+@pytest.mark.slow
+def test_aso_over_seed_scores():
+    pytest.importorskip("deepsig")
+    from bench import two_level
+
+    better, why = two_level.aso_score([0.40, 0.41, 0.42, 0.43], [0.50, 0.51, 0.52, 0.53], seed=0)
+    worse, _ = two_level.aso_score([0.50, 0.51, 0.52, 0.53], [0.40, 0.41, 0.42, 0.43], seed=0)
+    assert better == pytest.approx(0.0, abs=0.05) and worse == pytest.approx(1.0, abs=0.05)
+    assert "deepsig" in why

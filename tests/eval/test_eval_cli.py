@@ -54,11 +54,17 @@ def test_eval_vqa(tmp_path, vqa_files, capsys) -> None:
                "--out", str(out), "--per-question", str(csv)])
     assert rc == 0
     acc = json.loads(out.read_text())
-    assert acc == {"overall": 80.0, "perQuestionType": {"is the": 100.0, "how many": 60.0},
-                   "perAnswerType": {"yes/no": 100.0, "number": 60.0}}
+    # current vqaEval.py: ten unanimous "yes" are compared raw, so "Yes" scores 0
+    assert acc == {"overall": 30.0, "perQuestionType": {"is the": 0.0, "how many": 60.0},
+                   "perAnswerType": {"yes/no": 0.0, "number": 60.0}, "evaluator": "vqaEval.py@a013f00 (current)"}
     assert "overall" in capsys.readouterr().out
+    rc = main(["eval", "vqa", "--annotations", a, "--results", r, "--out", str(out), "--evaluator", "legacy-2017"])
+    assert rc == 0
+    assert json.loads(out.read_text()) == {
+        "overall": 80.0, "perQuestionType": {"is the": 100.0, "how many": 60.0},
+        "perAnswerType": {"yes/no": 100.0, "number": 60.0}, "evaluator": "vqaEval.py@458a8b2 (legacy-2017)"}
     table = read_per_question(csv)
-    assert table["score"].tolist() == pytest.approx([1.0, 0.6])
+    assert table["score"].tolist() == pytest.approx([0.0, 0.6])  # written by the first (current) run
     assert table["ground_truth"].tolist() == ["yes", "3"]
 
 
@@ -136,3 +142,23 @@ def test_evaluate_predictions_seam() -> None:
         evaluate_predictions("vqa", ANNS, {1: "yes", 2: "3", 3: "x"})
     with pytest.raises(ValueError, match="unknown evaluation kind"):
         evaluate_predictions("gqa", [], {})
+
+
+def test_eval_jvg_bleu_options(tmp_path) -> None:
+    unknown = _write(tmp_path / "test-dev2015_qla_mrcnn.json.unknown", JVG_ROWS)
+    r = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])
+    out = tmp_path / "jvg.json"
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--out", str(out)]) == 0
+    sig = json.loads(out.read_text(encoding="utf-8"))["bleu"]["signature"]
+    assert sig["preset"] == "corpus1" and sig["weights"] == [1.0] and sig["level"] == "corpus"
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--out", str(out), "--bleu-level", "sentence",
+                 "--bleu-smoothing", "method1", "--bleu-weights", "0.5,0.5"]) == 0
+    sig = json.loads(out.read_text(encoding="utf-8"))["bleu"]["signature"]
+    assert (sig["level"], sig["smoothing"], sig["weights"], sig["preset"]) == ("sentence", "method1", [0.5, 0.5], None)
+
+
+def test_eval_jvg_bad_bleu_weights(tmp_path, capsys) -> None:
+    unknown = _write(tmp_path / "u.unknown", JVG_ROWS)
+    r = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--bleu-weights", "a,b"]) == 2
+    assert "--bleu-weights: expected comma-separated numbers" in capsys.readouterr().err

@@ -25,6 +25,11 @@ from cvil.eval.question_types import QuestionWord, classify, decode, encode
         ("天気はどうですか", ("dou",)),
         ("どうして傘をさしていますか", ("naze",)),  # どうして is naze only
         ("なぜ", ("naze",)),
+        ("なんで傘をさしていますか", ("naze",)),  # colloquial "why": not nani, though it contains なん
+        ("何で来ましたか", ("nani",)),  # kanji 何で reads なにで too ("with what"): stays nani
+        ("なんでも食べますか", ("other",)),  # なんでも ("anything") is no question word
+        ("どのように座っていますか", ("dou",)),
+        ("どのような服ですか", ("other",)),  # "what kind of": not dou
         ("いつ撮影されましたか", ("itsu",)),
         ("いくつありますか", ("ikutsu",)),  # いくつ does not contain いつ
         ("何がいくつありますか", ("nani", "ikutsu")),  # multi-label
@@ -48,3 +53,11 @@ def test_encode_decode() -> None:
     assert encode(("nani", "ikutsu")) == "nani|ikutsu"
     assert decode("nani|ikutsu") == ("nani", "ikutsu")
     assert decode("other") == ("other",)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [("なんですか", ("nani",)), ("これはなんでしょう", ("nani",)), ("なんで泣いていますか", ("naze",))],
+)
+def test_nande_why_vs_nan_desu(question, expected):
+    assert classify(question) == expected

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from cvil.eval.vqa_official import (
     evaluate_vqa,
-    normalize_ground_truth,
-    normalize_prediction,
+    normalize_answers,
     official_round,
     process_digit_article,
     process_punctuation,
@@ -79,14 +81,29 @@ def test_process_digit_article(text: str, expected: str) -> None:
     ],
 )
 def test_normalize_prediction(text: str, expected: str) -> None:
-    assert normalize_prediction(text) == expected
+    # with disagreeing ground truth both evaluators normalise the prediction fully
+    for evaluator in ("current", "legacy-2017"):
+        assert normalize_answers(text, ["x", "y"], evaluator=evaluator)[0] == expected
 
 
-def test_ground_truth_processed_only_on_disagreement() -> None:
-    assert normalize_ground_truth(["t-shirt"] * 10) == ["t-shirt"] * 10
-    assert normalize_ground_truth(["t-shirt", "shirt"]) == ["t shirt", "shirt"]
-    # never lower-cased or article-stripped
-    assert normalize_ground_truth(["The Cat", "dog"]) == ["The Cat", "dog"]
+def test_legacy_ground_truth_punctuation_only_on_disagreement() -> None:
+    legacy = {"evaluator": "legacy-2017"}
+    assert normalize_answers("x", ["t-shirt"] * 10, **legacy)[1] == ["t-shirt"] * 10
+    assert normalize_answers("x", ["t-shirt", "shirt"], **legacy)[1] == ["t shirt", "shirt"]
+    # never lower-cased, article-stripped or even stripped of surrounding blanks
+    assert normalize_answers("x", ["The Cat", " dog "], **legacy)[1] == ["The Cat", " dog "]
+
+
+def test_current_normalises_both_sides_or_neither() -> None:
+    # unanimous (after the blank clean-up): neither side is normalised beyond \n, \t and strip
+    assert normalize_answers(" Two\n", ["2 "] * 9 + ["2"]) == ("Two", ["2"] * 10)
+    # disagreement: both sides get punctuation + digit/article processing
+    assert normalize_answers("Two", ["The Cat", "t-shirt"]) == ("2", ["cat", "t shirt"])
+
+
+def test_unknown_evaluator() -> None:
+    with pytest.raises(ValueError, match="legacy-2017"):
+        question_accuracy("a", ["a"], evaluator="2016")
 
 
 @pytest.mark.parametrize(("n_match", "expected"), [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)])
@@ -101,22 +118,48 @@ def test_two_of_ten_is_not_naive_two_thirds() -> None:
     assert acc != pytest.approx(min(1, 2 / 3))
 
 
-def test_number_word_prediction_matches_digit_ground_truth() -> None:
-    assert question_accuracy("two", ["2"] * 10) == 1.0
+def test_number_word_prediction_against_unanimous_digit_ground_truth() -> None:
+    # issue 13: current master compares the raw strings when all ten agree; the 2017 file normalised the prediction
+    assert question_accuracy("two", ["2"] * 10) == 0.0
+    assert question_accuracy("two", ["2"] * 10, evaluator="legacy-2017") == 1.0
+    # with disagreement both map "two" -> "2"
+    assert question_accuracy("two", ["2"] * 9 + ["3"]) == 1.0
 
 
-def test_quirk_unanimous_raw_ground_truth_is_not_normalised() -> None:
-    # all ten say "two": prediction "two" becomes "2" and can never match the raw "two"
-    assert question_accuracy("two", ["two"] * 10) == 0.0
-    # all ten say "t-shirt": the prediction becomes "t shirt", ground truth stays "t-shirt"
-    assert question_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0
-    # with disagreement both sides become "t shirt": 3 matches -> 0.9
-    assert question_accuracy("t-shirt", ["t-shirt"] * 3 + ["shirt"] * 7) == pytest.approx(0.9)
+def test_unanimous_mixed_case_ground_truth() -> None:
+    # ten "Yes": current compares raw strings (case matters), legacy lower-cases only the prediction
+    assert question_accuracy("Yes", ["Yes"] * 10) == 1.0
+    assert question_accuracy("yes", ["Yes"] * 10) == 0.0
+    assert question_accuracy("Yes", ["Yes"] * 10, evaluator="legacy-2017") == 0.0
+    assert question_accuracy("yes", ["Yes"] * 10, evaluator="legacy-2017") == 0.0
+    # "Yes" vs "yes" annotators disagree, so current lower-cases both sides: all ten match
+    assert question_accuracy("YES", ["Yes"] * 5 + ["yes"] * 5) == 1.0
+    assert question_accuracy("YES", ["Yes"] * 5 + ["yes"] * 5, evaluator="legacy-2017") == pytest.approx(1.0)
 
 
-def test_quirk_ground_truth_case_and_articles_kept() -> None:
-    assert question_accuracy("Yes", ["Yes"] * 5 + ["no"] * 5) == 0.0
-    assert question_accuracy("the cat", ["the cat"] * 4 + ["dog"] * 6) == 0.0
+def test_unanimous_raw_ground_truth_current_vs_legacy() -> None:
+    # all ten say "two": legacy turns the prediction into "2", which can never match the raw "two"
+    assert question_accuracy("two", ["two"] * 10, evaluator="legacy-2017") == 0.0
+    assert question_accuracy("two", ["two"] * 10) == 1.0
+    # all ten say "t-shirt": legacy's prediction becomes "t shirt"; current compares raw strings
+    assert question_accuracy("t-shirt", ["t-shirt"] * 10, evaluator="legacy-2017") == 0.0
+    assert question_accuracy("t-shirt", ["t-shirt"] * 10) == 1.0
+    # with disagreement both sides become "t shirt": 3 matches -> 0.9 (both evaluators)
+    for evaluator in ("current", "legacy-2017"):
+        acc = question_accuracy("t-shirt", ["t-shirt"] * 3 + ["shirt"] * 7, evaluator=evaluator)
+        assert acc == pytest.approx(0.9)
+    # blanks: current strips the ground truth before the unanimity test, legacy never cleans it
+    assert question_accuracy("yes", ["yes "] * 9 + ["yes"]) == 1.0
+    # legacy: only the one unpadded "yes" matches -> 9 x (1/3) / 10
+    assert question_accuracy("yes", ["yes "] * 9 + ["yes"], evaluator="legacy-2017") == pytest.approx(0.3)
+
+
+def test_ground_truth_case_and_articles() -> None:
+    # legacy keeps the ground truth's case and articles; current normalises both sides on disagreement
+    assert question_accuracy("Yes", ["Yes"] * 5 + ["no"] * 5, evaluator="legacy-2017") == 0.0
+    assert question_accuracy("the cat", ["the cat"] * 4 + ["dog"] * 6, evaluator="legacy-2017") == 0.0
+    assert question_accuracy("Yes", ["Yes"] * 5 + ["no"] * 5) == 1.0
+    assert question_accuracy("the cat", ["the cat"] * 4 + ["dog"] * 6) == 1.0
 
 
 def test_quirk_duplicate_answer_dicts_dropped_together() -> None:
@@ -129,12 +172,18 @@ def test_quirk_duplicate_answer_dicts_dropped_together() -> None:
 
 
 def test_comma_number_prediction() -> None:
-    assert question_accuracy("1,000", ["1000"] * 10) == 1.0
+    assert question_accuracy("1,000", ["1000"] * 9 + ["10"]) == pytest.approx(1.0)
+    assert question_accuracy("1,000", ["1000"] * 10) == 0.0
+    assert question_accuracy("1,000", ["1000"] * 10, evaluator="legacy-2017") == 1.0
 
 
 def test_rounding() -> None:
     assert official_round(100 * 2 / 3) == 66.67
     assert official_round(100 * 0.3) == 30.0
+    # an exact binary tie: Python 3 rounds half to even, Python 2 (the official file's interpreter) away from zero
+    assert official_round(18.125) == 18.12
+    assert official_round(18.125, rounding="python2") == 18.13
+    assert official_round(0.285, rounding="python2") == official_round(0.285) == 0.28  # 0.285 is below the tie
 
 
 def _ann(qid: int, answers: list[str], qtype: str, atype: str) -> dict:
@@ -154,7 +203,9 @@ def test_evaluate_vqa_summary() -> None:
         _ann(2, ["2"] * 2 + ["3"] * 8, "how many", "number"),
         _ann(3, ["red"] * 1 + ["blue"] * 9, "what color is the", "other"),
     ]
-    acc = evaluate_vqa(anns, {1: "Yes", 2: "two", 3: "red"})
+    acc = evaluate_vqa(anns, {1: "yes", 2: "two", 3: "red"})
+    assert acc.evaluator == "current"
+    assert acc.evaluator_label == "vqaEval.py@a013f00 (current)"
     assert acc.per_question == pytest.approx({1: 1.0, 2: 0.6, 3: 0.3})
     assert acc.overall == 63.33  # round(100 * 1.9 / 3, 2)
     assert acc.per_answer_type == {"yes/no": 100.0, "number": 60.0, "other": 30.0}
@@ -170,3 +221,51 @@ def test_evaluate_vqa_summary() -> None:
 def test_evaluate_vqa_missing_prediction() -> None:
     with pytest.raises(KeyError, match="question_id 2"):
         evaluate_vqa([_ann(2, ["a"] * 10, "t", "other")], {})
+
+
+def test_evaluate_vqa_legacy_differs_on_unanimous_ground_truth() -> None:
+    anns = [_ann(1, ["yes"] * 10, "is the", "yes/no"), _ann(2, ["2"] * 10, "how many", "number")]
+    preds = {1: "Yes", 2: "two"}
+    assert evaluate_vqa(anns, preds).overall == 0.0
+    legacy = evaluate_vqa(anns, preds, evaluator="legacy-2017")
+    assert legacy.overall == 100.0
+    assert legacy.evaluator_label == "vqaEval.py@458a8b2 (legacy-2017)"
+
+
+GOLDEN = json.loads((Path(__file__).parent / "data" / "vqa_official_golden.json").read_text(encoding="utf-8"))
+
+
+def _golden_annotation(case: dict) -> dict:
+    return {
+        "question_id": case["question_id"],
+        "question_type": case["question_type"],
+        "answer_type": case["answer_type"],
+        "answers": [{"answer": a, "answer_id": i, "answer_confidence": c} for a, i, c in case["answers"]],
+    }
+
+
+@pytest.mark.parametrize("evaluator", ["current", "legacy-2017"])
+def test_golden_against_original_vqaeval(evaluator: str) -> None:
+    """Differential check against the original file (fixture built offline, see its "about")."""
+    expected = GOLDEN["expected"][evaluator]
+    cases = {c["question_id"]: c for c in GOLDEN["cases"]}
+    anns = [_golden_annotation(c) for c in GOLDEN["cases"]]
+    preds = {c["question_id"]: c["prediction"] for c in GOLDEN["cases"]}
+    acc = evaluate_vqa(anns, preds, evaluator=evaluator)
+    eval_qa = acc.eval_qa()
+    for qid, (raw, rounded) in expected["per_question"].items():
+        assert repr(acc.per_question[int(qid)]) == raw, cases[int(qid)]
+        assert repr(eval_qa[int(qid)]) == rounded
+    for batch in expected["batches"]:
+        sub = [_golden_annotation(cases[q]) for q in batch["question_ids"]]
+        for rounding in ("python3", "python2"):
+            got = evaluate_vqa(sub, preds, evaluator=evaluator, rounding=rounding).to_official()
+            assert got == batch[rounding]
+
+
+def test_golden_fixture_exercises_the_differences() -> None:
+    current, legacy = GOLDEN["expected"]["current"], GOLDEN["expected"]["legacy-2017"]
+    differ = [q for q in current["per_question"] if current["per_question"][q] != legacy["per_question"][q]]
+    assert len(GOLDEN["cases"]) > 300 and len(differ) > 50
+    ties = [b for b in legacy["batches"] + current["batches"] if b["python2"] != b["python3"]]
+    assert ties  # at least one summary where Python 2 and Python 3 round() disagree

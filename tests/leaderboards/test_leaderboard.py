@@ -14,6 +14,7 @@ import pytest
 
 from leaderboards import collect, render
 from leaderboards.cli import generate
+from cvil.eval.bleu import JVG_PRESET, corpus_bleu
 from leaderboards.spec import SPEC_DIR, load_published, load_spec
 from leaderboards.table import build_table
 
@@ -43,7 +44,8 @@ def _child(c, exp, parent, cell, seed, tmp: Path, *, status="FINISHED", with_csv
     c.log_param(rid, "model.init", "worlds/tiny/student")
     if status == "FINISHED":
         frame = _frame(cell, seed)
-        values = metrics if metrics is not None else {"test.accuracy": 100 * frame["score"].mean(), "test.bleu": 12.5}
+        bleu = corpus_bleu(frame["prediction"].tolist(), frame["ground_truth"].tolist(), preset=JVG_PRESET).score
+        values = metrics if metrics is not None else {"test.accuracy": 100 * frame["score"].mean(), "test.bleu": bleu}
         for k, v in values.items():
             c.log_metric(rid, k, float(v))
         if with_csv:
@@ -69,7 +71,7 @@ def store(mlflow_store, tmp_path):
 
 def _build(c, **kw):
     spec = load_spec(SPEC_DIR / "table1a.yaml")
-    return build_table(spec, c, published=load_published(), n_resamples=999, **kw)
+    return build_table(spec, c, published=load_published(), n_resamples=999, **({"aso": False} | kw))
 
 
 FIXED_PROVENANCE = {"dataset": "worlds/tiny/vg", "split": "test", "n_questions": "40", "commit": "abc1234",
@@ -90,6 +92,26 @@ def test_seed_aggregation_and_significance(store):
     assert table.provenance["commit"] == "abc1234" and table.provenance["date"] == "2026-01-01"
     assert table.provenance["teacher"] == "worlds/tiny/teacher"
     assert any("Holm" in n for n in table.footnotes)
+    # stars = the seed-aware test; the BLEU column's test recomputes the logged BLEU (same Δ as the column)
+    assert kd.test.test == "two-level bootstrap-t (seeds and questions)" and kd.test.question_level is not None
+    kd_bleu, base_bleu = table.entries[("cViL_KD", "bleu")], table.entries[("BASELINE", "bleu")]
+    assert kd_bleu.test.delta == pytest.approx(kd_bleu.mean - base_bleu.mean, abs=1e-9)
+    assert kd_bleu.test.test.startswith("two-level paired bootstrap of the column's BLEU")
+    assert any("Stars:" in n and "training seeds" in n for n in table.footnotes)
+    assert any("BLEU stars: the column's BLEU (fugashi + NLTK, preset corpus1)" in n for n in table.footnotes)
+
+
+def test_bleu_logged_with_another_setting_gets_no_star(mlflow_store, tmp_path):
+    c = collect.client(mlflow_store)
+    exp = c.create_experiment("cvil", artifact_location=str(tmp_path / "artifacts"))
+    parent = c.create_run(exp, run_name=GRID, tags={"cvil.kind": "grid", "cvil.grid": GRID}).info.run_id
+    for cell in CELLS:
+        frame = _frame(cell, 0)
+        _child(c, exp, parent, cell, 0, tmp_path, metrics={"test.accuracy": 100 * frame["score"].mean(),
+                                                           "test.bleu": 12.5})
+    table = _build(c)
+    assert table.entries[("cViL_KD", "bleu")].test is None and table.entries[("cViL_KD", "accuracy")].test
+    assert any("logged BLEU is not the BLEU recomputed" in n for n in table.footnotes)
 
 
 def test_missing_and_failed_cells_are_explicit(mlflow_store, tmp_path):
@@ -116,15 +138,15 @@ GOLDEN_MD = """\
 
 | Source | System | Seeds | Accuracy | BLEU |
 | --- | --- | --: | --: | --: |
-| ours | BASELINE | 2 | 38.75 ± 47.65 | 12.50 ± 0.00 |
-| ours | cViL_AUG | 2 | 41.25 ± 79.41 | 12.50 ± 0.00 |
-| ours | cViL_KD | 2 | 83.75 ± 47.65\\*\\* | 12.50 ± 0.00 |
-| published (paper) | PCATT\\* [31] | n/a | 19.20 | — (not reported) |
-| published (paper) | UNITER_CC [3], [20] | n/a | 22.70 | 11.80 |
-| published (paper) | UC2 [20] | n/a | 34.20 | 26.80 |
-| published (paper) | BASELINE | n/a | 33.75 | 32.50 |
-| published (paper) | cViL_AUG | n/a | 34.93 | 33.60 |
-| published (paper) | cViL_KD | n/a | 35.72 | 33.10 |
+| ours | BASELINE | 2 | 38.75 ± 47.65 | 35.94 ± 49.59 |
+| ours | cViL_AUG | 2 | 41.25 ± 79.41 | 38.58 ± 83.10 |
+| ours | cViL_KD | 2 | 83.75 ± 47.65\\*\\* | 83.43 ± 49.38\\*\\* |
+| published (paper) | PCATT\\* [31] | n/a | 19.2 | — (not reported) |
+| published (paper) | UNITER_CC [3], [20] | n/a | 22.7 | 11.8 |
+| published (paper) | UC2 [20] | n/a | 34.2 | 26.8 |
+| published (paper) | BASELINE | n/a | 33.75 | 32.5 |
+| published (paper) | cViL_AUG | n/a | 34.93 | 33.6 |
+| published (paper) | cViL_KD | n/a | 35.72 | 33.1 |
 """
 
 
@@ -152,27 +174,33 @@ GOLDEN_TEX = r"""\begin{table}[t]
 \toprule
 Source & System & Seeds & Accuracy & BLEU \\
 \midrule
-ours & BASELINE & 2 & 38.75 $\pm$ 47.65 & 12.50 $\pm$ 0.00 \\
-ours & cViL\_AUG & 2 & 41.25 $\pm$ 79.41 & 12.50 $\pm$ 0.00 \\
-ours & cViL\_KD & 2 & 83.75 $\pm$ 47.65$^{**}$ & 12.50 $\pm$ 0.00 \\
+ours & BASELINE & 2 & 38.75 $\pm$ 47.65 & 35.94 $\pm$ 49.59 \\
+ours & cViL\_AUG & 2 & 41.25 $\pm$ 79.41 & 38.58 $\pm$ 83.10 \\
+ours & cViL\_KD & 2 & 83.75 $\pm$ 47.65$^{**}$ & 83.43 $\pm$ 49.38$^{**}$ \\
 \midrule
-published (paper) & PCATT$^{*}$ [31] & n/a & 19.20 & --- (not reported) \\
+published (paper) & PCATT$^{*}$ [31] & n/a & 19.2 & --- (not reported) \\
 """
 
 
 def test_csv_has_every_number(store):
     c, _, _ = store
-    frame = pd.read_csv(__import__("io").StringIO(render.to_csv(_build(c))))
+    frame = pd.read_csv(__import__("io").StringIO(render.to_csv(_build(c, aso=True))))
     ours = frame[frame["source"] == "ours"].set_index(["system", "column"])
-    assert ours.loc[("cViL_KD", "Accuracy"), "delta"] > 30  # percent points
-    assert ours.loc[("cViL_KD", "Accuracy"), "correction"] == "Holm (m=4)"
+    kd = ours.loc[("cViL_KD", "Accuracy")]
+    assert kd["delta"] > 30  # percent points
+    assert kd["correction"] == "Holm (m=4)" and kd["test"] == "two-level bootstrap-t (seeds and questions)"
+    # the question-level test stays in the CSV, Holm-corrected over the same comparisons; ASO over the 2 seeds
+    assert kd["p_question_level"] <= kd["p_question_level_adjusted"] < 0.01
+    assert kd["test_question_level"].startswith("paired permutation test")
+    assert kd["aso"] == pytest.approx(0.0, abs=0.05)
     assert set(frame["source"]) == {"ours", "published (paper)"}
 
 
 def test_generate_writes_all_formats_and_logs_plot(store, tmp_path):
     c, _, parent = store
     out = tmp_path / "rendered"
-    tables, written = generate(c, out, table_ids=["table1a", "table1b"], generated="2026-01-02", n_resamples=199)
+    tables, written = generate(c, out, table_ids=["table1a", "table1b"], generated="2026-01-02", n_resamples=199,
+                               aso=False)
     names = {p.name for p in written}
     assert {"table1a.md", "table1a.tex", "table1a.csv", "table1a.html", "table1b.html", "index.html",
             f"{GRID}.png"} <= names
@@ -204,7 +232,8 @@ def test_html_page_renders_in_headless_chromium(store, tmp_path):
     if browser is None:
         pytest.skip("chromium is not installed and `apt-get install -y chromium` was not possible here")
     c, _, _ = store
-    generate(c, tmp_path / "out", table_ids=["table1a"], generated="2026-01-02", n_resamples=199, log_plots=False)
+    generate(c, tmp_path / "out", table_ids=["table1a"], generated="2026-01-02", n_resamples=199, log_plots=False,
+             aso=False)
     page = (tmp_path / "out" / "table1a.html").resolve()
     proc = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leaderboards.spec import Column, load_published, load_spec, load_specs
+from leaderboards.spec import Column, load_published, load_spec, load_specs, published_number
 
 
 def test_all_specs_load_and_match_published_columns():
@@ -20,14 +20,26 @@ def test_all_specs_load_and_match_published_columns():
 
 def test_published_numbers_are_the_papers():
     p = load_published()
-    assert len(p["I(a)"]) == 6 and p["I(a)"][-1] == {"system": "cViL_KD", "Accuracy": 35.72, "BLEU": 33.1}
-    assert p["I(a)"][0]["BLEU"] is None  # PCATT*: "-" in the paper
-    assert sum(len(r) - 1 for r in p["I(b)"]) == 9 and p["I(b)"][0]["naze (why)"] == 11.44
-    assert [r["Accuracy"] for r in p["II(a)"]] == [60.15, 62.50, 64.51, 68.39, 73.13, 67.71, 72.65]
-    assert p["II(b)"][0] == {"system": "cViL_KD", "Yes / No": 86.99, "Number": 58.18, "Other": 63.65,
-                             "Overall": 72.65}
-    assert [r["Accuracy"] for r in p["III"]] == [35.72, 35.58, 35.57, 35.38, 35.19, 34.55, 33.75]
-    assert p["IV"][3]["VQA v2.0 JA Accuracy"] == 72 and p["IV"][0]["VQA v2.0 EN Accuracy"] == 71.4
+    # as printed: "19.2" not 19.20, "72" not 72.00, "35.40" keeps its zero
+    assert len(p["I(a)"]) == 6 and p["I(a)"][-1] == {"system": "cViL_KD", "Accuracy": "35.72", "BLEU": "33.1"}
+    assert p["I(a)"][0]["Accuracy"] == "19.2" and p["I(a)"][0]["BLEU"] is None  # PCATT*: "-" in the paper
+    assert sum(len(r) - 1 for r in p["I(b)"]) == 9 and p["I(b)"][0]["naze (why)"] == "11.44"
+    assert p["I(b)"][0]["dare (who)"] == "35.40"
+    # Table I(b) names no system: not attributed to cViL_KD
+    assert p["I(b)"][0]["system"] == "system not named in the paper"
+    assert [r["Accuracy"] for r in p["II(a)"]] == ["60.15", "62.50", "64.51", "68.39", "73.13", "67.71", "72.65"]
+    assert p["II(b)"][0] == {"system": "cViL_KD", "Yes / No": "86.99", "Number": "58.18", "Other": "63.65",
+                             "Overall": "72.65"}
+    assert [r["Accuracy"] for r in p["III"]] == ["35.72", "35.58", "35.57", "35.38", "35.19", "34.55", "33.75"]
+    assert p["IV"][3]["VQA v2.0 JA Accuracy"] == "72" and p["IV"][0]["VQA v2.0 EN Accuracy"] == "71.4"
+    assert published_number(p["IV"][3]["VQA v2.0 JA Accuracy"]) == 72.0
+
+
+def test_published_bare_number_is_rejected(tmp_path):
+    path = tmp_path / "published.yaml"
+    path.write_text('tables:\n  I(a):\n    rows:\n      - {system: X, Accuracy: 19.20}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="table I\\(a\\), 'X', 'Accuracy': expected the printed number"):
+        load_published(path)
 
 
 def test_bad_spec_is_a_clear_error(tmp_path):
