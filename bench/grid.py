@@ -24,6 +24,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -37,7 +38,7 @@ from bench import tracking
 from bench.argparse_util import allow_intermixed
 from bench.grid_spec import GridSpec, Job, expand, load_grid, slug, world_overrides
 from bench.launchers import LAUNCHERS, Handle, Outcome, make_launcher, stop_all
-from cvil.train.run_lock import HELD_MARKER, RunFolderLocked, RunLock, holder
+from cvil.train.run_lock import HELD_MARKER, RunFolderLocked, RunLock
 
 TRAIN_CMD_ENV = "CVIL_TRAIN_CMD"
 HASH_TAG = "cvil.config_hash"
@@ -246,8 +247,9 @@ class GridRunner:
     def _finish(self, p: _Plan, outcome: Outcome, seconds: float, started_ms: int, parent: str, c,
                 exp_id: str) -> JobResult:
         job = p.job
-        if outcome.returncode != 0 and HELD_MARKER in outcome.stderr_tail:  # lost the race for the folder's lock
-            return self._held(p, holder(job.output_dir) or -1)
+        held = re.search(HELD_MARKER + r" (\d+)", outcome.stderr_tail) if outcome.returncode != 0 else None
+        if held:  # the job lost the race for its folder's lock to another grid or trainer: nothing was trained
+            return self._held(p, int(held.group(1)))
         runs = tracking.children(c, exp_id, parent, {"cvil.cell": job.cell, "cvil.seed": str(job.seed)})
         if not p.resume:  # a fresh attempt made a new run; a resumed one re-opened its old run
             runs = [r for r in runs if r.info.start_time >= started_ms - 2000]

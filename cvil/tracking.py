@@ -76,7 +76,7 @@ class MLflowTracker:
         parent_run_id: str = "",
         tags: dict[str, Any] | None = None,
         local_dir: str | Path | None = None,
-        retry_budget_s: float = 300.0,
+        retry_budget_s: float = 120.0,
     ) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient

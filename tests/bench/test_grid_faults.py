@@ -164,3 +164,17 @@ def test_a_job_killed_before_closing_its_run_leaves_one_finished_run_after_the_r
     results, _ = _run(grid_file, mlflow_store)  # nothing left to do, nothing closed
     assert results[0].status == "skipped" and sorted(r.info.status for r in _runs(mlflow_store)) == ["FINISHED",
                                                                                                       "KILLED"]
+
+
+def test_a_job_refused_by_its_folder_lock_is_reported_held_not_failed(grid_file, tmp_path):
+    """The race the up-front check cannot close: another trainer took the folder between the check and the start."""
+    from bench.grid import _Plan
+    from bench.grid_spec import expand
+    from bench.launchers import Outcome
+    from cvil.train.run_lock import RunFolderLocked
+
+    runner = GridRunner(load_grid(str(grid_file)), echo=lambda line: None)
+    job = expand(runner.spec, seeds=1)[0]
+    refusal = f"cvil train: {RunFolderLocked(Path(job.output_dir), 4242)}"
+    result = runner._finish(_Plan(job), Outcome(2, refusal), 1.0, 0, "parent", None, "0")
+    assert (result.status, result.error) == ("skipped", f"held: {job.output_dir} is in use by pid 4242; not started")
