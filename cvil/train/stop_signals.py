@@ -43,4 +43,4 @@ def stop_on_signals(trainer):
         yield
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)  # None: it was set outside Python
