@@ -84,11 +84,16 @@ class RunLock:
         self.release()
 
     def __del__(self) -> None:  # an exception between acquire and release must not keep an in-process lock
-        self.release()
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: the kernel drops the lock with the process anyway
+            pass
 
 
 def holder(folder: str | Path) -> int | None:
-    """The pid holding `folder`'s lock, or None when nobody does (a leftover file of a dead pid counts as free)."""
+    """The pid holding `folder`'s lock, or None when nobody does (a leftover file of a dead pid counts as free).
+
+    For reports and tests: the probe holds a shared lock for an instant, so do not poll it while a trainer starts."""
     path = Path(folder) / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDONLY)
