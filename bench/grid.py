@@ -6,7 +6,10 @@ scheduler unchanged (`bench.launchers`).
 
 Re-running a grid is cheap and safe: a cell × seed whose *finished* child run carries the same `cvil.config_hash`
 as the config it would run now is skipped; one that was interrupted and left a checkpoint in its `output_dir` is
-resumed (`--resume`); one that failed is run again. One failing job never stops the others; the summary (CSV and
+resumed (`--resume`); one that failed is run again. A cell whose run folder is locked by a live trainer (another
+grid, an orphan, a hand-started run: `cvil.train.run_lock`) is reported as held and not started; otherwise its stale
+RUNNING child runs (a job killed before it could close its run) are closed KILLED first. SIGTERM, like Ctrl-C, stops
+the running jobs before the grid exits. One failing job never stops the others; the summary (CSV and
 JSON, locally under `runs/<grid>/` and as artifacts of the parent run) lists every job, with the tail of stderr
 for the failed ones.
 
@@ -17,10 +20,13 @@ The train command is `python -m cvil train` unless `--train-cmd`, `$CVIL_TRAIN_C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
+import re
 import shlex
+import signal
 import sys
 import time
 from collections import deque
@@ -32,6 +38,7 @@ from bench import tracking
 from bench.argparse_util import allow_intermixed
 from bench.grid_spec import GridSpec, Job, expand, load_grid, slug, world_overrides
 from bench.launchers import LAUNCHERS, Handle, Outcome, make_launcher, stop_all
+from cvil.train.run_lock import HELD_MARKER, RunFolderLocked, RunLock
 
 TRAIN_CMD_ENV = "CVIL_TRAIN_CMD"
 HASH_TAG = "cvil.config_hash"
@@ -176,6 +183,10 @@ class GridRunner:
             while todo or running:
                 while todo and len(running) < self.jobs:
                     p = todo.popleft()
+                    held = self._claim(p, parent, c, exp_id)
+                    if held is not None:
+                        results[p.job.key] = self._held(p, held)
+                        continue
                     started_ms = int(time.time() * 1000)
                     try:
                         handle = self._start(p, parent)
@@ -203,6 +214,28 @@ class GridRunner:
             raise
         return results
 
+    def _claim(self, p: _Plan, parent: str, c, exp_id: str) -> int | None:
+        """Close the cell's stale RUNNING runs (a child killed before it could close its run) while holding the run
+        folder's lock, so that no live trainer's run is touched; the holder's pid when somebody trains it now."""
+        job = p.job
+        try:
+            with RunLock(job.output_dir):
+                runs = tracking.children(c, exp_id, parent, {"cvil.cell": job.cell, "cvil.seed": str(job.seed)})
+                for run in runs:
+                    if run.info.status == "RUNNING":
+                        tracking.retry_locked(c.set_terminated, run.info.run_id, status="KILLED")
+                        self.echo(f"[grid {self.spec.name}] closed stale RUNNING run {run.info.run_id} of "
+                                  f"{job.key} as KILLED")
+        except RunFolderLocked as exc:
+            return exc.pid or -1
+        return None
+
+    def _held(self, p: _Plan, pid: int) -> JobResult:
+        """Another grid or `cvil train` trains this cell right now: report it, do not train it twice."""
+        error = f"held: {p.job.output_dir} is in use by pid {pid}; not started"
+        self.echo(f"[grid {self.spec.name}] skip   {p.job.key} ({error})")
+        return JobResult(p.job.cell, p.job.seed, "skipped", error=error)
+
     def _start(self, p: _Plan, parent: str) -> Handle:
         job = p.job
         argv = [*self.cmd, "--config", job.config, *(["--resume"] if p.resume else []), *job.overrides,
@@ -214,6 +247,9 @@ class GridRunner:
     def _finish(self, p: _Plan, outcome: Outcome, seconds: float, started_ms: int, parent: str, c,
                 exp_id: str) -> JobResult:
         job = p.job
+        held = re.search(HELD_MARKER + r" (\d+)", outcome.stderr_tail) if outcome.returncode != 0 else None
+        if held:  # the job lost the race for its folder's lock to another grid or trainer: nothing was trained
+            return self._held(p, int(held.group(1)))
         runs = tracking.children(c, exp_id, parent, {"cvil.cell": job.cell, "cvil.seed": str(job.seed)})
         if not p.resume:  # a fresh attempt made a new run; a resumed one re-opened its old run
             runs = [r for r in runs if r.info.start_time >= started_ms - 2000]
@@ -304,7 +340,24 @@ def main(args: argparse.Namespace) -> int:
                         uri=args.tracking_uri, runs_dir=args.runs_dir, train_cmd=args.train_cmd,
                         echo=lambda line: print(line, flush=True))
     try:
-        results = runner.run()
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            results = runner.run()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Slurm, `timeout`): the running jobs were stopped first
         return 130
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM takes the Ctrl-C path: the running jobs are interrupted (they close their runs KILLED), given a
+    grace period, then killed, and the parent run is closed KILLED; without this the grid died at once and its
+    children (in their own sessions) kept training as orphans."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the children's grace period
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

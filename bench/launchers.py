@@ -3,7 +3,7 @@
 Every launcher does the same thing on the executing node — `run_command`: run the command with its stdout/stderr
 going to log files beside the grid's outputs — so the runner reads the outcome (exit code, stderr tail) the same
 way whichever launcher ran it. The local launcher is a plain `Popen` (each job in its own process group, so an
-interrupt reaches the whole job and nothing else); the submitit launchers pickle `run_command` to a scheduler job
+interrupt reaches the whole job and nothing else; on Linux a job also gets SIGTERM if the grid dies); the submitit launchers pickle `run_command` to a scheduler job
 (`AutoExecutor(cluster="slurm")`, or `cluster="local"`, which is also how the tests exercise this path).
 """
 
@@ -87,12 +87,31 @@ class _LocalHandle:
                 pass
 
 
+def _die_with_parent(parent_pid: int):
+    """Linux: the job gets SIGTERM when the grid dies, even by SIGKILL (which the grid cannot catch to stop its jobs),
+    so a killed grid leaves no orphan training; the trainer closes its run KILLED on that SIGTERM."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return None
+
+    def set_parent_death_signal() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # the grid died before the call above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
 class LocalLauncher:
     def start(self, cmd, *, cwd, env, stdout_path, stderr_path) -> _LocalHandle:
         Path(stdout_path).parent.mkdir(parents=True, exist_ok=True)
         out, err = open(stdout_path, "w"), open(stderr_path, "w")
         proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=out, stderr=err,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
         return _LocalHandle(proc, stderr_path, [out, err])
 
 
@@ -153,8 +172,11 @@ def stop_all(handles: list[Handle], grace_s: float = 15.0, poll_s: float = 0.2) 
     for h in handles:
         h.interrupt()
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(h.poll() is None for h in handles):
-        time.sleep(poll_s)
+    try:
+        while time.monotonic() < deadline and any(h.poll() is None for h in handles):
+            time.sleep(poll_s)
+    except KeyboardInterrupt:  # a second Ctrl-C: kill now
+        pass
     for h in handles:
         if h.poll() is None:
             h.kill()

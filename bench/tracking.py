@@ -55,9 +55,14 @@ def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 6, base_delay
 
 
 def client(uri: str):
+    """A client on `uri`; a fresh SQLite store is migrated under its file lock (`cvil.tracking.store_setup_lock`),
+    so two grids, or a grid and a `cvil train`, starting together on a new store do not race."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    from cvil.tracking import store_setup_lock
+
+    with store_setup_lock(uri):
+        return MlflowClient(tracking_uri=uri)
 
 
 def experiment_id(c, name: str) -> str:

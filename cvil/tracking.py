@@ -2,15 +2,18 @@
 
 The training loop only ever talks to a `Tracker`. `MLflowTracker` logs to any MLflow store (default
 `sqlite:///mlflow.db` in the working folder); `NullTracker` is used on ranks > 0, in tests, and when tracking is
-off. Training must never die because the store is unreachable: the MLflow tracker warns once, then keeps going
-with local logs only (`metrics.jsonl` in the run's output folder is always written by the loop).
+off. Training must never die because the store is unreachable: the MLflow tracker warns, buffers and retries, and
+keeps going with local logs (`metrics.jsonl` in the run's output folder is always written by the loop).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,9 +55,16 @@ def resolve_tracking_uri(uri: str = "") -> str:
 class MLflowTracker:
     """One MLflow run, created or re-attached (resume) at construction.
 
-    Every call goes through `_safe`, which turns the first store failure into one warning and disables further
-    calls, so a dead tracking server costs a warning, not a training run.
+    A store that cannot be reached at construction (corrupt SQLite file, unknown URI scheme, server down) costs one
+    warning: the run is tracked locally only (`metrics.jsonl`). A store that fails later (a SQLite lock held past
+    MLflow's 20 s busy timeout, a server restart) does not switch tracking off: what could not be logged is buffered
+    and retried with backoff, within `retry_budget_s` seconds of failed calls per run. `close()` delivers what is
+    left; if it cannot, the run is closed FAILED with `cvil.local_results` naming the folder with the local results
+    (a run is never left RUNNING by a tracker that can still reach its store). Errors the store gives for the call
+    itself (a rejected value) are not retried; they are counted in `cvil.tracking.rejected`.
     """
+
+    first_delay_s, max_delay_s, max_pending = 2.0, 60.0, 20000
 
     def __init__(
         self,
@@ -65,42 +75,87 @@ class MLflowTracker:
         run_id: str | None = None,
         parent_run_id: str = "",
         tags: dict[str, Any] | None = None,
+        local_dir: str | Path | None = None,
+        retry_budget_s: float = 120.0,
     ) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        for key, value in _HTTP_DEFAULTS.items():  # MLflow's own: 7 retries with backoff, 258 s on a closed port
+            os.environ.setdefault(key, value)
+        self._client: Any = _NoClient()
         self._alive = True
         self.run_id = None
         self.uri = resolve_tracking_uri(uri)
+        self.local_dir = str(local_dir) if local_dir else ""
+        self._pending: list[tuple[Any, tuple, dict]] = []
+        self._dropped = self._rejected = 0
+        self._warned: set[str] = set()
+        self._budget_s, self._delay_s, self._next_try = retry_budget_s, self.first_delay_s, 0.0
         try:
-            self._client = MlflowClient(tracking_uri=self.uri)
-            if run_id:
-                self._client.update_run(run_id, status="RUNNING")
-                self.run_id = run_id
-            else:
-                exp = self._client.get_experiment_by_name(experiment)
-                exp_id = exp.experiment_id if exp else _create_experiment(self._client, experiment)
-                all_tags = {k: str(v) for k, v in (tags or {}).items()}
-                if parent_run_id:
-                    all_tags["mlflow.parentRunId"] = parent_run_id
-                run = self._client.create_run(exp_id, run_name=run_name or None, tags=all_tags)
-                self.run_id = run.info.run_id
+            with store_setup_lock(self.uri):
+                client = MlflowClient(tracking_uri=self.uri)  # a fresh SQLite store is migrated here
+                if run_id:
+                    client.update_run(run_id, status="RUNNING")
+                    self.run_id = run_id
+                else:
+                    exp = client.get_experiment_by_name(experiment)
+                    exp_id = exp.experiment_id if exp else _create_experiment(client, experiment)
+                    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+                    if parent_run_id:
+                        all_tags["mlflow.parentRunId"] = parent_run_id
+                    run = client.create_run(exp_id, run_name=run_name or None, tags=all_tags)
+                    self.run_id = run.info.run_id
+            self._client = client
         except Exception as exc:  # unreachable or broken store
             self._disable(exc)
         self._mlflow = mlflow
 
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=4)
+
     def _disable(self, exc: BaseException) -> None:
-        if self._alive:
-            warnings.warn(f"MLflow tracking disabled ({self.uri}): {exc!r}; training continues with local logs", stacklevel=3)
+        self._warn("disabled", f"MLflow tracking disabled ({self.uri}): {exc!r}; training continues with local logs")
         self._alive = False
 
     def _safe(self, fn, *args, **kwargs) -> None:
+        """Deliver one store call now, or buffer it behind earlier undelivered ones."""
         if not self._alive or self.run_id is None:
             return
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:
-            self._disable(exc)
+        if len(self._pending) >= self.max_pending:
+            self._dropped += 1
+            return
+        self._pending.append((fn, args, kwargs))
+        if len(self._pending) == 1 or time.monotonic() >= self._next_try:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> bool:
+        """Send buffered calls in order until one fails; True when nothing is left."""
+        while self._pending:
+            if not final and self._budget_s <= 0:
+                return False
+            fn, args, kwargs = self._pending[0]
+            t0 = time.monotonic()
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:
+                if _rejected(exc):  # the store answered: this call is wrong, retrying cannot help
+                    self._pending.pop(0)
+                    self._rejected += 1
+                    self._warn("rejected", f"MLflow rejected a call ({self.uri}): {exc!r}; not retried")
+                    continue
+                now = time.monotonic()
+                self._budget_s -= now - t0
+                self._next_try = now + self._delay_s
+                self._delay_s = min(2 * self._delay_s, self.max_delay_s)
+                self._warn("outage", f"MLflow store {self.uri} failed: {exc!r}; buffering what is logged and "
+                                     "retrying with backoff; training continues (local results in metrics.jsonl)")
+                return False
+            self._pending.pop(0)
+            self._delay_s = self.first_delay_s
+        return True
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -110,8 +165,6 @@ class MLflowTracker:
             self._safe(self._client.log_batch, self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -130,7 +183,92 @@ class MLflowTracker:
         self._safe(self._client.log_text, self.run_id, text, artifact_file)
 
     def close(self, status: str = "FINISHED") -> None:
-        self._safe(self._client.set_terminated, self.run_id, status)
+        """Deliver the buffer, then close the run; an incomplete run is closed FAILED, naming its local results."""
+        if not self._alive or self.run_id is None:
+            return
+        delivered = self._flush(final=True)
+        lost = len(self._pending) + self._dropped
+        if delivered and not lost:
+            if self._rejected:
+                self.set_tags({"cvil.tracking.rejected": self._rejected})
+            self._safe(self._client.set_terminated, self.run_id, status)
+            if self._flush(final=True):
+                return
+            lost = len(self._pending)
+        note = {"cvil.local_results": self.local_dir or "metrics.jsonl in the run's output_dir",
+                "cvil.tracking.undelivered": lost, "cvil.tracking.rejected": self._rejected}
+        self._pending = []
+        from mlflow.entities import RunTag
+
+        self._safe(self._client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in note.items()])
+        self._safe(self._client.set_terminated, self.run_id, "FAILED" if status == "FINISHED" else status)
+        if self._flush(final=True):
+            self._warn("failed", f"MLflow run {self.run_id}: {lost} logging calls could not be delivered; closed "
+                                 f"FAILED, local results in {note['cvil.local_results']}")
+        else:
+            self._warn("left", f"MLflow run {self.run_id} could not be closed ({self.uri} unreachable): it shows "
+                               f"RUNNING until a grid re-run closes it; local results in {note['cvil.local_results']}")
+
+
+class _NoClient:
+    """Stands in for a client that could not be created, so `self._client.method` never raises AttributeError."""
+
+    def __getattr__(self, name: str):
+        return _no_op
+
+
+def _no_op(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+_HTTP_DEFAULTS = {  # used unless the user set them: a few seconds, not minutes, per failed call to a server
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+_REJECTED_CODES = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE",
+                   "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_REQUEST"}
+
+
+def _rejected(exc: BaseException) -> bool:
+    return getattr(exc, "error_code", "") in _REJECTED_CODES
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (None for other stores and in-memory databases)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def store_setup_lock(uri: str, timeout_s: float = 300.0):
+    """Hold `<db>.lock` while a client is first created on a SQLite store.
+
+    MLflow migrates a fresh SQLite database in the client's constructor, and two processes migrating the same file
+    at once kill one of them (two runs or two grids starting together on a new store). Other stores need nothing.
+    """
+    db = sqlite_path(uri)
+    if db is None or not db.parent.is_dir():
+        yield
+        return
+    fd = os.open(f"{db}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    log.warning("%s.lock still held after %.0f s; going on without it", db, timeout_s)
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _create_experiment(client, name: str) -> str:

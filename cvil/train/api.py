@@ -2,7 +2,8 @@
 
 It sets up the process group (under torchrun), seeds, the rank-0 tracker, saves the resolved config, trains every
 stage (resuming from `output_dir` when asked), scores the final model on the evaluation splits, and closes the
-MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised, e.g. an Optuna prune).
+MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised, e.g. an Optuna prune, or on SIGTERM/SIGINT:
+`cvil.train.stop_signals`). It holds the run folder's lock throughout (`cvil.train.run_lock`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 from cvil.config import RunConfig, config_hash, flatten, to_yaml
 from cvil.tracking import MLflowTracker, NullTracker, git_commit
 from cvil.train.distributed import broadcast_object, setup_distributed, teardown_distributed
+from cvil.train.run_lock import RunLock
+from cvil.train.stop_signals import stop_on_signals
 from cvil.train.trainer import EvalCallback, Trainer, seed_everything
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,8 @@ def _make_tracker(cfg: RunConfig, is_main: bool, run_id: str, digest: str):
     if not (is_main and cfg.tracking.enabled):
         return NullTracker()
     return MLflowTracker(uri=cfg.tracking.uri, experiment=cfg.tracking.experiment, run_name=cfg.tracking.run_name,
-                         run_id=run_id or None, parent_run_id=cfg.tracking.parent_run_id, tags=_run_tags(cfg, digest))
+                         run_id=run_id or None, parent_run_id=cfg.tracking.parent_run_id, tags=_run_tags(cfg, digest),
+                         local_dir=Path(cfg.output_dir).absolute())
 
 
 def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = None,
@@ -49,6 +53,7 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     digest = config_hash(cfg)
     out = Path(cfg.output_dir)
+    lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
     trainer = Trainer(cfg, dist=dist, on_eval=on_eval)
     trainer.progress.config_hash = digest
     resume_state = trainer.load_resume_state() if resume else None
@@ -65,15 +70,19 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
         tracker.log_artifact(out / "config.yaml")
     status = "FAILED"
     try:
-        trainer.run(resume_state)
-        from cvil.train.final_eval import finish_run
+        with stop_on_signals(trainer):
+            trainer.run(resume_state)
+            from cvil.train.final_eval import finish_run
 
-        metrics = finish_run(trainer)
+            metrics = finish_run(trainer)
         status = "FINISHED"
         return metrics
     except BaseException as exc:
-        status = "KILLED" if on_eval is not None and type(exc).__name__ == "TrialPruned" else "FAILED"
+        pruned = on_eval is not None and type(exc).__name__ == "TrialPruned"
+        status = "KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED"
         raise
     finally:
         tracker.close(status)
+        if lock is not None:
+            lock.release()
         teardown_distributed()

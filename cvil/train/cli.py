@@ -21,8 +21,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"cvil train: {exc}", file=sys.stderr)
         return 2
     from cvil.train.api import run
+    from cvil.train.stop_signals import RunInterrupted
 
-    metrics = run(cfg, resume=args.resume)
+    try:
+        metrics = run(cfg, resume=args.resume)
+    except RunInterrupted as exc:  # SIGTERM/SIGINT: the run is closed KILLED, its last checkpoint kept
+        print(f"cvil train: {exc}; resume with --resume (output_dir {cfg.output_dir})", file=sys.stderr)
+        return 128 + exc.signum
     if metrics:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

@@ -39,6 +39,7 @@ from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, t
 from cvil.train.distributed import DistInfo, all_reduce_sum, barrier
 from cvil.train.optim import build_optimizer, build_scheduler
 from cvil.train.precision import autocast, grad_scaler, resolve_precision
+from cvil.train.stop_signals import RunInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, dist.device)
         self.scaler = grad_scaler(self.precision, dist.device)
         self.progress = Progress()
+        self.in_step_loop, self.stop_signal = False, 0  # set by cvil.train.stop_signals
         self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.init or _required(cfg, "model.tokenizer"))
         self.teacher: FrozenTeacher | None = None
         self.teacher_tokenizer = None
@@ -166,6 +168,7 @@ class Trainer:
         log.info("stage %d %s: %d steps (%d/epoch), lr %.2g, trains %s, objective %s", index, stage.name,
                  total_steps, steps_per_epoch, stage.lr, stage.trainable, stage.objective)
         timer = _Throughput()
+        self.in_step_loop = True  # a SIGTERM/SIGINT now waits for the step boundary (cvil.train.stop_signals)
         for epoch in range(self.progress.epoch, epochs):
             self.progress.epoch = epoch
             data.train_sampler.set_epoch(epoch, start=self.progress.batches_in_epoch * cfg.data.batch_size)
@@ -195,16 +198,22 @@ class Trainer:
                     self._evaluate_and_select(index, stage, data)
                 if self.progress.stage_step % cfg.train.checkpoint_every == 0:
                     self._save_checkpoint(optimizer, scheduler)
+                if self.stop_signal:
+                    self._save_checkpoint(optimizer, scheduler)
+                    raise RunInterrupted(self.stop_signal, f"at step {step}; checkpoint saved")
             self.progress.batches_in_epoch = 0
             self.progress.epoch = epoch + 1
             self._evaluate_and_select(index, stage, data)
             self._save_checkpoint(optimizer, scheduler)
             if self.progress.stage_step >= total_steps:
                 break
+        self.in_step_loop = False
         self._finish_stage(index, stage)
         self.progress.stage = index + 1
         self.progress.epoch = self.progress.batches_in_epoch = self.progress.stage_step = 0
         self._save_checkpoint(optimizer, scheduler)
+        if self.stop_signal:
+            raise RunInterrupted(self.stop_signal, f"after stage {stage.name}; checkpoint saved")
 
     def _wrap(self, model):
         """DDP under torchrun, then `torch.compile` when asked (the plain module keeps the state-dict keys)."""
