@@ -92,7 +92,7 @@ def _check_features(qla: QLAFile, features: _Features, report: SplitReport, erro
     for row, file_index in zip(qla.rows, qla.file_indices()):
         first_row.setdefault(row.img_id, file_index)
     report.images = len(first_row)
-    widths: dict[int, int] = {}
+    widths: dict[int, list[int]] = {}
     for img_id, file_index in sorted(first_row.items()):
         if img_id not in features.ids:
             errors.append(str(DataFormatError(qla.path, f"row {file_index} img_id {img_id}",
@@ -105,11 +105,16 @@ def _check_features(qla: QLAFile, features: _Features, report: SplitReport, erro
             continue
         report.images_with_features += 1
         if width >= 0:
-            widths.setdefault(width, img_id)
-    if len(widths) > 1:
-        errors.append(f"{features.root}: expected one feature dim, got {len(widths)}: "
-                      + ", ".join(f"{w} (e.g. img_id {i})" for w, i in sorted(widths.items())))
-    report.feature_dim = min(widths) if widths else None
+            widths.setdefault(width, []).append(img_id)
+    if len(widths) > 1:  # blame the images in the minority, not whichever image happened to come first
+        usual = max(widths, key=lambda w: (len(widths[w]), -w))
+        for width, ids in sorted(widths.items()):
+            if width != usual:
+                where = features.root / f"{ids[0]}.pt" if features.source is not None else features.root
+                errors.append(str(DataFormatError(where, f"img_id {ids[0]}" + (f" and {len(ids) - 1} more" if ids[1:] else ""),
+                                                  f"feature dim {usual} (as {len(widths[usual])} other images)",
+                                                  f"dim {width}")))
+    report.feature_dim = max(widths, key=lambda w: (len(widths[w]), -w)) if widths else None
     report.feature_source = features.description
 
 
@@ -158,6 +163,10 @@ def _check_split(folder: Path, split: str, labels: LabelMaps | None, report: Dat
         report.errors.append(str(exc))
         return
     split_report.rows, split_report.dropped = len(qla.rows), dict(qla.dropped.by_reason)
+    if split == "train" and not unknown and not qla.rows:
+        total = qla.dropped.total
+        report.errors.append(str(DataFormatError(path, "all rows", "at least one labelled row to train on",
+                                                 f"{total} rows, none labelled" if total else "no rows")))
     report.splits.append(split_report)
     if split not in features:  # the `.unknown` file shares the test split's features: open (and report) them once
         try:

@@ -1,4 +1,4 @@
-"""`cvil train --config FILE [--resume] [key=value ...]` (also under `torchrun --nproc_per_node N -m cvil train`)."""
+"""`cvil train --config FILE [--resume | --overwrite] [key=value ...]` (also under `torchrun --nproc_per_node N -m cvil train`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     from cvil.train.api import run
 
-    metrics = run(cfg, resume=args.resume)
+    metrics = run(cfg, resume=args.resume, overwrite=args.overwrite, trust_unverified=args.trust_unverified)
     if metrics:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
@@ -33,5 +33,9 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("--config", required=True, help="YAML run config (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in output_dir (without it, or --resume, an existing run is refused)")
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="--resume from a checkpoint whose .sha256 checksum file is missing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.seed=3")
     p.set_defaults(func=_train)

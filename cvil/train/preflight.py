@@ -30,9 +30,9 @@ def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
     if resume:
         ckpt = Path(cfg.output_dir) / "checkpoints" / "last.pt"
         if ckpt.exists():
-            import torch
+            from cvil.torch_files import load_torch_file
 
-            saved = torch.load(ckpt, map_location="cpu", weights_only=True)["progress"]
+            saved = load_torch_file(ckpt, what="a cvil checkpoint")["progress"]
             if saved.get("config_hash") and saved["config_hash"] != config_hash(cfg):
                 problems.append(f"--resume: {ckpt} was written with a different config; use a new output_dir")
     if problems:
