@@ -396,17 +396,19 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
-def config_hash(cfg: RunConfig) -> str:
+def config_hash(cfg: RunConfig, *, with_output_dir: bool = False) -> str:
     """SHA-256 of the resolved config without its `tracking` section and `output_dir`: what makes two runs the same
     experiment.
 
     Grids use it to skip cells already finished with the same settings; resume uses it to refuse a checkpoint
-    written by a different config. Where the run lives is not part of it, so a moved run folder still resumes.
+    written by a different config. Where the run lives is not part of it, so a moved run folder still resumes
+    (`with_output_dir=True` gives the hash of cvil before that change, which resume still accepts).
     """
     import hashlib
     import json
 
     data = to_dict(cfg)
     data.pop("tracking", None)
-    data.pop("output_dir", None)
+    if not with_output_dir:
+        data.pop("output_dir", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

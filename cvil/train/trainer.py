@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cvil.config import RunConfig, StageConfig
+from cvil.config import RunConfig, StageConfig, config_hash
 from cvil.distill.kd_losses import distillation_loss, teacher_logit_loss
 from cvil.distill.teacher import FrozenTeacher
 from cvil.models.oscar import instance_bce_with_logits
@@ -111,7 +111,8 @@ class Trainer:
             return None
         state = verified_torch_load(self.checkpoint_path, trust_unverified=trust_unverified)
         saved = Progress(**state["progress"])
-        if saved.config_hash and self.progress.config_hash and saved.config_hash != self.progress.config_hash:
+        if saved.config_hash and self.progress.config_hash and saved.config_hash not in (
+                self.progress.config_hash, config_hash(self.cfg, with_output_dir=True)):  # the latter: older cvil
             raise model_setup.ResumeError(
                 f"{self.checkpoint_path} was written by a run with a different config (hash {saved.config_hash[:12]} "
                 f"vs {self.progress.config_hash[:12]}): refusing to resume; use a new output_dir")
