@@ -111,7 +111,8 @@ def _check_features(qla: QLAFile, features: _Features, report: SplitReport, erro
         for width, ids in sorted(widths.items()):
             if width != usual:
                 where = features.root / f"{ids[0]}.pt" if features.source is not None else features.root
-                errors.append(str(DataFormatError(where, f"img_id {ids[0]}" + (f" and {len(ids) - 1} more" if ids[1:] else ""),
+                more = f" and {len(ids) - 1} more" if ids[1:] else ""
+                errors.append(str(DataFormatError(where, f"img_id {ids[0]}{more}",
                                                   f"feature dim {usual} (as {len(widths[usual])} other images)",
                                                   f"dim {width}")))
     report.feature_dim = max(widths, key=lambda w: (len(widths[w]), -w)) if widths else None

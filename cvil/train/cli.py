@@ -1,4 +1,4 @@
-"""`cvil train --config FILE [--resume | --overwrite] [key=value ...]` (also under `torchrun --nproc_per_node N -m cvil train`)."""
+"""`cvil train --config FILE [--resume | --overwrite] [key=value ...]` (also under `torchrun -m cvil train`)."""
 
 from __future__ import annotations
 

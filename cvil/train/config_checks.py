@@ -31,7 +31,8 @@ def check_against_models(cfg: RunConfig) -> None:
 
     if not any(stage.objective != "task" for stage in cfg.stages):
         return
-    student = _depth(cfg.model.init, "model.init") if cfg.model.init else cfg.model.from_scratch.get("num_hidden_layers", 12)
+    student = (_depth(cfg.model.init, "model.init") if cfg.model.init
+               else cfg.model.from_scratch.get("num_hidden_layers", 12))
     for key, depth in (("kd.teacher", _depth(cfg.kd.teacher, "kd.teacher")), ("model.init", student)):
         if not isinstance(depth, int):
             continue

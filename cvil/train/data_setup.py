@@ -202,7 +202,8 @@ def build_stage_data(stage: StageConfig, data: DataConfig, kd: KDConfig, *, toke
     val = DataLoader(val_ds, batch_size=data.eval_batch_size,
                      sampler=ShardSampler(len(val_ds), rank=dist.rank, world_size=dist.world_size), **loader_kw)
     return StageData(train, val, sampler, len(label_maps(folder)), val_file.dropped.total,
-                     train_rows=len(train_rows), train_kept=len(train_file.rows), train_dropped=dict(train_file.dropped.by_reason))
+                     train_rows=len(train_rows), train_kept=len(train_file.rows),
+                     train_dropped=dict(train_file.dropped.by_reason))
 
 
 def check_label_ids(qla: QLAFile, num_labels: int) -> None:

@@ -218,8 +218,8 @@ def test_api_run_checks_configs_built_in_code(overrides_for, synthetic_config, t
 def test_resume_and_overrides_may_come_in_any_order(synthetic_config):
     from cvil.cli import _parse, build_parser
 
-    argv = ["train", "--config", str(synthetic_config("baseline.yaml")), "train.seed=3", "--resume", "data.batch_size=8",
-            "--trust-unverified"]
+    argv = ["train", "--config", str(synthetic_config("baseline.yaml")), "train.seed=3", "--resume",
+            "data.batch_size=8", "--trust-unverified"]
     args = _parse(build_parser(argv), argv)
     assert args.resume and args.trust_unverified and args.overrides == ["train.seed=3", "data.batch_size=8"]
     with pytest.raises(SystemExit):  # anything else unrecognised is still argparse's error
@@ -350,3 +350,20 @@ def test_an_edited_feature_file_rebuilds_the_packed_store(tiny_world, tmp_path, 
     with caplog.at_level(logging.WARNING, logger="cvil.train.data_setup"):
         feature_store(folder, "train", DistInfo())  # unchanged since: used as it is
     assert "out of date" not in caplog.text
+
+
+def test_a_wrong_feature_dim_names_the_odd_file_in_validate_and_training(tiny_world, overrides_for, synthetic_config,
+                                                                         tmp_path):
+    from cvil.data.errors import DataFormatError
+    from cvil.data.validate import validate_dataset
+
+    root = _world_copy(tiny_world, tmp_path)
+    shutil.rmtree(root / "vg" / "packed", ignore_errors=True)
+    first = sorted((root / "vg" / "train").glob("*.pt"))[0]  # the odd file sorts first: it used to set the width
+    torch.save(torch.randn(5, 7), first)
+    errors = validate_dataset(root / "vg").errors
+    assert any(e.startswith(f"{first}: img_id {first.stem}: expected feature dim 32 (as ") and e.endswith(
+        "other images), got dim 7") for e in errors), errors
+    cfg = load_config(synthetic_config("baseline.yaml"), overrides_for(tmp_path / "out", *SHORT, f"data.root={root}"))
+    with pytest.raises(DataFormatError, match=re.escape(f"{first}: img_id {first.stem}: expected feature dim 32")):
+        run(cfg)
