@@ -114,6 +114,15 @@ def source_fingerprint(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+def packed_from(packed: str | Path, source_dir: str | Path) -> bool:
+    """Whether the store at `packed` exists and, when the per-image folder `source_dir` is there, was packed from
+    exactly its current files (a store with no such folder beside it, e.g. packed from a TSV, is taken as it is)."""
+    packed, source_dir = Path(packed), Path(source_dir)
+    if not (packed / INDEX_FILE).exists():
+        return False
+    return not source_dir.is_dir() or PackedFeatureStore(packed).source_key == source_fingerprint(source_dir)
+
+
 class PackedFeatureStore:
     """Read-only access to a packed store; safe to pass to DataLoader workers (the memmap is reopened lazily)."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cvil.data import layout
 from cvil.data.errors import DataFormatError
-from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore
+from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore, packed_from
 from cvil.data.image_labels import read_image_labels
 from cvil.data.label_maps import LabelMaps, load_label_maps
 from cvil.data.qla import QLAFile, is_aligned, read_qla, read_unknown
@@ -65,7 +65,8 @@ class _Features:
     def __init__(self, folder: Path, split: str) -> None:
         packed, per_image = layout.packed_store_path(folder, split), layout.feature_dir(folder, split)
         self.store = self.source = None
-        if (packed / INDEX_FILE).exists():
+        self.stale = (packed / INDEX_FILE).exists() and per_image.is_dir() and not packed_from(packed, per_image)
+        if (packed / INDEX_FILE).exists() and not self.stale:  # a stale store is rebuilt by training: check the files
             self.store = PackedFeatureStore(packed)
             self.root, self.description, self.ids = packed, f"packed {packed.relative_to(folder)}/", set(self.store.ids())
         elif per_image.is_dir():
@@ -172,6 +173,10 @@ def _check_split(folder: Path, split: str, labels: LabelMaps | None, report: Dat
     if split not in features:  # the `.unknown` file shares the test split's features: open (and report) them once
         try:
             features[split] = _Features(folder, split)
+            if features[split].stale:
+                report.warnings.append(f"{layout.packed_store_path(folder, split)}: out of date (the files in "
+                                       f"{layout.feature_dir(folder, split)} changed since it was packed); training "
+                                       f"rebuilds it, so the per-image files were checked")
         except DataFormatError as exc:
             features[split] = None
             report.errors.append(str(exc))

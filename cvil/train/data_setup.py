@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from cvil.config import DataConfig, KDConfig, StageConfig
 from cvil.data import layout
 from cvil.data.collate import collate
-from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore, pack_features, source_fingerprint
+from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore, pack_features, packed_from, source_fingerprint
 from cvil.data.label_maps import LabelMaps, load_label_maps
 from cvil.data.errors import DataFormatError
 from cvil.data.qla import QLAFile, read_qla
@@ -93,10 +93,7 @@ def store_is_current(folder: Path, split: str) -> bool:
     """Whether the split's packed store can be used as it is: it exists and, when the per-image folder it is built
     from is there, was packed from exactly these files (same names, sizes and mtimes). A store with no per-image
     folder beside it (packed from a TSV or a VinVL file) is used as it is."""
-    packed, source_dir = layout.packed_store_path(folder, split), layout.feature_dir(folder, split)
-    if not (packed / INDEX_FILE).exists():
-        return False
-    return not source_dir.is_dir() or PackedFeatureStore(packed).source_key == source_fingerprint(source_dir)
+    return packed_from(layout.packed_store_path(folder, split), layout.feature_dir(folder, split))
 
 
 def _pack_once(folder: Path, split: str, packed: Path) -> None:

@@ -341,6 +341,10 @@ def test_an_edited_feature_file_rebuilds_the_packed_store(tiny_world, tmp_path, 
     edited = torch.full_like(torch.load(source, weights_only=True), 0.5)
     torch.save(edited, source)
     os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))  # a later mtime, surely
+    from cvil.data.validate import validate_dataset
+
+    assert any("out of date" in w and "per-image files were checked" in w
+               for w in validate_dataset(folder).warnings)  # validate reads what training will read
     with caplog.at_level(logging.WARNING, logger="cvil.train.data_setup"):
         again = feature_store(folder, "train", DistInfo())
     assert "is out of date" in caplog.text and "rebuilding it" in caplog.text
