@@ -39,22 +39,29 @@ def _progress(items: Sequence[int], description: str, show: bool | None) -> Iter
 
 
 def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] | None = None,
-                  dim: int | None = None, progress: bool | None = None) -> "PackedFeatureStore":
+                  dim: int | None = None, progress: bool | None = None,
+                  source_key: str | None = None) -> "PackedFeatureStore":
     """Pack `source` (all its images, or `ids`) into `out/`; same input -> byte-identical files.
+
+    `source_key` (e.g. `source_fingerprint` of a per-image folder) is stored in the index, so that a user of the
+    store can tell that the source changed since it was packed.
 
     Every tensor is validated (2-D, one width across images, finite, within fp16 range). Files are written under
     temporary names and renamed at the end, so an interrupted pack never leaves a store that looks complete.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    given_dim = dim
     wanted = sorted(set(source.ids() if ids is None else ids))
     index: dict[str, list[int]] = {}
     offset = 0
     tmp_features = out / (FEATURES_FILE + ".tmp")
     with open(tmp_features, "wb") as handle:
         for img_id in _progress(wanted, f"packing {source.path.name}", progress):
-            array = check_features(source.get(img_id), source.path, img_id, dim)
+            array = check_features(source.get(img_id), source.path, img_id)
             if array.shape[0]:
+                if dim is not None and array.shape[1] != dim:
+                    raise _odd_dim_error(source, wanted, given_dim)
                 dim = array.shape[1] if dim is None else dim
                 with np.errstate(over="ignore"):  # overflow becomes inf, which the next line reports
                     half = array.astype(DTYPE)
@@ -67,10 +74,53 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
     if dim is None:
         raise DataFormatError(source.path, "all images", "at least one image with regions (to know the feature dim)", "none")
     tmp_index = out / (INDEX_FILE + ".tmp")
-    tmp_index.write_text(json.dumps({"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index}), encoding="utf-8")
+    meta = {"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index}
+    if source_key is not None:
+        meta["source_key"] = source_key
+    tmp_index.write_text(json.dumps(meta), encoding="utf-8")
     os.replace(tmp_features, out / FEATURES_FILE)
     os.replace(tmp_index, out / INDEX_FILE)
     return PackedFeatureStore(out)
+
+
+def _odd_dim_error(source: FeatureSource, ids: list[int], expected: int | None) -> DataFormatError:
+    """The images whose width differs from the usual one (or the asked-for `expected`), found by reading every
+    image's width once more: only on this error path, so that the odd file is named even when it sorts first."""
+    widths: dict[int, list[int]] = {}
+    for img_id in ids:
+        array = source.get(img_id)
+        if array.shape[0]:
+            widths.setdefault(array.shape[1], []).append(img_id)
+    usual = expected if expected is not None else max(widths, key=lambda w: (len(widths[w]), -w))
+    odd = sorted((i, w) for w, group in widths.items() if w != usual for i in group)
+    img_id, width = odd[0]
+    folder_like = source.path.is_dir() and (source.path / f"{img_id}.pt").is_file()
+    where = source.path / f"{img_id}.pt" if folder_like else source.path
+    more = f" ({len(odd) - 1} more images differ)" if len(odd) > 1 else ""
+    return DataFormatError(where, f"img_id {img_id}", f"feature dim {usual} (as {len(widths.get(usual, []))} images)",
+                           f"dim {width}{more}")
+
+
+def source_fingerprint(folder: str | Path) -> str:
+    """SHA-256 over the names, sizes and modification times of a per-image feature folder's `.pt` files: cheap (one
+    `stat` per file), and it changes when any file is edited, added or removed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.endswith(".pt") and entry.is_file():
+            info = entry.stat()
+            digest.update(f"{entry.name}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def packed_from(packed: str | Path, source_dir: str | Path) -> bool:
+    """Whether the store at `packed` exists and, when the per-image folder `source_dir` is there, was packed from
+    exactly its current files (a store with no such folder beside it, e.g. packed from a TSV, is taken as it is)."""
+    packed, source_dir = Path(packed), Path(source_dir)
+    if not (packed / INDEX_FILE).exists():
+        return False
+    return not source_dir.is_dir() or PackedFeatureStore(packed).source_key == source_fingerprint(source_dir)
 
 
 class PackedFeatureStore:
@@ -88,6 +138,7 @@ class PackedFeatureStore:
         if not isinstance(index, dict) or index.get("dtype") != "float16" or not isinstance(index.get("dim"), int):
             raise DataFormatError(index_path, "top level", '{"dim": int, "dtype": "float16", "ids": {...}}', repr(index)[:80])
         self.dim: int = index["dim"]
+        self.source_key: str | None = index.get("source_key")  # set when packed from a fingerprinted folder
         try:
             entries = {int(k): (int(v[0]), int(v[1])) for k, v in index["ids"].items()}
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):

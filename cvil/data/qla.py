@@ -3,7 +3,7 @@
 Fields (see docs/architecture.md §1): questions per language (`en`/`ja`/`hi`, or upstream Oscar's `q` for English),
 `o` detector tags, `an` label ids with soft scores `s`, `img_id`, `q_id`, and `{lang}-en` word alignments. The
 reference silently drops train/val rows with no label (its answer-coverage filter); we drop them too, but count
-them and say why, and we fail on any malformed row instead of skipping it.
+them and say why, and we fail on any malformed row (or a `q_id` used twice) instead of skipping it.
 """
 
 from __future__ import annotations
@@ -160,8 +160,12 @@ def read_qla(path: str | Path, *, drop_empty: bool = True) -> QLAFile:
     rows: list[QLARow] = []
     reasons: Counter[str] = Counter()
     dropped_at: list[int] = []
+    first_at: dict[int, int] = {}  # q_id -> row: results, teacher caches and predictions are keyed by it
     for index, raw in enumerate(data):
         row = _parse_row(path, index, raw)
+        if first_at.setdefault(row.q_id, index) != index:
+            raise DataFormatError(path, f"row {index} field 'q_id'", "a q_id used by one row only",
+                                  f"{row.q_id}, already the q_id of row {first_at[row.q_id]}")
         if drop_empty and not row.answer_ids:
             reasons[NO_LABEL_WITH_ANSWER if "answer" in row.extra else NO_LABEL] += 1
             dropped_at.append(index)

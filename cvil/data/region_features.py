@@ -67,12 +67,15 @@ def _tensor_to_array(value: object, path: Path, img_id: int) -> np.ndarray:
 def _torch_load(path: Path) -> object:
     import torch
 
+    from cvil.torch_files import load_error_detail
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # corrupt file or forbidden content (weights_only refuses arbitrary objects)
-        raise DataFormatError(path, "file", "a tensor file loadable with weights_only=True", f"{type(exc).__name__}: {exc}") from exc
+        raise DataFormatError(path, "file", "a tensor file loadable with weights_only=True",
+                              load_error_detail(exc)) from exc
 
 
 def _missing(path: Path, img_id: int) -> DataFormatError:

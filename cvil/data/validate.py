@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cvil.data import layout
 from cvil.data.errors import DataFormatError
-from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore
+from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore, packed_from
 from cvil.data.image_labels import read_image_labels
 from cvil.data.label_maps import LabelMaps, load_label_maps
 from cvil.data.qla import QLAFile, is_aligned, read_qla, read_unknown
@@ -65,7 +65,8 @@ class _Features:
     def __init__(self, folder: Path, split: str) -> None:
         packed, per_image = layout.packed_store_path(folder, split), layout.feature_dir(folder, split)
         self.store = self.source = None
-        if (packed / INDEX_FILE).exists():
+        self.stale = (packed / INDEX_FILE).exists() and per_image.is_dir() and not packed_from(packed, per_image)
+        if (packed / INDEX_FILE).exists() and not self.stale:  # a stale store is rebuilt by training: check the files
             self.store = PackedFeatureStore(packed)
             self.root, self.description, self.ids = packed, f"packed {packed.relative_to(folder)}/", set(self.store.ids())
         elif per_image.is_dir():
@@ -94,7 +95,7 @@ def _check_features(qla: QLAFile, features: _Features, report: SplitReport, erro
     for row, file_index in zip(qla.rows, qla.file_indices()):
         first_row.setdefault(row.img_id, file_index)
     report.images = len(first_row)
-    widths: dict[int, int] = {}
+    widths: dict[int, list[int]] = {}
     for img_id, file_index in sorted(first_row.items()):
         if img_id not in features.ids:
             errors.append(str(DataFormatError(qla.path, f"row {file_index} img_id {img_id}",
@@ -107,11 +108,17 @@ def _check_features(qla: QLAFile, features: _Features, report: SplitReport, erro
             continue
         report.images_with_features += 1
         if width >= 0:
-            widths.setdefault(width, img_id)
-    if len(widths) > 1:
-        errors.append(f"{features.root}: expected one feature dim, got {len(widths)}: "
-                      + ", ".join(f"{w} (e.g. img_id {i})" for w, i in sorted(widths.items())))
-    report.feature_dim = min(widths) if widths else None
+            widths.setdefault(width, []).append(img_id)
+    if len(widths) > 1:  # blame the images in the minority, not whichever image happened to come first
+        usual = max(widths, key=lambda w: (len(widths[w]), -w))
+        for width, ids in sorted(widths.items()):
+            if width != usual:
+                where = features.root / f"{ids[0]}.pt" if features.source is not None else features.root
+                more = f" and {len(ids) - 1} more" if ids[1:] else ""
+                errors.append(str(DataFormatError(where, f"img_id {ids[0]}{more}",
+                                                  f"feature dim {usual} (as {len(widths[usual])} other images)",
+                                                  f"dim {width}")))
+    report.feature_dim = max(widths, key=lambda w: (len(widths[w]), -w)) if widths else None
     report.feature_source = features.description
 
 
@@ -160,10 +167,18 @@ def _check_split(folder: Path, split: str, labels: LabelMaps | None, report: Dat
         report.errors.append(str(exc))
         return
     split_report.rows, split_report.dropped = len(qla.rows), dict(qla.dropped.by_reason)
+    if split == "train" and not unknown and not qla.rows:
+        total = qla.dropped.total
+        report.errors.append(str(DataFormatError(path, "all rows", "at least one labelled row to train on",
+                                                 f"{total} rows, none labelled" if total else "no rows")))
     report.splits.append(split_report)
     if split not in features:  # the `.unknown` file shares the test split's features: open (and report) them once
         try:
             features[split] = _Features(folder, split)
+            if features[split].stale:
+                report.warnings.append(f"{layout.packed_store_path(folder, split)}: out of date (the files in "
+                                       f"{layout.feature_dir(folder, split)} changed since it was packed); training "
+                                       f"rebuilds it, so the per-image files were checked")
         except DataFormatError as exc:
             features[split] = None
             report.errors.append(str(exc))

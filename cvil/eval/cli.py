@@ -223,4 +223,6 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--split", default="test", choices=["train", "val", "test"])
     pr.add_argument("--out", help="results JSON to write")
     pr.add_argument("--run-id", help="MLflow run to log the summary metrics and files to")
+    pr.add_argument("--trust-unverified", action="store_true",
+                    help="use a model folder that has no SHA256SUMS checksum manifest (e.g. from an older cvil)")
     pr.set_defaults(func=_run_predict)

@@ -102,7 +102,9 @@ def read_state_dict(folder: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
     if safetensors_path.is_file():
         return load_file(str(safetensors_path), device="cpu"), safetensors_path
     if bin_path.is_file():
-        state = torch.load(bin_path, map_location="cpu", weights_only=True)
+        from cvil.torch_files import load_torch_file
+
+        state = load_torch_file(bin_path, what="an Oscar checkpoint (pytorch_model.bin)")
         if not isinstance(state, dict):
             raise CheckpointError(f"{bin_path} does not hold a state dict (got {type(state).__name__})")
         return state, bin_path

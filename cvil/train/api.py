@@ -1,20 +1,25 @@
 """`run(cfg)`: one whole training run, in process — what `cvil train`, grids and searches call.
 
 It sets up the process group (under torchrun), seeds, the rank-0 tracker, saves the resolved config, trains every
-stage (resuming from `output_dir` when asked), scores the final model on the evaluation splits, and closes the
+stage (resuming from `output_dir` when asked; a finished run resumed is left untouched; a run killed after its last
+stage finishes from that checkpoint's weights), scores the final model on the evaluation splits, and closes the
 MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised, e.g. an Optuna prune, or on SIGTERM/SIGINT:
 `cvil.train.stop_signals`). It holds the run folder's lock throughout (`cvil.train.run_lock`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 
-from cvil.config import RunConfig, config_hash, flatten, to_yaml
+from cvil.config import RunConfig, check_values, config_hash, flatten, to_yaml
+from cvil.errors import UsageError
 from cvil.tracking import MLflowTracker, NullTracker, git_commit
+from cvil.train.config_checks import check_against_models
 from cvil.train.distributed import broadcast_object, setup_distributed, teardown_distributed
 from cvil.train.run_lock import RunLock
 from cvil.train.stop_signals import stop_on_signals
@@ -45,20 +50,65 @@ def _make_tracker(cfg: RunConfig, is_main: bool, run_id: str, digest: str):
                          local_dir=Path(cfg.output_dir).absolute())
 
 
+# what a run writes into its output_dir (a second run there without --resume would mix or destroy them)
+RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "final_metrics.json", "checkpoints", "stages", "final", "oscar",
+               "predictions")
+
+
+def existing_outputs(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
+    """The earlier run's outputs that `overwrite` will remove; refuses to start over them without it."""
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: continue the run in output_dir, "
+                         "or replace it, not both")
+    if resume:
+        return []
+    found = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
+    if found and not overwrite:
+        raise UsageError(f"output_dir {out} already holds a run ({', '.join(p.name for p in found)}): pass --resume "
+                         f"to continue it, --overwrite to replace it, or choose another output_dir")
+    return found
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _finished_metrics(cfg: RunConfig, progress, out: Path) -> dict | None:
+    """The final metrics of a run whose stages and final evaluation are all done (None when something is left)."""
+    done = out / "final_metrics.json"
+    if progress.stage < len(cfg.stages) or not done.is_file():
+        return None
+    return json.loads(done.read_text(encoding="utf-8"))
+
+
 def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = None,
-        init_method: str | None = None) -> dict:
+        init_method: str | None = None, overwrite: bool = False, trust_unverified: bool = False) -> dict:
+    check_values(cfg)  # configs built in code (grids, searches) get the checks load_config makes
+    check_against_models(cfg)
+    out = Path(cfg.output_dir)
+    stale = existing_outputs(out, resume=resume, overwrite=overwrite)  # every rank, before any rank writes
     dist = setup_distributed(init_method)
+    lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
+    if stale and dist.is_main:
+        log.warning("--overwrite: removing the earlier run's %s from %s", ", ".join(p.name for p in stale), out)
+        _remove(stale)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     digest = config_hash(cfg)
-    out = Path(cfg.output_dir)
-    lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
     trainer = Trainer(cfg, dist=dist, on_eval=on_eval)
     trainer.progress.config_hash = digest
-    resume_state = trainer.load_resume_state() if resume else None
+    resume_state = trainer.load_resume_state(trust_unverified=trust_unverified) if resume else None
     if resume and resume_state is None:
         log.info("--resume: no checkpoint in %s yet, starting from the beginning", out)
+    finished = _finished_metrics(cfg, trainer.progress, out) if resume_state is not None else None
+    if finished is not None:  # nothing to do: leave final/, the metrics and the tracked run as they are
+        log.info("--resume: %s already finished (final_metrics.json); nothing to do", out)
+        if lock is not None:
+            lock.release()
+        teardown_distributed()
+        return finished
     tracker = _make_tracker(cfg, dist.is_main, trainer.progress.run_id, digest)
     trainer.tracker = tracker
     trainer.progress.run_id = broadcast_object(tracker.run_id or "")

@@ -10,6 +10,7 @@ ints and a tensor so that the safe unpickler accepts it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 from pathlib import Path
@@ -19,6 +20,9 @@ import numpy as np
 import torch
 
 from cvil.models.checkpoint import CheckpointError  # noqa: F401  (the one class, also importable from here)
+from cvil.torch_files import load_torch_file
+
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: Path) -> str:
@@ -58,19 +62,63 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     os.replace(_tmp(_sidecar(path)), _sidecar(path))
 
 
-def verified_torch_load(path: str | Path) -> Any:
-    """Load a checkpoint written by `atomic_torch_save`, refusing one whose checksum does not match."""
+def verified_torch_load(path: str | Path, *, trust_unverified: bool = False) -> Any:
+    """Load a checkpoint written by `atomic_torch_save`, refusing one whose checksum does not match, or that has no
+    checksum at all (deleted sidecar) unless `trust_unverified`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     side, pending = _sidecar(path), _tmp(_sidecar(path))
-    if side.is_file():
-        actual = sha256_file(path)
-        if side.read_text().strip() != actual:
-            if not (pending.is_file() and pending.read_text().strip() == actual):
-                raise CheckpointError(f"checkpoint {path} does not match its checksum {side.name}: refusing to resume")
-            os.replace(pending, side)  # killed between the two renames of a save: finish it
-    return torch.load(path, map_location="cpu", weights_only=True)
+    actual = sha256_file(path)
+    if side.is_file() and side.read_text().strip() == actual:
+        pass
+    elif pending.is_file() and pending.read_text().strip() == actual:
+        os.replace(pending, side)  # killed between the two renames of a save: finish it
+    elif side.is_file():
+        raise CheckpointError(f"checkpoint {path} does not match its checksum {side.name}: refusing to resume")
+    elif not trust_unverified:
+        raise CheckpointError(f"checkpoint {path} has no checksum file {side.name} beside it, so it cannot be "
+                              f"verified: refusing to load it (pass --trust-unverified to load it anyway)")
+    else:
+        log.warning("loading %s without a checksum (--trust-unverified)", path)
+    return load_torch_file(path, what="a cvil checkpoint")
+
+
+MANIFEST = "SHA256SUMS"
+
+
+def write_manifest(folder: str | Path) -> Path:
+    """`folder/SHA256SUMS` (`sha256sum` format) over every file in `folder`, written last: what `verify_manifest`
+    checks when the folder is read back (`cvil predict`, a resumed finished run)."""
+    folder = Path(folder)
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}" for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")]
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def verify_manifest(folder: str | Path, *, trust_unverified: bool = False) -> None:
+    """Check every file listed in `folder/SHA256SUMS`; a missing manifest is refused unless `trust_unverified`."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        if trust_unverified:
+            log.warning("using %s without a checksum manifest (--trust-unverified)", folder)
+            return
+        raise CheckpointError(f"{folder} has no checksum manifest {MANIFEST}, so its files cannot be verified: "
+                              f"refusing to use it (pass --trust-unverified to use it anyway)")
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        file = folder / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: listed in {manifest} (line {number}) but missing")
+        if sha256_file(file) != digest:
+            raise CheckpointError(f"{file} does not match its checksum in {manifest}: the file was changed or "
+                                  f"corrupted after cvil wrote it")
 
 
 def capture_rng() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`cvil train --config FILE [--resume] [key=value ...]` (also under `torchrun --nproc_per_node N -m cvil train`)."""
+"""`cvil train --config FILE [--resume | --overwrite] [key=value ...]` (also under `torchrun -m cvil train`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
     from cvil.train.stop_signals import RunInterrupted
 
     try:
-        metrics = run(cfg, resume=args.resume)
+        metrics = run(cfg, resume=args.resume, overwrite=args.overwrite, trust_unverified=args.trust_unverified)
     except RunInterrupted as exc:  # SIGTERM/SIGINT: the run is closed KILLED, its last checkpoint kept
         print(f"cvil train: {exc}; resume with --resume (output_dir {cfg.output_dir})", file=sys.stderr)
         return 128 + exc.signum
@@ -38,5 +38,9 @@ def register(subparsers) -> None:
                               description=__doc__)
     p.add_argument("--config", required=True, help="YAML run config (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in output_dir (without it, or --resume, an existing run is refused)")
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="--resume from a checkpoint whose .sha256 checksum file is missing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.seed=3")
     p.set_defaults(func=_train)

@@ -110,6 +110,9 @@ def finish_run(trainer) -> dict[str, float]:
     if trainer.dist.is_main:
         trainer.model.save_pretrained(out / "final")
         trainer.tokenizer.save_pretrained(str(out / "final"))  # a self-contained folder (AutoTokenizer, cvil align)
+        from cvil.train.checkpointing import write_manifest
+
+        write_manifest(out / "final")  # checked by `cvil predict` before it loads the model
         if cfg.export_oscar:
             from cvil.models.checkpoint import save_oscar_checkpoint
 

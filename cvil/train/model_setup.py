@@ -24,7 +24,8 @@ from cvil.models.oscar import OscarVQA
 from cvil.train.checkpointing import atomic_torch_save, verified_torch_load
 from cvil.data import layout
 from cvil.data.feature_store import PackedFeatureStore
-from cvil.train.data_setup import dataset_folder, label_maps
+from cvil.torch_files import load_torch_file
+from cvil.train.data_setup import dataset_folder, label_maps, store_is_current
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,13 @@ def _first_stage_shapes(cfg: RunConfig) -> tuple[int, int]:
     """(num_labels, img_feature_dim) of the first stage's dataset."""
     folder = dataset_folder(cfg.data, cfg.stages[0].dataset)
     packed = layout.packed_store_path(folder, "train")
-    if (packed / "index.json").exists():
+    if store_is_current(folder, "train"):
         dim = PackedFeatureStore(packed).dim
-    else:
+    else:  # packed (again) when the stage starts; that pass names any image of another width
         first = next(iter(sorted(layout.feature_dir(folder, "train").glob("*.pt"))), None)
         if first is None:
             raise ResumeError(f"no region features under {layout.feature_dir(folder, 'train')}")
-        dim = int(torch.load(first, weights_only=True).shape[-1])
+        dim = int(load_torch_file(first, what="a region-feature tensor").shape[-1])
     return len(label_maps(folder, cfg.data.label_set)), dim
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 
-def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]):
-    """(trainer-like object, dataset folder) for `final_eval.score_split`."""
+def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str], *, trust_unverified: bool = False):
+    """(trainer-like object, dataset folder) for `final_eval.score_split`; the model folder's files are checked
+    against the checksum manifest written when the run saved them."""
     from cvil.config import load_config
     from cvil.models.oscar import OscarVQA
+    from cvil.train.checkpointing import verify_manifest
     from cvil.tracking import NullTracker
     from cvil.train.data_setup import load_tokenizer
     from cvil.train.distributed import DistInfo
@@ -30,6 +32,7 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
         folder = Path(data)
         extra += [f"data.root={folder.parent}"]
     cfg = load_config(run_dir / "config.yaml", extra)
+    verify_manifest(model_dir, trust_unverified=trust_unverified)
     folder = Path(data) if data else Path(cfg.data.root) / cfg.stages[-1].dataset
     dist = DistInfo()
     trainer = SimpleNamespace(cfg=cfg, dist=dist, precision=resolve_precision(cfg.train.precision, dist.device),
@@ -46,7 +49,8 @@ def main(args) -> int:
         print("cvil predict: --checkpoint RUN_DIR (or RUN_DIR/final) is required", file=sys.stderr)
         return 2
     try:
-        trainer, folder = load_for_prediction(Path(args.checkpoint), args.data, [])
+        trainer, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
+                                              trust_unverified=getattr(args, "trust_unverified", False))
     except (FileNotFoundError, ValueError) as exc:
         print(f"cvil predict: {exc}", file=sys.stderr)
         return 2

@@ -38,10 +38,11 @@ def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
     if resume:
         ckpt = Path(cfg.output_dir) / "checkpoints" / "last.pt"
         if ckpt.exists():
-            import torch
+            from cvil.torch_files import load_torch_file
 
-            saved = torch.load(ckpt, map_location="cpu", weights_only=True)["progress"]
-            if saved.get("config_hash") and saved["config_hash"] != config_hash(cfg):
+            saved = load_torch_file(ckpt, what="a cvil checkpoint")["progress"]
+            if saved.get("config_hash") and saved["config_hash"] not in (config_hash(cfg),
+                                                                      config_hash(cfg, with_output_dir=True)):
                 problems.append(f"--resume: {ckpt} was written with a different config; use a new output_dir")
     if problems:
         raise ValueError("invalid run configuration:\n  - " + "\n  - ".join(problems))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cvil.config import RunConfig, StageConfig
+from cvil.config import RunConfig, StageConfig, config_hash
 from cvil.distill.kd_losses import distillation_loss, teacher_logit_loss
 from cvil.distill.teacher import FrozenTeacher
 from cvil.models.oscar import instance_bce_with_logits
@@ -113,12 +113,13 @@ class Trainer:
             "progress": asdict(self.progress),
         }, self.checkpoint_path)
 
-    def load_resume_state(self) -> dict | None:
+    def load_resume_state(self, *, trust_unverified: bool = False) -> dict | None:
         if not self.checkpoint_path.exists():
             return None
-        state = verified_torch_load(self.checkpoint_path)
+        state = verified_torch_load(self.checkpoint_path, trust_unverified=trust_unverified)
         saved = Progress(**state["progress"])
-        if saved.config_hash and self.progress.config_hash and saved.config_hash != self.progress.config_hash:
+        if saved.config_hash and self.progress.config_hash and saved.config_hash not in (
+                self.progress.config_hash, config_hash(self.cfg, with_output_dir=True)):  # the latter: older cvil
             raise model_setup.ResumeError(
                 f"{self.checkpoint_path} was written by a run with a different config (hash {saved.config_hash[:12]} "
                 f"vs {self.progress.config_hash[:12]}): refusing to resume; use a new output_dir")
@@ -129,6 +130,10 @@ class Trainer:
     def run(self, resume_state: dict | None = None) -> dict:
         cfg = self.cfg
         start_stage = self.progress.stage
+        if resume_state is not None and start_stage >= len(cfg.stages):
+            # killed after the last stage (during the final save or evaluation): finish from its selected weights
+            model_setup.match_head(self.model, resume_state["model"])
+            self.model.load_state_dict(resume_state["model"])
         for index in range(start_stage, len(cfg.stages)):
             stage_resume = resume_state if index == start_stage else None
             self._run_stage(index, cfg.stages[index], stage_resume)
@@ -143,6 +148,7 @@ class Trainer:
         data = build_stage_data(stage, cfg.data, cfg.kd, tokenizer=self.tokenizer,
                                 teacher_tokenizer=self.teacher_tokenizer, dist=dist,
                                 seed=cfg.train.seed + 1000 * index)
+        self._report_data(index, stage, data)
         mid_stage = resume_state is not None and _is_mid_stage(resume_state["progress"])
         if resume_state is not None:  # weights first: the checkpoint's head may not have this stage's label count
             model_setup.match_head(self.model, resume_state["model"])
@@ -214,6 +220,18 @@ class Trainer:
         self._save_checkpoint(optimizer, scheduler)
         if self.stop_signal:
             raise RunInterrupted(self.stop_signal, f"after stage {stage.name}; checkpoint saved")
+
+    def _report_data(self, index: int, stage: StageConfig, data: StageData) -> None:
+        """What the stage trains on, and what the coverage filter left out (JVG train: about a quarter of the rows),
+        in the log and as `data.*` metrics (MLflow and metrics.jsonl)."""
+        dropped = sum(data.train_dropped.values())
+        share = 100 * dropped / max(1, dropped + data.train_kept)
+        reasons = "; ".join(f"{n} {why}" for why, n in sorted(data.train_dropped.items())) or "none"
+        log.info("stage %d %s: training on %d rows; the coverage filter dropped %d of %d train rows (%.1f%%): %s",
+                 index, stage.name, data.train_rows, dropped, dropped + data.train_kept, share, reasons)
+        self._log_metrics({"data.train.rows": data.train_rows, "data.train.dropped_rows": dropped,
+                           "data.train.dropped_pct": share, "data.val.dropped_rows": data.val_dropped},
+                          self.progress.global_step)
 
     def _wrap(self, model):
         """DDP under torchrun, then `torch.compile` when asked (the plain module keeps the state-dict keys)."""

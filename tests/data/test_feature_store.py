@@ -80,8 +80,20 @@ def test_pack_rejects_non_finite_and_overflowing_values(tmp_path, value, message
 def test_pack_rejects_a_second_width(tmp_path):
     features = make_features()
     features[4] = np.zeros((2, D + 2), np.float32)
-    with pytest.raises(DataFormatError, match=rf"img_id 4: expected feature dim {D}, got dim {D + 2}"):
+    with pytest.raises(DataFormatError, match=rf"img_id 4: expected feature dim {D} \(as 2 images\), got dim {D + 2}"):
         pack_features(ArraySource(features), tmp_path)
+
+
+def test_pack_blames_the_odd_width_even_when_it_sorts_first(tmp_path):
+    """Issue 19: the first image fixed the width, so the good second image was blamed; name the odd `.pt` file."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for img_id, width in [(1, D + 1), (2, D), (3, D), (4, D)]:
+        torch.save(torch.ones(3, width), folder / f"{img_id}.pt")
+    with pytest.raises(DataFormatError) as err:
+        pack_features(open_feature_source("pt-dir", folder), tmp_path / "packed")
+    assert str(err.value).startswith(f"{folder / '1.pt'}: img_id 1: expected feature dim {D} (as 3 images), "
+                                     f"got dim {D + 1}")
 
 
 def test_missing_image_and_damaged_store(tmp_path):

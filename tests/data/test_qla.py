@@ -38,7 +38,7 @@ def test_upstream_q_field_is_the_english_question(tmp_path):
 
 
 def test_empty_answers_dropped_and_counted_in_train_kept_in_test(tmp_path):
-    rows = [row(), row(an=[], s=[]), row(an=[], s=[], answer="白です"), row()]
+    rows = [row(q_id=70), row(an=[], s=[], q_id=71), row(an=[], s=[], answer="白です", q_id=72), row(q_id=73)]
     train = read_qla(write(tmp_path, rows))
     assert len(train.rows) == 2
     assert train.dropped.total == 2 and train.dropped.row_indices == (1, 2)
@@ -85,7 +85,15 @@ def test_row_without_any_question(tmp_path):
 
 
 def test_unknown_file_requires_answer_strings(tmp_path):
-    good = read_unknown(write(tmp_path, [row(answer="白"), row(an=[], s=[], answer="白色")], "t.unknown"))
+    good = read_unknown(write(tmp_path, [row(answer="白"), row(an=[], s=[], answer="白色", q_id=71)], "t.unknown"))
     assert [r.extra["answer"] for r in good.rows] == ["白", "白色"]
     with pytest.raises(DataFormatError, match=r"row 1 field 'answer': expected the ground-truth answer string"):
-        read_unknown(write(tmp_path, [row(answer="白"), row()], "t.unknown"))
+        read_unknown(write(tmp_path, [row(answer="白"), row(q_id=71)], "t.unknown"))
+
+
+def test_a_q_id_used_twice_names_both_rows(tmp_path):
+    """Issue 19: results, teacher caches and predictions are keyed by q_id; a duplicate used to pass silently."""
+    rows = [row(q_id=70), row(q_id=71), row(q_id=70, an=[], s=[])]
+    with pytest.raises(DataFormatError, match=r"train2014_qla_mrcnn.json: row 2 field 'q_id': expected a q_id used "
+                                              r"by one row only, got 70, already the q_id of row 0"):
+        read_qla(write(tmp_path, rows))

@@ -38,7 +38,7 @@ def tiny_world(tmp_path_factory) -> WorldPaths:
     return world
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def overrides_for(tiny_world):
     """`overrides_for(out, *extra)`: the tiny-world overrides for a run writing to `out`."""
     return lambda out, *extra: tiny_overrides(tiny_world, out, *extra)

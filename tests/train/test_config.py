@@ -44,6 +44,12 @@ def test_extends_merges_and_round_trips(tmp_path):
     assert flatten(cfg)["train.seed"] == 7
 
 
+def test_config_hash_ignores_where_the_run_lives():
+    a, b = load_config(None, ["output_dir=runs/a"]), load_config(None, ["output_dir=/elsewhere/a"])
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a, with_output_dir=True) != config_hash(b, with_output_dir=True)
+
+
 def test_config_hash_ignores_tracking_only():
     a = load_config(None, ["tracking.run_name=x"])
     assert config_hash(a) == config_hash(load_config(None, ["tracking.run_name=y"]))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,7 +25,13 @@ import torch
 from torch import nn
 
 from cvil.data import layout
+from cvil.data.safe_pickle import load_restricted_pickle
 from cvil.data.text import english_words
+
+
+def _num_labels(folder: Path) -> int:
+    """The label count of a dataset folder, read through the restricted unpickler (a label map may be untrusted)."""
+    return len(load_restricted_pickle(folder / layout.LABEL2ANS))
 
 MAX_REGIONS = 50
 
@@ -126,7 +131,7 @@ def _report(name: str, scores: torch.Tensor, groups: list[str], scale: float = 1
 
 def probe_vqa(root: Path, epochs: int) -> dict:
     folder = root / "vqa"
-    n_labels = len(pickle.loads((folder / layout.LABEL2ANS).read_bytes()))
+    n_labels = _num_labels(folder)
     data = {}
     vocab: dict[str, int] = {}
     for split in ("train", "val"):
@@ -152,7 +157,7 @@ def probe_jvg(root: Path, epochs: int) -> dict:
     """JVG alone (2k questions) overfits a probe trained from scratch; `image+aug` first trains the same probe on
     the translated Japanese VQA questions (the AUG idea) and then fine-tunes it on JVG with a new answer layer."""
     folder = root / "vg"
-    n_labels = len(pickle.loads((folder / layout.LABEL2ANS).read_bytes()))
+    n_labels = _num_labels(folder)
     with open(layout.qla_path(folder, "val"), encoding="utf-8") as f:
         all_val = json.load(f)
     coverage = sum(1 for r in all_val if r["an"]) / len(all_val)
@@ -172,7 +177,7 @@ def probe_jvg(root: Path, epochs: int) -> dict:
     res = {}
     for name, use_image in (("image", True), ("text-only", False)):
         res[name] = _report(name, _fit(data["train"], data["val"], n_labels, use_image, epochs * 3), groups)
-    n_vqa = len(pickle.loads((root / "vqa" / layout.LABEL2ANS).read_bytes()))
+    n_vqa = _num_labels(root / "vqa")
     aug_scores, pre = _fit(tensors(root / "vqa", "train", aug["train"], n_vqa),
                            tensors(root / "vqa", "val", aug["val"], n_vqa), n_vqa, True, epochs, return_model=True)
     print(f"  (translated ja VQA val score of the AUG-pretrained probe: {100 * float(aug_scores.mean()):.1f})")
