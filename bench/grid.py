@@ -237,8 +237,10 @@ class GridRunner:
         return JobResult(p.job.cell, p.job.seed, "skipped", error=error)
 
     def _start(self, p: _Plan, parent: str) -> Handle:
+        """Launch one job: `--resume` what was interrupted under the same config, else `--overwrite` the folder (the
+        plan decided a fresh attempt: a failed run without checkpoint, or a changed config)."""
         job = p.job
-        argv = [*self.cmd, "--config", job.config, *(["--resume"] if p.resume else []), *job.overrides,
+        argv = [*self.cmd, "--config", job.config, *(["--resume"] if p.resume else ["--overwrite"]), *job.overrides,
                 f"tracking.parent_run_id={parent}", f"tracking.uri={self.uri}"]
         logs = self.grid_dir / "logs" / f"{slug(job.cell)}-s{job.seed}"
         return self.launcher.start(argv, cwd=str(Path.cwd()), env={"MLFLOW_TRACKING_URI": self.uri},

@@ -127,6 +127,8 @@ def test_grid_end_to_end_skip_resume_and_failures(fake_grid, mlflow_store, monke
                       ("BAD", 0): ("finished", True), ("BAD", 1): ("finished", True)}
     assert "--resume" in (tmp_path / "runs/tiny/BAD/seed1/argv.log").read_text().splitlines()[-1]
     assert "--resume" not in (tmp_path / "runs/tiny/OK/seed1/argv.log").read_text()
+    # a fresh attempt replaces what an earlier attempt left (the trainer refuses an occupied folder otherwise)
+    assert "--overwrite" in (tmp_path / "runs/tiny/OK/seed1/argv.log").read_text().split()
     parents = tracking.search_all(c, exp, tracking.tag_filter({"cvil.kind": "grid", "cvil.grid": "tiny"}))
     assert [p.info.run_id for p in parents] == [parent_id] and parents[0].info.status == "FINISHED"
     kids = tracking.children(c, exp, parent_id)
