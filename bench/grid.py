@@ -281,7 +281,8 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=None, help="use only the grid's first N seeds")
     p.add_argument("--cells", action="append", default=[], metavar="CELL",
                    help="run only this cell (repeatable; e.g. --cells KD --cells BASELINE)")
-    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="where jobs run: local subprocesses (default), submitit-local, or slurm via submitit")
     p.add_argument("--launcher-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit executor parameter (slurm_partition=..., gpus_per_node=1, timeout_min=...)")
     p.add_argument("--tracking-uri", default=None,
