@@ -83,11 +83,25 @@ def dataset_inputs(cfg: RunConfig) -> list[dict[str, str]]:
     return out
 
 
+def _command() -> str:
+    """How this process was started, as a user would type it (`python -m cvil`, `cvil-bench`, ...)."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if argv0.name == "__main__.py":
+        return f"python -m {argv0.parent.name}"
+    if argv0.name == "cli.py":
+        return f"python -m {argv0.parent.name}.cli"
+    return argv0.name
+
+
 def source_tags(git_commit: str) -> dict[str, str]:
-    """MLflow's source tags: the command that ran (as typed), its commit, and who ran it."""
-    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    command = "python -m cvil" if argv0 == "__main__.py" else argv0
-    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": " ".join([command, *sys.argv[1:]])[:500]}
+    """MLflow's source tags: the command (the Source column shows it as a name, so without paths: the config file's
+    name only), the full command line as `cvil.command`, the commit, and who ran it."""
+    args = sys.argv[1:]
+    name = [_command(), *args[:1]]
+    if "--config" in args[:-1]:
+        name += ["--config", Path(args[args.index("--config") + 1]).name]
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": " ".join(name),
+            "cvil.command": " ".join([_command(), *args])[:5000]}
     if git_commit and git_commit != "unknown":
         tags["mlflow.source.git.commit"] = git_commit.split("+", 1)[0]
     try:

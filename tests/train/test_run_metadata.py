@@ -40,9 +40,10 @@ def test_dataset_inputs_name_context_and_digest(tmp_path):
 
 
 def test_source_tags_name_the_command_and_commit(monkeypatch):
-    monkeypatch.setattr("sys.argv", ["/x/cvil/__main__.py", "train", "--config", "c.yaml"])
+    monkeypatch.setattr("sys.argv", ["/x/cvil/__main__.py", "train", "--config", "/a/configs/c.yaml", "seed=1"])
     tags = run_metadata.source_tags("abc123+dirty")
-    assert tags["mlflow.source.name"] == "python -m cvil train --config c.yaml"
+    assert tags["mlflow.source.name"] == "python -m cvil train --config c.yaml"  # the UI shows it as a file name
+    assert tags["cvil.command"] == "python -m cvil train --config /a/configs/c.yaml seed=1"
     assert tags["mlflow.source.git.commit"] == "abc123" and tags["mlflow.source.type"] == "LOCAL"
 
 
