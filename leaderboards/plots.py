@@ -22,7 +22,9 @@ PUBLISHED_STYLE = {"marker": "D", "mfc": "none", "color": "C1", "markersize": 7,
 
 def unit_label(label: str, metric: str) -> str:
     """The x-axis label of a panel: the column and its unit."""
-    return f"{label} (BLEU, 0-100)" if "bleu" in metric.lower() else f"{label} (%)"
+    if "bleu" in metric.lower():
+        return "BLEU (0-100)" if label.strip().lower() == "bleu" else f"{label} (BLEU, 0-100)"
+    return f"{label} (%)"
 
 
 def clipped(mean: float, low: float | None, high: float | None, bounds=SCORE_RANGE) -> tuple[float, float]:

@@ -49,7 +49,7 @@ def test_figure_has_a_legend_units_clipped_bars_and_enough_ticks():
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-    assert plots.unit_label("BLEU", "test.bleu") == "BLEU (BLEU, 0-100)"
+    assert plots.unit_label("BLEU", "test.bleu") == "BLEU (0-100)"
 
 
 def test_committed_table3_plot_is_readable():
