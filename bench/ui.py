@@ -79,8 +79,9 @@ class MlflowServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
+                status = f"exit status {self.proc.returncode}; " if self.proc.returncode else ""
                 raise ServerError(f"mlflow server on {self.host}:{self.port} stopped before answering {self.url}/health "
-                                  f"(exit status {self.proc.returncode}; is the port in use or not allowed?)")
+                                  f"({status}is port {self.port} in use, or the store unreadable? its log says why)")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                     if r.status == 200:
