@@ -32,7 +32,6 @@ from bench import tracking
 from bench.argparse_util import allow_intermixed
 from bench.grid_spec import GridSpec, Job, expand, load_grid, slug, world_overrides
 from bench.launchers import LAUNCHERS, Handle, Outcome, make_launcher, stop_all
-from cvil.config import ConfigError
 
 TRAIN_CMD_ENV = "CVIL_TRAIN_CMD"
 HASH_TAG = "cvil.config_hash"
@@ -130,7 +129,7 @@ class GridRunner:
     def validate(self) -> list[Job]:
         """The grid's jobs without the world, every cell config loaded with its overrides: a ConfigError (unknown
         cell, bad key, missing file) here costs nothing, where after the world and the teacher it cost minutes."""
-        from cvil.config import load_config
+        from cvil.config import ConfigError, load_config
 
         jobs = expand(self.spec, seeds=self.seeds, extra_overrides=self.overrides, runs_dir=self.runs_dir,
                       cells=self.cells)
@@ -351,6 +350,8 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from cvil.config import ConfigError
+
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must be key=value, got {bad}")

@@ -158,13 +158,13 @@ class Trainer:
             scheduler.load_state_dict(resume_state["scheduler"])
             self.scaler.load_state_dict(resume_state["scaler"])
         wrapped = self._wrap(self.model)
-        log.info("stage %d %s: %d steps (%d/epoch), lr %.2g, trains %s, objective %s", index, stage.name,
-                 total_steps, steps_per_epoch, stage.lr, stage.trainable, stage.objective)
-        timer = _Throughput()
         log_every = progress_report.default_log_every(total_steps, cfg.train.log_every)
         report = progress_report.reporter_for(cfg.train.progress, self.show_progress, dist.is_main, stage.name,
                                               total_steps, cfg.data.batch_size * dist.world_size * cfg.train.grad_accum,
                                               self.progress.stage_step)
+        log.info("stage %d %s: %d steps (%d/epoch), lr %.2g, trains %s, objective %s", index, stage.name,
+                 total_steps, steps_per_epoch, stage.lr, stage.trainable, stage.objective)
+        timer = _Throughput()
         for epoch in range(self.progress.epoch, epochs):
             self.progress.epoch = epoch
             data.train_sampler.set_epoch(epoch, start=self.progress.batches_in_epoch * cfg.data.batch_size)
