@@ -1,4 +1,4 @@
-"""Developer sessions: `nox` (= `nox -s tests`), `nox -s ablations`, `leaderboards`, `throughput`, `ui`.
+"""Developer sessions: `nox` (= `nox -s tests`), `nox -s ablations`, `leaderboards`, `throughput`, `ui`, `dashboard`.
 
 Every session installs the project itself (`pip install -e '.[dev]'`), whose torch range resolves to the CPU
 wheel on a machine without a GPU, and reuses its virtualenv: a fresh one costs minutes (torch), a reused one
@@ -61,3 +61,19 @@ def ui(session: nox.Session) -> None:
     """The MLflow UI for the local store on http://127.0.0.1:5000 (`-- --port P` to change); Ctrl-C stops it."""
     _install(session)
     session.run("cvil-bench", "ui", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def dashboard(session: nox.Session) -> None:
+    """optuna-dashboard on a `cvil-bench search` journal at http://127.0.0.1:8080 (`-- PATH_OR_URL [--port P]`).
+
+    Without arguments it opens the only journal under runs/search/ (the search's default storage).
+    """
+    session.install("-e", ".[dev,dashboard]")
+    args = list(session.posargs)
+    if not args or args[0].startswith("-"):
+        journals = sorted(Path("runs/search").glob("*.journal"))
+        if len(journals) != 1:
+            session.error(f"found {len(journals)} journals under runs/search/; name one: nox -s dashboard -- PATH")
+        args.insert(0, str(journals[0]))
+    session.run("optuna-dashboard", *args)

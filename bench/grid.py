@@ -133,7 +133,45 @@ class GridRunner:
 
     # -------------------------------------------------------------------------------------------- the run
 
+    def validate(self) -> list[Job]:
+        """The grid's jobs without the world, every cell config loaded with its overrides: a ConfigError (unknown
+        cell, bad key, missing file) here costs nothing, where after the world and the teacher it cost minutes."""
+        from cvil.config import ConfigError, load_config
+
+        jobs = expand(self.spec, seeds=self.seeds, extra_overrides=self.overrides, runs_dir=self.runs_dir,
+                      cells=self.cells)
+        checked: set = set()
+        for job in jobs:
+            key = (job.config, tuple(o for o in job.overrides if not o.startswith(("train.seed=", "output_dir=",
+                                                                                "tracking."))))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                load_config(job.config, list(job.overrides))
+            except ConfigError as exc:
+                raise ConfigError(f"grid {self.spec.name!r} cell {job.cell!r}: {exc}") from None
+        return jobs
+
+    def dry_run(self) -> list[str]:
+        """What `run()` would launch, one line per cell x seed (config path, seed, overrides), without any work."""
+        jobs = self.validate()
+        if self.spec.paths:
+            where = f"real data and checkpoints {dict(self.spec.paths)}"
+        elif self.spec.world:
+            w = self.spec.world
+            where = (f"synthetic world preset {w.get('preset', 'small')} seed {w.get('seed', 0)} at "
+                     f"{w.get('root', 'worlds/small')} (built if missing; its paths are added to every job)")
+        else:
+            where = "the paths in each cell's config"
+        lines = [f"[grid {self.spec.name}] dry run: {len(jobs)} jobs on {where}; store {self.uri}"]
+        for job in jobs:
+            lines.append(f"{job.key}: {' '.join(shlex.quote(a) for a in [*self.cmd, '--config', job.config])}")
+            lines.append("    " + " ".join(shlex.quote(o) for o in job.overrides))
+        return lines
+
     def run(self) -> list[JobResult]:
+        self.validate()
         world = world_overrides(self.spec.world, self.spec.paths, self.overrides)
         all_jobs = expand(self.spec, seeds=self.seeds, extra_overrides=self.overrides, world=world,
                           runs_dir=self.runs_dir, cells=self.cells)
@@ -272,10 +310,24 @@ class GridRunner:
 
     # ---------------------------------------------------------------------------------------------- summary
 
+    def _merged(self, json_path: Path, rows: list[JobResult]) -> list[JobResult]:
+        """This run's rows plus the earlier summary's rows for the cells x seeds it did not run (a `--cells` or
+        `--seeds` re-run updates the grid's summary instead of replacing it with the subset)."""
+        try:
+            earlier = json.loads(json_path.read_text(encoding="utf-8")).get("jobs", [])
+            old = [JobResult(**j) for j in earlier]
+        except (OSError, ValueError, TypeError, AttributeError):
+            return rows
+        names = [c.name for c in self.spec.cells]
+        fresh = {(r.cell, r.seed) for r in rows}
+        kept = [r for r in old if r.cell in names and (r.cell, r.seed) not in fresh]
+        return sorted([*rows, *kept], key=lambda r: (r.seed, names.index(r.cell)))
+
     def _write_summary(self, c, parent: str, rows: list[JobResult]) -> None:
         self.grid_dir.mkdir(parents=True, exist_ok=True)
-        metric_names = sorted({m for r in rows for m in r.metrics})
         csv_path, json_path = self.grid_dir / "summary.csv", self.grid_dir / "summary.json"
+        rows = self._merged(json_path, rows)
+        metric_names = sorted({m for r in rows for m in r.metrics})
         base = ["cell", "seed", "status", "run_id", "seconds", "returncode", "resumed", "error"]
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -319,12 +371,16 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=None, help="use only the grid's first N seeds")
     p.add_argument("--cells", action="append", default=[], metavar="CELL",
                    help="run only this cell (repeatable; e.g. --cells KD --cells BASELINE)")
-    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="where jobs run: local subprocesses (default), submitit-local, or slurm via submitit")
     p.add_argument("--launcher-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit executor parameter (slurm_partition=..., gpus_per_node=1, timeout_min=...)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--runs-dir", default="runs", help="root of the jobs' output_dir (default runs/)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every cell x seed with its config path, seed and overrides, and exit (no world, "
+                        "no store, no training)")
     p.add_argument("--train-cmd", default=None,
                    help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
     p.set_defaults(func=main)
@@ -332,15 +388,19 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from cvil.config import ConfigError
+
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
-        print(f"cvil-bench grid: overrides must be key=value, got {bad}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"overrides must be key=value, got {bad}")
     spec = load_grid(args.grid)
     runner = GridRunner(spec, jobs=args.jobs, seeds=args.seeds, cells=tuple(args.cells), launcher=args.launcher,
                         launcher_options=_launcher_options(args.launcher_opt), overrides=tuple(args.overrides),
                         uri=args.tracking_uri, runs_dir=args.runs_dir, train_cmd=args.train_cmd,
                         echo=lambda line: print(line, flush=True))
+    if args.dry_run:
+        print("\n".join(runner.dry_run()))
+        return 0
     try:
         with _sigterm_as_interrupt():
             results = runner.run()

@@ -50,6 +50,7 @@ class GridSpec:
     train_cmd: tuple[str, ...] = ()  # () = `python -m cvil train`; tests put a fake trainer here
     description: str = ""
     source: str = ""  # the YAML text, logged as the parent run's artifact
+    path: str = ""  # the grid file: cell configs are resolved against its folder (`resolve_config`)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def load_grid(name_or_path: str) -> GridSpec:
         train_cmd=tuple(train_cmd.split() if isinstance(train_cmd, str) else map(str, train_cmd)),
         description=str(raw.get("description") or ""),
         source=text,
+        path=str(path.resolve()),
     )
 
 
@@ -133,6 +135,26 @@ def _seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, list) and all(isinstance(v, int) for v in value):
         return tuple(value)
     raise ConfigError(f"grid `seeds` must be a count or a list of integers, got {value!r}")
+
+
+SHIPPED_ROOT = GRIDS_DIR.parent.parent  # holds the shipped `configs/` that the shipped grids name
+
+
+def resolve_config(config: str, grid_file: str = "") -> str:
+    """A cell's config path as an absolute path: relative to the grid file's folder, else to the shipped configs'
+    root, else to the working folder; unchanged when none has it (validation then names the missing file).
+
+    So a shipped grid (`configs/synthetic/kd.yaml`) runs from any folder, and a grid file beside its own configs
+    finds them wherever it is run from.
+    """
+    path = Path(config).expanduser()
+    if path.is_absolute():
+        return str(path)
+    bases = ([Path(grid_file).parent] if grid_file else []) + [SHIPPED_ROOT, Path.cwd()]
+    for base in bases:
+        if (base / path).is_file():
+            return str((base / path).resolve())
+    return config
 
 
 def slug(text: str) -> str:
@@ -196,5 +218,6 @@ def expand(
                 f"tracking.tags.cvil.cell={cell.name}",
                 f"tracking.tags.cvil.seed={seed}",
             )
-            jobs.append(Job(spec.name, cell.name, seed, cell.config, overrides, out, run_name))
+            jobs.append(Job(spec.name, cell.name, seed, resolve_config(cell.config, spec.path), overrides, out,
+                            run_name))
     return jobs

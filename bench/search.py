@@ -72,12 +72,20 @@ def open_study(name: str, storage: str, *, seed: int, group: bool, startup: int,
 
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         store = optuna.storages.JournalStorage(JournalFileBackend(storage))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(multivariate=True, group=group, seed=seed)
+    def sampler(offset: int):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(multivariate=True, group=group, seed=seed + offset)
+
     pruner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
-    study = optuna.create_study(study_name=name, storage=store, sampler=sampler, pruner=pruner,
+    study = optuna.create_study(study_name=name, storage=store, sampler=sampler(0), pruner=pruner,
                                 direction="maximize", load_if_exists=True)
+    # Optuna keeps the trials, not the sampler's RNG: a resumed study re-seeded with `seed` would replay the same
+    # random start-up points (optuna/optuna#3255). Offsetting by the trials so far keeps a fresh study reproducible
+    # and makes every resumed process propose new points.
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:
+        study.sampler = sampler(existing)
     return study, store
 
 
@@ -114,12 +122,37 @@ def metric_of(metrics: dict, name: str) -> float | None:
     return float(value)
 
 
-def best_config_yaml(base_config: str, out_path: Path, layers, weights, note: str) -> str:
-    """A config that `extends:` the base config and sets only the searched KD fields."""
+def carried_fields(base_config: str, overrides: list[str] | tuple[str, ...]) -> dict:
+    """The config fields the search's overrides set (world paths, user overrides), as resolved values.
+
+    Each override contributes its whole field (`stages` as a list, `kd.layers` as a list, `data.batch_size`), taken
+    from the resolved config, so the YAML merge of `extends:` reproduces it exactly. Per-run keys (`output_dir`,
+    `tracking.*`) are left out.
+    """
+    from cvil.config import load_config, to_dict
+
+    resolved = to_dict(load_config(base_config, list(overrides)))
+    body: dict = {}
+    for item in overrides:
+        path = item.split("=", 1)[0].strip().split(".")
+        if path[0] in ("output_dir", "tracking"):
+            continue
+        if len(path) == 1 or path[0] == "stages":
+            body[path[0]] = resolved[path[0]]
+        else:
+            body.setdefault(path[0], {})[path[1]] = resolved[path[0]][path[1]]
+    return body
+
+
+def best_config_yaml(base_config: str, out_path: Path, layers, weights, note: str,
+                     overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """A config that `extends:` the base config, carries the search's own overrides (world, user) and sets the
+    searched KD fields: `cvil train --config best.yaml` runs the best trial's setup (at the full budget)."""
     import yaml
 
     rel = os.path.relpath(os.path.abspath(base_config), os.path.abspath(out_path.parent))  # no symlink resolving
-    body = {"extends": rel, "kd": {"layers": list(layers), "layer_weights": [round(w, 6) for w in weights]}}
+    body = {"extends": rel, **carried_fields(base_config, overrides)}
+    body.setdefault("kd", {}).update({"layers": list(layers), "layer_weights": [round(w, 6) for w in weights]})
     header = "".join(f"# {line}\n" for line in note.splitlines())
     return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
 
@@ -128,7 +161,7 @@ class KDWeightSearch:
     """One study: builds each trial's config, runs it in-process, reports to Optuna and MLflow."""
 
     def __init__(self, args: argparse.Namespace):
-        from cvil.config import load_config
+        from cvil.config import ConfigError, load_config
 
         self.args = args
         self.study_name = args.study or f"kd-weights-{slug(Path(args.config).stem)}"
@@ -140,9 +173,10 @@ class KDWeightSearch:
         budget = [f"stages.{i}.epochs={args.stage_epochs}" for i in range(len(base.stages))] \
             if args.stage_epochs is not None else []
         self.overrides = [*world, *user, *budget]
+        self.carried = [*world, *user]  # what best.yaml keeps (the short budget is the search's, not the result's)
         cands = tuple(int(x) for x in args.layer_candidates.split(",")) if args.layer_candidates else base.kd.layers
         if not cands:
-            raise SystemExit("cvil-bench search: no KD layers to search (kd.layers is empty)")
+            raise ConfigError("no KD layers to search (kd.layers is empty; give --layer-candidates)")
         self.space = LayerSpace(tuple(cands), args.search_layers)
         self.storage = args.storage or str(Path(args.runs_dir) / "search" / f"{self.study_name}.journal")
         self.out_dir = Path(args.runs_dir) / "search" / slug(self.study_name)
@@ -262,8 +296,11 @@ class KDWeightSearch:
         out.parent.mkdir(parents=True, exist_ok=True)
         note = (f"Best KD layer weights from Optuna study {self.study_name!r}: trial {best.number}, "
                 f"{self.args.metric}={best.value:.6f} over {len(complete)} completed trials.\n"
-                f"Generated by `cvil-bench search`; lambda_m in [0, 1], not normalised (see bench/search.py).")
-        out.write_text(best_config_yaml(self.args.config, out, layers, weights, note), encoding="utf-8")
+                f"Generated by `cvil-bench search`; lambda_m in [0, 1], not normalised (see bench/search.py).\n"
+                f"Carries the search's overrides {self.carried}"
+                + (f"; trials ran with --stage-epochs {self.args.stage_epochs} (not carried: this config trains "
+                   "at the base config's full length)." if self.args.stage_epochs is not None else "."))
+        out.write_text(best_config_yaml(self.args.config, out, layers, weights, note, self.carried), encoding="utf-8")
         tracking.retry_locked(c.log_artifact, parent, str(out), "search")
         tracking.retry_locked(c.log_metric, parent, "best.objective", best.value)
         tracking.retry_locked(c.set_tag, parent, "cvil.search.best_trial", str(best.number))
@@ -300,15 +337,21 @@ def register(subparsers) -> None:
     p.add_argument("--layer-candidates", default=None, help="comma-separated teacher layers (default kd.layers)")
     p.add_argument("--pruner-startup-trials", type=int, default=5, help="MedianPruner n_startup_trials")
     p.add_argument("--pruner-warmup-evals", type=int, default=1, help="MedianPruner n_warmup_steps (evaluations)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="sampler seed (default 0); a resumed study reseeds with seed + trials so far, so every "
+                        "process proposes new points (give parallel workers different seeds)")
     p.add_argument("--best-out", default=None,
                    help="where to write the best config (default runs/search/<study>/best.yaml)")
-    p.add_argument("--experiment", default="cvil")
-    p.add_argument("--tracking-uri", default=None)
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--world-root", default="worlds/small")
-    p.add_argument("--world-preset", default="small")
-    p.add_argument("--no-world", action="store_true", help="use the config's paths as they are")
+    p.add_argument("--experiment", default="cvil", help="MLflow experiment of the study's runs (default cvil)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--runs-dir", default="runs",
+                   help="root of the trials' output folders and of the default journal (default runs/)")
+    p.add_argument("--world-root", default="worlds/small",
+                   help="synthetic world to build (if missing) and use (default worlds/small)")
+    p.add_argument("--world-preset", default="small", help="preset of that world: tiny, small, medium (default small)")
+    p.add_argument("--no-world", action="store_true",
+                   help="build no synthetic world: use the config's paths (real data) as they are")
     p.set_defaults(func=main)
     allow_intermixed(p)
 

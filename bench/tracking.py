@@ -70,8 +70,10 @@ def experiment_id(c, name: str) -> str:
     exp = retry_locked(c.get_experiment_by_name, name)
     if exp is not None:
         return exp.experiment_id
+    from cvil.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
     try:
-        return retry_locked(c.create_experiment, name)
+        return retry_locked(c.create_experiment, name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:
         exp = c.get_experiment_by_name(name)
         if exp is None:

@@ -19,6 +19,22 @@ import urllib.error
 import urllib.request
 
 from bench import tracking
+from cvil.errors import CvilError
+
+
+class ServerError(CvilError, RuntimeError):
+    """The MLflow server did not come up (port taken, bad store URI): a user-facing one-line error."""
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535, named in the error when it is not one."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be an integer in 1-65535, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 1-65535, got {port}")
+    return port
 
 
 def free_port() -> int:
@@ -63,7 +79,9 @@ class MlflowServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with code {self.proc.returncode} before becoming ready")
+                status = f"exit status {self.proc.returncode}; " if self.proc.returncode else ""
+                raise ServerError(f"mlflow server on {self.host}:{self.port} stopped before answering {self.url}/health "
+                                  f"({status}is port {self.port} in use, or the store unreadable? its log says why)")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                     if r.status == 200:
@@ -106,7 +124,7 @@ class MlflowServer:
 def register(subparsers) -> None:
     p = subparsers.add_parser("ui", help="serve the MLflow UI for the local store on 127.0.0.1",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=port_number, default=5000, help="TCP port of the UI (default 5000)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (keep loopback unless you mean to share it)")
     p.add_argument("--backend-store-uri", default=None, help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     p.set_defaults(func=main)

@@ -112,9 +112,9 @@ class TrainConfig:
     optimizer_impl: Literal["auto", "fused", "foreach", "plain"] = "auto"
     compile: bool = False
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
-    log_every: int = 20
+    log_every: int = 0  # optimizer steps between logged training metrics; 0 = about 100 points per stage
     checkpoint_every: int = 200  # optimizer steps between resumable checkpoints (and at every epoch end)
-    progress: Literal["auto", "on", "off"] = "auto"
+    progress: Literal["auto", "on", "off"] = "auto"  # a bar on a terminal, periodic one-line reports elsewhere
     deterministic: bool = True
 
 
@@ -246,12 +246,25 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def _switch_word(value: Any, allowed: tuple) -> Any:
+    """YAML 1.1 reads `on`/`off`/`yes`/`no` as booleans: for an on/off choice, take true/false (and their spellings)
+    as "on"/"off", so `train.progress=on` means what it says."""
+    if "on" not in allowed or "off" not in allowed:
+        return value
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+        return "on" if value.lower() in ("true", "yes", "on") else "off"
+    return value
+
+
 def _coerce(tp: Any, value: Any, *, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where=where)
     if origin is Literal:
+        value = _switch_word(value, args)
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value

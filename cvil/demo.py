@@ -25,14 +25,16 @@ def _demo(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.perf_counter()
-    world = ensure_world(args.root, preset=args.preset, seed=args.world_seed)
-    teacher = json.loads((Path(args.root) / "teacher" / "teacher_metrics.json").read_text())
+    root = args.root or f"worlds/{args.preset}"
+    out = args.out or f"runs/demo/{args.preset}"
+    world = ensure_world(root, preset=args.preset, seed=args.world_seed)
+    teacher = json.loads((Path(root) / "teacher" / "teacher_metrics.json").read_text())
     rows = []
     names = ["baseline", "aug"] + (["kd"] if args.kd else [])
     for name in names:
         for seed in range(1, args.seeds + 1):
             cfg = load_config(CONFIG_DIR / "synthetic" / SCHEDULES[name], [
-                *world.overrides(), f"output_dir={args.out}/{name}/seed{seed}", f"train.seed={seed}",
+                *world.overrides(), f"output_dir={out}/{name}/seed{seed}", f"train.seed={seed}",
                 f"tracking.run_name=demo-{name}-s{seed}", "tracking.tags.cvil.grid=demo", f"tracking.tags.cvil.cell={name}"])
             t0 = time.perf_counter()
             metrics = run(cfg, resume=True)
@@ -41,17 +43,22 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{'system':<10}{'seed':>5}" + "".join(f"{c:>24}" for c in COLUMNS) + f"{'seconds':>10}")
     for name, seed, metrics, secs in rows:
         print(f"{name:<10}{seed:>5}" + "".join(f"{metrics.get(c, float('nan')):>24.2f}" for c in COLUMNS) + f"{secs:>10.0f}")
-    print(f"total {time.perf_counter() - start:.0f} s; runs in {args.out}/, tracking in MLflow (`cvil-bench ui`)")
+    print(f"total {time.perf_counter() - start:.0f} s; runs in {out}/, tracking in MLflow (`cvil-bench ui`)")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="the main job on the embedded synthetic world: teacher, BASELINE, AUG",
                               description=__doc__)
-    p.add_argument("--root", default="worlds/small", help="where the synthetic world lives (made if missing)")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--world-seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="student seeds per system")
+    from cvil.data.synth.presets import DEFAULT_PRESET, PRESETS
+
+    p.add_argument("--root", default=None,
+                   help="where the synthetic world lives (default worlds/<preset>; made if missing, refused if it "
+                        "holds another preset)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help=f"synthetic world size, smallest first: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world (default 0)")
+    p.add_argument("--seeds", type=int, default=1, help="student seeds per system (default 1)")
     p.add_argument("--kd", action="store_true", help="also train the cViL_KD student")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default=None, help="root of the students' run folders (default runs/demo/<preset>)")
     p.set_defaults(func=_demo)

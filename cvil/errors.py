@@ -14,3 +14,7 @@ class CvilError(Exception):
 
 class UsageError(CvilError, ValueError):
     """A command was asked for something it cannot do (unknown name, bad option value, refused overwrite)."""
+
+
+class OutputExistsError(UsageError, FileExistsError):
+    """A command refused to overwrite an existing folder or file (pass its `--force`, or choose another path)."""

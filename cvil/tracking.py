@@ -21,6 +21,8 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# MLflow 3's UI opens an experiment without this tag in its GenAI layout ("Evaluations"); this is model training.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 _PARAM_MAX = 6000  # MLflow's param value limit (characters)
 
 
@@ -32,6 +34,10 @@ class Tracker(Protocol):
     def set_tags(self, tags: dict[str, Any]) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
+    def log_datasets(self, datasets: list[dict[str, str]]) -> None: ...
+    def log_model_pointer(self, path: str | Path, *, name: str, params: dict[str, Any] | None = None,
+                          step: int = 0) -> None: ...
+    def mark_experiment(self) -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
 
 
@@ -45,6 +51,10 @@ class NullTracker:
     def set_tags(self, tags: dict[str, Any]) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
+    def log_datasets(self, datasets: list[dict[str, str]]) -> None: ...
+    def log_model_pointer(self, path: str | Path, *, name: str, params: dict[str, Any] | None = None,
+                          step: int = 0) -> None: ...
+    def mark_experiment(self) -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
 
 
@@ -182,6 +192,45 @@ class MLflowTracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._safe(self._client.log_text, self.run_id, text, artifact_file)
 
+    def log_datasets(self, datasets: list[dict[str, str]]) -> None:
+        """MLflow dataset inputs (the run list's Dataset column): each a dict with name, digest, source, context
+        and optionally profile (`cvil.train.run_metadata.dataset_inputs`); the files stay where they are."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(d["name"], d["digest"], "local", d["source"], profile=d.get("profile")),
+                               [InputTag("mlflow.data.context", d["context"])]) for d in datasets]
+        if inputs:
+            self._safe(self._client.log_inputs, self.run_id, datasets=inputs)
+
+    def log_model_pointer(self, path: str | Path, *, name: str, params: dict[str, Any] | None = None,
+                          step: int = 0) -> None:
+        """The run's final model as an MLflow LoggedModel (the Models column) that *points at* `path`.
+
+        An external model: MLflow stores no weights (a real student is GBs), only the folder's location as the tag
+        `cvil.model_path` and the params given; the run is its source and lists it as an output at `step`.
+        """
+        self._safe(self._log_model_pointer, Path(path), name, params or {}, step)
+
+    def _log_model_pointer(self, path: Path, name: str, params: dict, step: int) -> None:
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        run = self._client.get_run(self.run_id)
+        model = self._client.create_logged_model(
+            run.info.experiment_id, name=name, source_run_id=self.run_id, model_type="cvil-oscar-vqa",
+            tags={"mlflow.model.isExternal": "true", "cvil.model_path": str(path.resolve())},
+            params={k: _param_value(v) for k, v in params.items()})
+        self._client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        self._client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
+
+    def mark_experiment(self) -> None:
+        """Tag the run's experiment as model development (once), for experiments created before the tag existed."""
+        self._safe(self._mark_experiment)
+
+    def _mark_experiment(self) -> None:
+        exp_id = self._client.get_run(self.run_id).info.experiment_id
+        if self._client.get_experiment(exp_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            self._client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
     def close(self, status: str = "FINISHED") -> None:
         """Deliver the buffer, then close the run; an incomplete run is closed FAILED, naming its local results."""
         if not self._alive or self.run_id is None:
@@ -274,7 +323,7 @@ def store_setup_lock(uri: str, timeout_s: float = 300.0):
 def _create_experiment(client, name: str) -> str:
     """Create the experiment, tolerating a concurrent creator (grid cells start at the same time)."""
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:

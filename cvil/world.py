@@ -39,10 +39,30 @@ class WorldPaths:
                 f"kd.teacher_tokenizer={self.root / 'tokenizers' / 'teacher'}"]
 
 
+def check_world_matches(root: str | Path, preset: str, seed: int) -> None:
+    """Refuse to reuse a world built with another preset or seed (a UsageError naming both), and an unknown preset.
+
+    Without this a `cvil demo --preset tiny` followed by a plain `cvil demo` in the same folder would silently
+    train on the tiny world.
+    """
+    from cvil.data.synth.presets import get_preset
+    from cvil.errors import UsageError
+
+    get_preset(preset)
+    manifest = Path(root) / "world.json"
+    if not manifest.is_file():
+        return
+    built = json.loads(manifest.read_text(encoding="utf-8"))
+    if (built.get("preset"), built.get("seed")) != (preset, seed):
+        raise UsageError(f"{root} holds the synthetic world preset {built.get('preset')!r} seed {built.get('seed')}, "
+                         f"not preset {preset!r} seed {seed}: choose another folder (--root) or the matching preset")
+
+
 def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed: int = 0, *,
                  tracking: bool = True) -> WorldPaths:
     root = Path(root)
     paths = WorldPaths(root, root / "teacher" / "oscar", root / "student_init")
+    check_world_matches(root, preset, seed)
     if not (root / "world.json").is_file():
         from cvil.data.synth.writer import generate
 

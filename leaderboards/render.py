@@ -173,7 +173,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#
 table{border-collapse:collapse;margin:1rem 0}th,td{padding:.3rem .7rem;border-bottom:1px solid #ddd}
 th{border-bottom:2px solid #333;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.published td{color:#555;font-style:italic;background:#f7f7f7}tr.first-published td{border-top:2px solid #333}
-.notes,.prov{font-size:.9rem}img{max-width:100%}
+.notes,.prov{font-size:.9rem}img{max-width:100%}section{margin:2.5rem 0;border-top:1px solid #ccc}
 """.strip()
 
 
@@ -203,18 +203,55 @@ def to_html(table: Table, plot_png: bytes | None = None) -> str:
     if plot_png:
         data = base64.b64encode(plot_png).decode("ascii")
         parts.append(f"<figure><img alt=\"scores with 95 % CIs per system\" src=\"data:image/png;base64,{data}\">"
-                     "<figcaption>Ours: mean and 95 % t-interval over seeds; published: hollow markers."
-                     "</figcaption></figure>")
+                     "<figcaption>Ours: mean and 95 % t-interval over seeds (clipped to 0-100); published: "
+                     "hollow diamonds.</figcaption></figure>")
     parts.append("<p><a href=\"index.html\">All tables</a></p>")
     return _page(title(table), "\n".join(parts))
 
 
-def index_html(tables: list[Table], generated: str) -> str:
-    items = "".join(f"<li><a href=\"{html.escape(t.spec.id)}.html\">{html.escape(title(t))}</a> "
-                    f"(<a href=\"{html.escape(t.spec.id)}.md\">md</a>, <a href=\"{html.escape(t.spec.id)}.tex\">tex</a>, "
-                    f"<a href=\"{html.escape(t.spec.id)}.csv\">csv</a>)</li>" for t in tables)
-    body = (f"<h1>cvil leaderboards</h1>\n<p>Regenerated from the tracking store on {html.escape(generated)}; "
-            f"never hand-edited.</p>\n<ul>{items}</ul>")
+HEADLINE_COLUMNS = 4  # metric columns of each table shown on the overview (all of them on its own page)
+
+
+def _headline_table(table: Table) -> str:
+    """Ours and the published block, first `HEADLINE_COLUMNS` metric columns, as on the table's page."""
+    frame = display_frame(table)
+    keep = list(frame.columns[:3 + HEADLINE_COLUMNS])
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in keep)
+    rows = []
+    for i, rec in enumerate(frame[keep].itertuples(index=False)):
+        published = rec[0] == PUBLISHED_LABEL
+        cls = ("published" + (" first-published" if i == len(table.spec.rows) else "")) if published else "ours"
+        cells = "".join(f"<td class=\"{'num' if j >= 2 else 'txt'}\">{esc(str(v))}</td>" for j, v in enumerate(rec))
+        rows.append(f"<tr class=\"{cls}\">{cells}</tr>")
+    more = len(frame.columns) - len(keep)
+    caption = f"<p class=\"notes\">{more} more column(s) on the table's page.</p>" if more > 0 else ""
+    return (f"<table class=\"headline\">\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows)
+            + "\n</tbody>\n</table>" + caption)
+
+
+def index_html(tables: list[Table], generated: str, plots: dict[str, bytes | None] | None = None) -> str:
+    """The overview: per table its headline rows and its plot, with links to the full page and every format."""
+    esc = html.escape
+    toc = "".join(f"<li><a href=\"#{esc(t.spec.id)}\">{esc(title(t))}</a></li>" for t in tables)
+    sections = []
+    for t in tables:
+        tid = esc(t.spec.id)
+        links = (f"<a href=\"{tid}.html\">full table, notes and provenance</a> · <a href=\"{tid}.md\">md</a> · "
+                 f"<a href=\"{tid}.tex\">tex</a> · <a href=\"{tid}.csv\">csv</a>")
+        part = [f"<section id=\"{tid}\">", f"<h2><a href=\"{tid}.html\">{esc(title(t))}</a></h2>",
+                f"<p>{links}</p>", _headline_table(t)]
+        png = (plots or {}).get(t.spec.id)
+        if png:
+            data = base64.b64encode(png).decode("ascii")
+            part.append(f"<figure><img alt=\"{esc(title(t))}: scores with 95 % CIs per system\" "
+                        f"src=\"data:image/png;base64,{data}\"></figure>")
+        part.append("</section>")
+        sections.append("\n".join(part))
+    body = (f"<h1>cvil leaderboards</h1>\n<p>Regenerated from the tracking store on {esc(generated)}; "
+            "never hand-edited. Ours: mean ± half-width of the 95 % t-interval over seeds (significance marks vs "
+            "each table's reference row, see its notes); published: the paper's numbers, transcribed.</p>\n"
+            f"<ul>{toc}</ul>\n" + "\n".join(sections))
     return _page("cvil leaderboards", body)
 
 
@@ -231,5 +268,5 @@ def write_all(tables: list[Table], out_dir: str | Path, *, generated: str,
             path.write_text(text, encoding="utf-8")
             written.append(path)
     index = out / "index.html"
-    index.write_text(index_html(tables, generated), encoding="utf-8")
+    index.write_text(index_html(tables, generated, plots), encoding="utf-8")
     return written + [index]

@@ -217,11 +217,15 @@ def register(subparsers: Any) -> None:
     jvg.add_argument("--per-question", help="write the per-question CSV here")
     jvg.set_defaults(func=_guarded(_run_jvg))
 
-    pr = subparsers.add_parser("predict", help="write an EvalAI results file from a trained checkpoint")
-    pr.add_argument("--checkpoint", help="trained model folder (from `cvil train`)")
-    pr.add_argument("--data", help="dataset folder")
-    pr.add_argument("--split", default="test", choices=["train", "val", "test"])
-    pr.add_argument("--out", help="results JSON to write")
+    pr = subparsers.add_parser(
+        "predict", help="write an EvalAI results file from a trained checkpoint",
+        description="Answer every question of one split with a trained model and write the EvalAI results file "
+                    '([{"question_id", "answer"}]) and a per-question CSV, print the official scores, and '
+                    "optionally log them to the model's MLflow run.")
+    pr.add_argument("--checkpoint", help="a `cvil train` run folder (its output_dir) or its final/ model folder")
+    pr.add_argument("--data", help="dataset folder to answer, e.g. <data.root>/vg (default: the run's last stage's)")
+    pr.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to answer (default test)")
+    pr.add_argument("--out", help="results JSON to write (default <checkpoint>/predictions/<split>_results.json)")
     pr.add_argument("--run-id", help="MLflow run to log the summary metrics and files to")
     pr.add_argument("--trust-unverified", action="store_true",
                     help="use a model folder that has no SHA256SUMS checksum manifest (e.g. from an older cvil)")

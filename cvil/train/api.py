@@ -42,6 +42,15 @@ def _run_tags(cfg: RunConfig, digest: str) -> dict:
     return tags
 
 
+def _describe_run(tracker, cfg: RunConfig) -> None:
+    """Datasets (with digests), source tags and the experiment's kind: what MLflow's run list shows by default."""
+    from cvil.train import run_metadata
+
+    tracker.mark_experiment()
+    tracker.set_tags(run_metadata.source_tags(git_commit()))
+    tracker.log_datasets(run_metadata.dataset_inputs(cfg))
+
+
 def _make_tracker(cfg: RunConfig, is_main: bool, run_id: str, digest: str):
     if not (is_main and cfg.tracking.enabled):
         return NullTracker()
@@ -117,6 +126,7 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
         (out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
         if resume_state is None:
             tracker.log_params(flatten(cfg))
+            _describe_run(tracker, cfg)
         tracker.log_artifact(out / "config.yaml")
     status = "FAILED"
     try:

@@ -139,5 +139,9 @@ def finish_run(trainer) -> dict[str, float]:
             trainer.tracker.set_tags({"cvil.bleu_signature": json.dumps(result.report["bleu"].get("signature", ""))})
     if trainer.dist.is_main:
         trainer.tracker.log_metrics(metrics, trainer.progress.global_step)
+        trainer.tracker.log_model_pointer(  # a pointer to final/ (no copy of the weights)
+            out / "final", name=cfg.tracking.run_name or f"{cfg.schedule}-s{cfg.train.seed}",
+            params={"schedule": cfg.schedule, "seed": cfg.train.seed, "init": cfg.model.init},
+            step=trainer.progress.global_step)
         (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
     return metrics

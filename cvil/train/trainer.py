@@ -33,7 +33,7 @@ from cvil.distill.kd_losses import distillation_loss, teacher_logit_loss
 from cvil.distill.teacher import FrozenTeacher
 from cvil.models.oscar import instance_bce_with_logits
 from cvil.tracking import NullTracker, Tracker
-from cvil.train import model_setup
+from cvil.train import model_setup, progress_report
 from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
 from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, to_device
 from cvil.train.distributed import DistInfo, all_reduce_sum, barrier
@@ -171,6 +171,10 @@ class Trainer:
             scheduler.load_state_dict(resume_state["scheduler"])
             self.scaler.load_state_dict(resume_state["scaler"])
         wrapped = self._wrap(self.model)
+        log_every = progress_report.default_log_every(total_steps, cfg.train.log_every)
+        report = progress_report.reporter_for(cfg.train.progress, self.show_progress, dist.is_main, stage.name,
+                                              total_steps, cfg.data.batch_size * dist.world_size * cfg.train.grad_accum,
+                                              self.progress.stage_step)
         log.info("stage %d %s: %d steps (%d/epoch), lr %.2g, trains %s, objective %s", index, stage.name,
                  total_steps, steps_per_epoch, stage.lr, stage.trainable, stage.objective)
         timer = _Throughput()
@@ -186,7 +190,7 @@ class Trainer:
                 if self.progress.stage_step >= total_steps:
                     break
                 batch = to_device(batch, dist.device)
-                logging_step = (self.progress.global_step + 1) % cfg.train.log_every == 0
+                logging_step = (self.progress.global_step + 1) % log_every == 0
                 parts = self._loss_step(wrapped, batch, stage, accum + 1 < cfg.train.grad_accum, logging_step)
                 timer.add(batch["input_ids"].shape[0] * dist.world_size)
                 self.progress.batches_in_epoch += 1
@@ -198,8 +202,10 @@ class Trainer:
                 self.progress.stage_step += 1
                 self.progress.global_step += 1
                 step = self.progress.global_step
-                if step % cfg.train.log_every == 0:
+                if step % log_every == 0:
                     self._log_step(parts, grad_norm, scheduler.get_last_lr()[0], timer, stage)
+                if report is not None:
+                    report.update(self.progress.stage_step, parts)
                 if stage.eval_every and self.progress.stage_step % stage.eval_every == 0:
                     self._evaluate_and_select(index, stage, data)
                 if self.progress.stage_step % cfg.train.checkpoint_every == 0:

@@ -156,6 +156,69 @@ class _Run:
         self.data = type("Data", (), {"tags": {"cvil.config_hash": digest}})()
 
 
+@pytest.mark.slow
+def test_cells_rerun_merges_into_the_grid_summary(fake_grid, mlflow_store, tmp_path):
+    import csv
+
+    results, _ = _run(fake_grid, mlflow_store, cells=("OK",))
+    assert {(r.cell, r.seed) for r in results} == {("OK", 0), ("OK", 1)}
+    results, _ = _run(fake_grid, mlflow_store, cells=("BAD",))
+    assert {(r.cell, r.seed) for r in results} == {("BAD", 0), ("BAD", 1)}
+    with open(tmp_path / "runs/tiny/summary.csv", newline="") as f:
+        rows = {(r["cell"], r["seed"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {("OK", "0"), ("BAD", "0"), ("OK", "1"), ("BAD", "1")}  # the OK rows were kept
+    assert {r["status"] for r in rows.values()} == {"finished"} and rows[("OK", "1")]["test.accuracy"] == "0.51"
+    summary = json.loads((tmp_path / "runs/tiny/summary.json").read_text())
+    assert summary["counts"] == {"finished": 4, "skipped": 0, "failed": 0}
+    assert [(j["cell"], j["seed"]) for j in summary["jobs"]] == [("OK", 0), ("BAD", 0), ("OK", 1), ("BAD", 1)]
+
+
+def test_shipped_grid_resolves_its_configs_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    jobs = expand(load_grid("table3_ablations"), seeds=1)
+    assert {j.config for j in jobs} == {str(REPO / "configs/synthetic/kd.yaml"),
+                                        str(REPO / "configs/synthetic/baseline.yaml")}
+    # a grid file beside its own configs finds them wherever it is run from
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "mine.yaml").write_text("schedule: baseline\n")
+    (tmp_path / "g" / "grid.yaml").write_text("name: g\nseeds: 1\ncells: {A: {config: mine.yaml}}\n")
+    monkeypatch.chdir(REPO)
+    assert expand(load_grid(str(tmp_path / "g" / "grid.yaml")))[0].config == str(tmp_path / "g" / "mine.yaml")
+
+
+def _bench(argv, capsys):
+    from bench.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dry_run_prints_every_job_without_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _bench(["grid", "table3_ablations", "--dry-run", "--seeds", "2", "--cells", "KD",
+                             "--cells", "BASELINE", "train.threads=1"], capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith("[grid table3_ablations] dry run: 4 jobs on synthetic world preset small")
+    heads = [line for line in lines[1:] if not line.startswith("    ")]
+    assert [h.split(":")[0] for h in heads] == ["KD/seed0", "BASELINE/seed0", "KD/seed1", "BASELINE/seed1"]
+    assert f"--config {REPO / 'configs/synthetic/kd.yaml'}" in heads[0]
+    assert "train.seed=1" in lines[6] and "train.threads=1" in lines[6] and "output_dir=runs/table3_ablations/KD/seed1" in lines[6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no world, no store, no runs folder
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--cells", "NOPE"], "has no cell ['NOPE']"),
+    (["kd.clss=false"], "cell 'KD': unknown config key 'kd.clss'; did you mean 'kd.cls'?"),
+])
+def test_bad_cells_or_overrides_fail_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _bench(["grid", "table3_ablations", *argv], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "worlds").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_plan_skips_resumes_or_reruns(tmp_path, monkeypatch):
     from bench.grid import _plan
 
@@ -190,7 +253,7 @@ def test_expand_builds_the_contract_overrides():
     assert [j.cell for j in jobs] == ["KD", "w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags",
                                       "w/o intermediate layers", "BASELINE"]
     j = jobs[5]
-    assert j.config == "configs/synthetic/kd.yaml"
+    assert j.config == str(REPO / "configs/synthetic/kd.yaml")  # resolved against the shipped configs
     assert j.output_dir == "runs/table3_ablations/wo-intermediate-layers/seed0"
     for item in ("data.root=w", "kd.layers=[12]", "train.seed=0", "tracking.run_name=wo-intermediate-layers-s0",
                  "tracking.tags.cvil.grid=table3_ablations", "tracking.tags.cvil.cell=w/o intermediate layers",

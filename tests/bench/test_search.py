@@ -72,7 +72,7 @@ def test_search_prunes_logs_children_writes_best_config_and_resumes(stub_api, ml
     (tmp_path / "configs" / "kd.yaml").write_text(BASE)
     argv = ["--config", "configs/kd.yaml", "--no-world", "--stage-epochs", "0.5", "--study", "s1",
             "--pruner-startup-trials", "1", "--pruner-warmup-evals", "0", "--best-out", "configs/searched/best.yaml",
-            "data.batch_size=4"]
+            "data.batch_size=4", "stages.1.lr=0.0001"]
     assert _search([*argv, "--trials", "3"]) == 0
 
     journal = str(tmp_path / "runs/search/s1.journal")
@@ -90,6 +90,10 @@ def test_search_prunes_logs_children_writes_best_config_and_resumes(stub_api, ml
     cfg = load_config(tmp_path / "configs/searched/best.yaml")
     assert cfg.kd.layers == (3, 6, 9, 12) and [s.epochs for s in cfg.stages] == [3.0, 5.0]
     assert cfg.kd.layer_weights == pytest.approx([best.params[f"lambda_{m}"] for m in (3, 6, 9, 12)], abs=1e-6)
+    # ... and carries the search's overrides, so it runs as written: the best trial's config at the full budget
+    trial_cfg = load_config(tmp_path / "configs/kd.yaml", ["data.batch_size=4", "stages.1.lr=0.0001",
+                                                           f"kd.layer_weights={list(cfg.kd.layer_weights)}"])
+    assert cfg == trial_cfg and cfg.data.batch_size == 4 and cfg.stages[1].lr == 1e-4
 
     # MLflow: one parent per study, one child per trial with the lambdas, the state and the objective
     c = tracking.client(mlflow_store)
@@ -109,6 +113,9 @@ def test_search_prunes_logs_children_writes_best_config_and_resumes(stub_api, ml
     study = optuna.load_study(study_name="s1", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(journal)))
     assert len(study.trials) == 4
+    # the resumed process proposes a new point, not trial 0's again (the sampler is not re-seeded identically)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == 4, points
     again = tracking.search_all(c, exp, tracking.tag_filter({"cvil.kind": "search", "cvil.search": "s1"}))
     assert [p.info.run_id for p in again] == [parents[0].info.run_id]
     assert len(tracking.children(c, exp, parents[0].info.run_id)) == 4

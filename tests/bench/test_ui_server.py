@@ -55,3 +55,21 @@ def test_ui_command_line():
     assert (args.port, args.host) == (5055, "127.0.0.1") and callable(args.func)
     cmd = MlflowServer("sqlite:///x.db", port=5055).command()
     assert cmd[cmd.index("--workers") + 1] == "1" and cmd[cmd.index("--host") + 1] == "127.0.0.1"
+
+
+@pytest.mark.slow
+def test_ui_on_a_taken_port_is_a_one_line_error_naming_it(mlflow_store, capsys, monkeypatch):
+    import socket
+
+    from bench.cli import main
+
+    monkeypatch.setattr("bench.ui.signal.signal", lambda *a: None)  # keep pytest's own signal handlers
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["ui", "--port", str(port), "--backend-store-uri", mlflow_store])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith(f"cvil-bench ui: mlflow server on 127.0.0.1:{port} stopped before answering")
+    assert f"is port {port} in use" in err and "code 0" not in err and "status 0" not in err

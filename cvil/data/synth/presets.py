@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from cvil.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -99,10 +101,10 @@ DEFAULT_PRESET = "small"
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called `name`, or a ValueError that suggests the closest name."""
+    """The preset called `name`, or a UsageError (a ValueError) that suggests the closest name."""
     try:
         return PRESETS[name]
     except KeyError:
         close = difflib.get_close_matches(name, PRESETS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown synth preset {name!r} (known: {', '.join(PRESETS)}){hint}") from None
+        raise UsageError(f"unknown synth preset {name!r} (known: {', '.join(PRESETS)}){hint}") from None

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from cvil.data import layout
+from cvil.errors import OutputExistsError
 from cvil.data.synth import questions as Q
 from cvil.data.synth.jvg import make_jvg_questions, top_k_vocabulary
 from cvil.data.synth.lexicon import CLASSES, COLOURS, hindi_answer
@@ -230,10 +231,10 @@ def generate(preset_name: str, seed: int, out: str | Path, *, force: bool = Fals
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not force:
-            raise FileExistsError(f"{out} is not empty; pass --force to replace the synthetic world in it")
+            raise OutputExistsError(f"{out} is not empty; pass --force to replace the synthetic world in it")
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OWNED_ENTRIES)
         if foreign and not (out / WORLD_FILE).exists():
-            raise FileExistsError(f"{out} holds files that are not a synthetic world ({', '.join(foreign[:5])}); "
+            raise OutputExistsError(f"{out} holds files that are not a synthetic world ({', '.join(foreign[:5])}); "
                                   "refusing to overwrite")
     t0 = time.perf_counter()
     tmp = out.parent / f".{out.name}.synth-tmp-{os.getpid()}"

@@ -1,0 +1,111 @@
+"""Where a run's numbers came from, in the form MLflow's run list shows: datasets, source, model.
+
+* Datasets: one MLflow dataset input per (dataset folder, split) the run reads, context `train`, `val` or `test`,
+  named `<folder>/<split>` (e.g. `vg/train`), with a digest of the split's QLA file (its bytes) and of its region
+  features (the per-image files' names and sizes, or the packed store's index and sizes: hashing GBs of
+  features per run would cost minutes). Two runs with the same digest read the same questions and features.
+* Source: MLflow's own source tags (command line, git commit, user), so the Source column is not empty.
+* The final model is logged by `final_eval.finish_run` as a LoggedModel pointing at `<output_dir>/final`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from cvil.config import RunConfig
+from cvil.data import layout
+
+_CHUNK = 1 << 20
+DIGEST_CHARS = 16  # MLflow's dataset digest column holds at most 36 characters
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def features_digest(folder: Path, split: str) -> tuple[str, str]:
+    """(digest, location) of a split's region features: the per-image .pt folder (the source of truth) when there
+    is one, else the packed store (its index and its files' sizes). Training packs the .pt folder on first use, so
+    preferring it keeps the digest the same before and after packing."""
+    pt_dir = layout.feature_dir(folder, split)
+    packed = layout.packed_store_path(folder, split)
+    h = hashlib.sha256()
+    if pt_dir.is_dir():
+        with os.scandir(pt_dir) as it:
+            for name, size in sorted((e.name, e.stat().st_size) for e in it if e.is_file()):
+                h.update(f"{name}:{size}\n".encode())
+        return h.hexdigest(), str(pt_dir)
+    if (packed / "index.json").is_file():
+        h.update(file_digest(packed / "index.json").encode())
+        for entry in sorted(p for p in packed.iterdir() if p.is_file() and p.name != "index.json"):
+            h.update(f"{entry.name}:{entry.stat().st_size}".encode())
+    return h.hexdigest(), str(packed)
+
+
+def split_input(folder: Path, split: str, context: str) -> dict[str, str] | None:
+    """One dataset input (plain data for `Tracker.log_datasets`), or None when the split has no QLA file."""
+    qla = layout.qla_path(folder, split)
+    if not qla.is_file():
+        return None
+    qla_digest = file_digest(qla)
+    feat_digest, feat_location = features_digest(folder, split)
+    digest = hashlib.sha256(f"{qla_digest}{feat_digest}".encode()).hexdigest()[:DIGEST_CHARS]
+    profile = {"qla_file": str(qla.resolve()), "qla_sha256": qla_digest, "qla_bytes": qla.stat().st_size,
+               "features": str(Path(feat_location).resolve()), "features_digest": feat_digest[:DIGEST_CHARS]}
+    return {"name": f"{folder.name}/{split}", "digest": digest, "context": context,
+            "source": json.dumps({"uri": str(qla.resolve())}), "profile": json.dumps(profile)}
+
+
+def dataset_inputs(cfg: RunConfig) -> list[dict[str, str]]:
+    """Every (dataset, split) the run trains on, validates on (each stage's folder) and scores at the end."""
+    wanted: list[tuple[str, str]] = []
+    for stage in cfg.stages:
+        wanted += [(stage.dataset, "train"), (stage.dataset, "val")]
+    if cfg.stages:
+        wanted += [(cfg.stages[-1].dataset, split) for split in cfg.evaluate]
+    out, seen = [], set()
+    for dataset, split in wanted:
+        if (dataset, split) in seen:
+            continue
+        seen.add((dataset, split))
+        item = split_input(Path(cfg.data.root) / dataset, split, split)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _command() -> str:
+    """How this process was started, as a user would type it (`python -m cvil`, `cvil-bench`, ...)."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if argv0.name == "__main__.py":
+        return f"python -m {argv0.parent.name}"
+    if argv0.name == "cli.py":
+        return f"python -m {argv0.parent.name}.cli"
+    return argv0.name
+
+
+def source_tags(git_commit: str) -> dict[str, str]:
+    """MLflow's source tags: the command (the Source column shows it as a name, so without paths: the config file's
+    name only), the full command line as `cvil.command`, the commit, and who ran it."""
+    args = sys.argv[1:]
+    name = [_command(), *args[:1]]
+    if "--config" in args[:-1]:
+        name += ["--config", Path(args[args.index("--config") + 1]).name]
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": " ".join(name),
+            "cvil.command": " ".join([_command(), *args])[:5000]}
+    if git_commit and git_commit != "unknown":
+        tags["mlflow.source.git.commit"] = git_commit.split("+", 1)[0]
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):
+        pass
+    return tags
