@@ -338,7 +338,7 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         ("data.num_workers", cfg.data.num_workers, cfg.data.num_workers >= 0, ">= 0"),
         ("data.max_train_examples", cfg.data.max_train_examples, cfg.data.max_train_examples >= 0, ">= 0 (0 = all)"),
         ("train.grad_accum", cfg.train.grad_accum, cfg.train.grad_accum >= 1, ">= 1"),
-        ("train.log_every", cfg.train.log_every, cfg.train.log_every >= 1, ">= 1"),
+        ("train.log_every", cfg.train.log_every, cfg.train.log_every >= 0, ">= 0 (0: about 100 points per stage)"),
         ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 1, ">= 1"),
         ("train.threads", cfg.train.threads, cfg.train.threads >= 0, ">= 0 (0 = torch's default)"),
         ("train.warmup_ratio", cfg.train.warmup_ratio, 0 <= cfg.train.warmup_ratio < 1, "in [0, 1)"),
