@@ -16,8 +16,10 @@ reported beside it. Question-level (seeds held fixed): the same resamples of the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,3 +117,94 @@ def _shift_p_and_ci(deltas: np.ndarray, delta: float, confidence: float) -> tupl
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(deltas, [tail, 100 - tail])
     return p, float(low), float(high)
+
+
+# ------------------------------------------------------------------------------- sacrebleu's paired tests
+
+@contextlib.contextmanager
+def _sacrebleu_seed(seed: int) -> Iterator[None]:
+    """sacrebleu's PairedTest reads its seed from SACREBLEU_SEED at construction."""
+    old = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(seed)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SACREBLEU_SEED", None)
+        else:
+            os.environ["SACREBLEU_SEED"] = old
+
+
+def bleu_paired_test(
+    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], *, test: str = "bs",
+    tokenize: str = "ja-mecab", n_resamples: int = 0, seed: int = 12345, confidence: float = 0.95,
+) -> sig.TestResult:
+    """Paired BLEU test with sacrebleu: ``test="bs"`` (paired bootstrap, Koehn 2004; 1000 resamples by default) or
+    ``"ar"`` (approximate randomisation, Riezler & Maxwell 2005; 10000 trials by default). Δ = BLEU(system) −
+    BLEU(baseline).
+
+    Tokenisation is passed straight to sacrebleu: a tokenizer name (``"ja-mecab"``, ``"char"``, ``"13a"``) or
+    ``"none"`` for strings already tokenised with spaces (e.g. by fugashi + unidic-lite, whose segmentation differs
+    from ja-mecab's IPA dictionary: the signature says which was used). The CI of Δ is a paired bootstrap over the
+    same per-segment sufficient statistics with the indices sacrebleu's bootstrap draws (same seed).
+    """
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import PairedTest
+
+    if not len(baseline) == len(system) == len(references):
+        raise ValueError(f"lengths differ: baseline {len(baseline)}, system {len(system)}, refs {len(references)}")
+    if seed == 0:
+        raise ValueError("sacrebleu treats seed 0 as 'unseeded'; pick another seed")
+    refs = [list(references)]
+    metric = BLEU(tokenize=tokenize)
+    with _sacrebleu_seed(seed):
+        paired = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": metric}, refs,
+                            test_type=test, n_samples=n_resamples)
+        signatures, scores = paired()
+    (name,) = [k for k in scores if k != "System"]
+    base_res, sys_res = scores[name]
+    deltas = _bleu_bootstrap_deltas(metric, baseline, system, refs, n=1000 if test == "ar" else paired.n_samples,
+                                    seed=seed)
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(x) for x in np.percentile(deltas, [tail, 100 - tail]))
+    delta, p_value = float(sys_res.score - base_res.score), float(sys_res.p_value)
+    notes = (f"BLEU baseline {base_res.score:.2f}, system {sys_res.score:.2f}",)
+    if delta == 0 and not deltas.any():
+        # sacrebleu counts strictly larger resampled differences, so a difference that is zero on every resample
+        # (identical outputs, or BLEU 0 for both, common with 1-2 token answers) gets p = 1/(n+1). No evidence.
+        p_value = 1.0
+        notes += ("degenerate: Δ is 0 on every resample; p set to 1 (sacrebleu would report 1/(n+1))",)
+    label = {"bs": "paired bootstrap", "ar": "paired approximate randomisation"}[test]
+    return sig.TestResult(
+        test=f"sacrebleu {label} (BLEU)", delta=delta, ci_low=low, ci_high=high, p_value=p_value, n=len(system),
+        n_resamples=paired.n_samples, seed=seed, method=f"{test}; CI: paired bootstrap percentile",
+        confidence=confidence, notes=notes, signature=str(signatures[name]),
+    )
+
+
+def _bleu_bootstrap_deltas(metric, baseline, system, refs, *, n: int, seed: int) -> np.ndarray:
+    """BLEU(system) − BLEU(baseline) on n paired bootstrap resamples of the segments.
+
+    sacrebleu's significance module resamples these per-segment statistics with the same private hooks; reusing
+    them keeps the CI on the same footing as its p-value (same indices as its paired bootstrap for the same seed).
+    """
+    bl = np.asarray(metric._extract_corpus_statistics(list(baseline), refs), dtype="float32")
+    sy = np.asarray(metric._extract_corpus_statistics(list(system), refs), dtype="float32")
+    idxs = np.random.default_rng(seed).choice(len(system), size=(n, len(system)), replace=True)
+    return np.array([metric._compute_score_from_stats(sy[i].sum(0)).score
+                     - metric._compute_score_from_stats(bl[i].sum(0)).score for i in idxs])
+
+
+def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *, test: str = "bs",
+                tokenize: str = "ja-mecab", seed: int = 12345) -> sig.TestResult:
+    """sacrebleu paired test with seeds pooled into one corpus: seed i of A paired with seed i of B (sorted),
+    questions joined on question_id (BLEU is a corpus statistic, it cannot be averaged per question)."""
+    base, system, refs = [], [], []
+    for (_, fa), (_, fb) in zip(sorted(a_frames.items()), sorted(b_frames.items())):
+        joined = fa[["prediction", "ground_truth"]].join(fb[["prediction"]].add_suffix("_b"), how="inner")
+        base += joined["prediction"].tolist()
+        system += joined["prediction_b"].tolist()
+        refs += joined["ground_truth"].tolist()
+    result = bleu_paired_test(base, system, refs, test=test, tokenize=tokenize, seed=seed)
+    pairs = min(len(a_frames), len(b_frames))
+    return dataclasses.replace(result, notes=result.notes + (f"{pairs} seed pair(s) pooled into one corpus",))

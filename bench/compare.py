@@ -7,7 +7,8 @@ A and B are each one of
 
 Accuracy-like metrics are compared by a two-level bootstrap-t over seeds and questions (`sig.compare_seeds`; the
 question-level paired permutation test on seed-averaged scores is reported beside it, with ASO over the seeds); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
-The same `compare_frames` drives the leaderboards' significance marks, so the CLI and the tables agree.
+The same `bench.significance.compare_frames` drives the leaderboards' significance marks, so the CLI and the
+tables agree.
 
     cvil-bench compare runs/base.csv runs/kd.csv
     cvil-bench compare cell=baseline cell=kd --grid paper-ja --tracking-uri sqlite:///mlflow.db --json
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -40,12 +41,12 @@ class System:
 
 def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None = None,
                 split: str = "test") -> System:
-    from leaderboards import collect
+    from bench import runs as run_store
 
     if spec.startswith("cell="):
         cell = spec.split("=", 1)[1]
-        client = collect.client(tracking_uri)
-        runs = collect.latest_per_seed(collect.find_runs(client, grid=grid, cell=cell))
+        client = run_store.client(tracking_uri)
+        runs = run_store.latest_per_seed(run_store.find_runs(client, grid=grid, cell=cell))
         if not runs:
             where = f" in grid {grid!r}" if grid else ""
             raise SystemExit(f"no finished runs for cell {cell!r}{where}")
@@ -54,7 +55,7 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
             raise SystemExit(f"cell {cell!r} exists in several grids {sorted(map(str, grids))}: pass --grid")
         frames = {}
         for r in runs:
-            frame = collect.per_question(client, r.run_id, split)
+            frame = run_store.per_question(client, r.run_id, split)
             if frame is None:
                 raise SystemExit(f"run {r.run_id} (cell {cell}, seed {r.seed}) has no "
                                  f"predictions/{split}_per_question.csv artifact")
@@ -64,51 +65,13 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
     if path.suffix == ".csv" or path.is_file():
         if not path.is_file():
             raise SystemExit(f"{spec}: no such file")
-        return System(path.stem, str(path), {"-": collect.read_per_question_csv(path)})
-    client = collect.client(tracking_uri)
-    frame = collect.per_question(client, spec, split)
+        return System(path.stem, str(path), {"-": run_store.read_per_question_csv(path)})
+    client = run_store.client(tracking_uri)
+    frame = run_store.per_question(client, spec, split)
     if frame is None:
         raise SystemExit(f"{spec}: not a file, and no run with a predictions/{split}_per_question.csv artifact")
-    run = collect.get_run(client, spec)
+    run = run_store.get_run(client, spec)
     return System(run.cell or spec[:8], f"run {spec}", {run.seed: frame})
-
-
-def compare_frames(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *,
-                   metric: str = "accuracy", n_resamples: int = 9999, seed: int = 0, bleu_test: str = "bs",
-                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345, aso: bool = True,
-                   bleu_preset: str | None = None) -> sig.TestResult:
-    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores).
-
-    Accuracy: the seed-aware result of :func:`sig.compare_seeds`, with the question-level test as ``.question_level``.
-    BLEU: the column's own BLEU (``bleu_preset``, default the JVG preset) by :mod:`bench.bleu_significance`;
-    ``bleu_preset="sacrebleu"`` keeps sacrebleu's paired test with ``bleu_tokenize`` (seeds pooled).
-    """
-    if metric == "bleu":
-        if bleu_preset == "sacrebleu":
-            return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
-        from bench.bleu_significance import bleu_compare_seeds
-        from cvil.eval.bleu import JVG_PRESET, resolve_options
-
-        return bleu_compare_seeds(a_frames, b_frames, options=resolve_options(bleu_preset or JVG_PRESET),
-                                  n_resamples=1000, seed=bleu_seed)
-    cmp = sig.compare_seeds({k: f["score"] for k, f in a_frames.items()},
-                            {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed, aso=aso)
-    return replace(cmp.result, question_level=cmp.question_level)
-
-
-def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *, test: str = "bs",
-                tokenize: str = "ja-mecab", seed: int = 12345) -> sig.TestResult:
-    """sacrebleu paired test with seeds pooled into one corpus: seed i of A paired with seed i of B (sorted),
-    questions joined on question_id (BLEU is a corpus statistic, it cannot be averaged per question)."""
-    base, system, refs = [], [], []
-    for (_, fa), (_, fb) in zip(sorted(a_frames.items()), sorted(b_frames.items())):
-        joined = fa[["prediction", "ground_truth"]].join(fb[["prediction"]].add_suffix("_b"), how="inner")
-        base += joined["prediction"].tolist()
-        system += joined["prediction_b"].tolist()
-        refs += joined["ground_truth"].tolist()
-    result = sig.bleu_paired_test(base, system, refs, test=test, tokenize=tokenize, seed=seed)
-    pairs = min(len(a_frames), len(b_frames))
-    return replace(result, notes=result.notes + (f"{pairs} seed pair(s) pooled into one corpus",))
 
 
 def overall_by_seed(system: System, metric: str, tokenize: str = "ja-mecab",
@@ -131,7 +94,7 @@ def compare(a: System, b: System, *, metric: str = "accuracy", **kwargs) -> dict
     """The full report: each system's seed spread and the paired test of B vs A."""
     tokenize = kwargs.get("bleu_tokenize", "ja-mecab")
     spreads = [sig.seed_spread(overall_by_seed(s, metric, tokenize, kwargs.get("bleu_preset"))) for s in (a, b)]
-    result = compare_frames(a.frames, b.frames, metric=metric, **kwargs)
+    result = sig.compare_frames(a.frames, b.frames, metric=metric, **kwargs)
     return {
         "metric": metric,
         "systems": [{"name": s.label, "source": s.source, **sp.to_dict()} for s, sp in zip((a, b), spreads)],

@@ -15,14 +15,12 @@ falls back to the percentile interval and says so) and the multiple-comparison c
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -316,77 +314,28 @@ def apply_holm(results: Sequence[TestResult]) -> list[TestResult]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------------- BLEU
+# ------------------------------------------------------------------------------------------------ by metric
 
-@contextlib.contextmanager
-def _sacrebleu_seed(seed: int) -> Iterator[None]:
-    """sacrebleu's PairedTest reads its seed from SACREBLEU_SEED at construction."""
-    old = os.environ.get("SACREBLEU_SEED")
-    os.environ["SACREBLEU_SEED"] = str(seed)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("SACREBLEU_SEED", None)
-        else:
-            os.environ["SACREBLEU_SEED"] = old
+def compare_frames(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *,
+                   metric: str = "accuracy", n_resamples: int = 9999, seed: int = 0, bleu_test: str = "bs",
+                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345, aso: bool = True,
+                   bleu_preset: str | None = None) -> TestResult:
+    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores).
 
-
-def bleu_paired_test(
-    baseline: Sequence[str], system: Sequence[str], references: Sequence[str], *, test: str = "bs",
-    tokenize: str = "ja-mecab", n_resamples: int = 0, seed: int = 12345, confidence: float = 0.95,
-) -> TestResult:
-    """Paired BLEU test with sacrebleu: ``test="bs"`` (paired bootstrap, Koehn 2004; 1000 resamples by default) or
-    ``"ar"`` (approximate randomisation, Riezler & Maxwell 2005; 10000 trials by default). Δ = BLEU(system) −
-    BLEU(baseline).
-
-    Tokenisation is passed straight to sacrebleu: a tokenizer name (``"ja-mecab"``, ``"char"``, ``"13a"``) or
-    ``"none"`` for strings already tokenised with spaces (e.g. by fugashi + unidic-lite, whose segmentation differs
-    from ja-mecab's IPA dictionary: the signature says which was used). The CI of Δ is a paired bootstrap over the
-    same per-segment sufficient statistics with the indices sacrebleu's bootstrap draws (same seed).
+    Accuracy: the seed-aware result of :func:`compare_seeds`, with the question-level test as ``.question_level``.
+    BLEU: the column's own BLEU (``bleu_preset``, default the JVG preset) by :mod:`bench.bleu_significance`;
+    ``bleu_preset="sacrebleu"`` keeps sacrebleu's paired test with ``bleu_tokenize`` (seeds pooled).
     """
-    from sacrebleu.metrics import BLEU
-    from sacrebleu.significance import PairedTest
+    if metric == "bleu":
+        if bleu_preset == "sacrebleu":
+            from bench.bleu_significance import bleu_pooled
 
-    if not len(baseline) == len(system) == len(references):
-        raise ValueError(f"lengths differ: baseline {len(baseline)}, system {len(system)}, refs {len(references)}")
-    if seed == 0:
-        raise ValueError("sacrebleu treats seed 0 as 'unseeded'; pick another seed")
-    refs = [list(references)]
-    metric = BLEU(tokenize=tokenize)
-    with _sacrebleu_seed(seed):
-        paired = PairedTest([("baseline", list(baseline)), ("system", list(system))], {"BLEU": metric}, refs,
-                            test_type=test, n_samples=n_resamples)
-        signatures, scores = paired()
-    (name,) = [k for k in scores if k != "System"]
-    base_res, sys_res = scores[name]
-    deltas = _bleu_bootstrap_deltas(metric, baseline, system, refs, n=1000 if test == "ar" else paired.n_samples,
-                                    seed=seed)
-    tail = (1 - confidence) / 2 * 100
-    low, high = (float(x) for x in np.percentile(deltas, [tail, 100 - tail]))
-    delta, p_value = float(sys_res.score - base_res.score), float(sys_res.p_value)
-    notes = (f"BLEU baseline {base_res.score:.2f}, system {sys_res.score:.2f}",)
-    if delta == 0 and not deltas.any():
-        # sacrebleu counts strictly larger resampled differences, so a difference that is zero on every resample
-        # (identical outputs, or BLEU 0 for both, common with 1-2 token answers) gets p = 1/(n+1). No evidence.
-        p_value = 1.0
-        notes += ("degenerate: Δ is 0 on every resample; p set to 1 (sacrebleu would report 1/(n+1))",)
-    label = {"bs": "paired bootstrap", "ar": "paired approximate randomisation"}[test]
-    return TestResult(
-        test=f"sacrebleu {label} (BLEU)", delta=delta, ci_low=low, ci_high=high, p_value=p_value, n=len(system),
-        n_resamples=paired.n_samples, seed=seed, method=f"{test}; CI: paired bootstrap percentile",
-        confidence=confidence, notes=notes, signature=str(signatures[name]),
-    )
+            return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
+        from bench.bleu_significance import bleu_compare_seeds
+        from cvil.eval.bleu import JVG_PRESET, resolve_options
 
-
-def _bleu_bootstrap_deltas(metric, baseline, system, refs, *, n: int, seed: int) -> np.ndarray:
-    """BLEU(system) − BLEU(baseline) on n paired bootstrap resamples of the segments.
-
-    sacrebleu's significance module resamples these per-segment statistics with the same private hooks; reusing
-    them keeps the CI on the same footing as its p-value (same indices as its paired bootstrap for the same seed).
-    """
-    bl = np.asarray(metric._extract_corpus_statistics(list(baseline), refs), dtype="float32")
-    sy = np.asarray(metric._extract_corpus_statistics(list(system), refs), dtype="float32")
-    idxs = np.random.default_rng(seed).choice(len(system), size=(n, len(system)), replace=True)
-    return np.array([metric._compute_score_from_stats(sy[i].sum(0)).score
-                     - metric._compute_score_from_stats(bl[i].sum(0)).score for i in idxs])
+        return bleu_compare_seeds(a_frames, b_frames, options=resolve_options(bleu_preset or JVG_PRESET),
+                                  n_resamples=1000, seed=bleu_seed)
+    cmp = compare_seeds({k: f["score"] for k, f in a_frames.items()},
+                        {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed, aso=aso)
+    return dataclasses.replace(cmp.result, question_level=cmp.question_level)

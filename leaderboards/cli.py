@@ -13,7 +13,8 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from leaderboards import collect, plots, render
+from bench import runs as run_store
+from leaderboards import plots, render
 from leaderboards.spec import SPEC_DIR, load_published, load_specs
 from leaderboards.table import Table, build_table
 
@@ -41,7 +42,7 @@ def generate(mlflow_client, out_dir: str | Path, *, grid: str | None = None, tab
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
         written.append(path)
-        parent = collect.parent_run_id(collect.find_runs(mlflow_client, grid=g)) if log_plots else None
+        parent = run_store.parent_run_id(run_store.find_runs(mlflow_client, grid=g)) if log_plots else None
         if parent:
             mlflow_client.log_artifact(parent, str(path), "leaderboards")
     return tables, written
@@ -69,7 +70,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     tables, written = generate(
-        collect.client(args.tracking_uri), args.out, grid=args.grid, table_ids=args.tables, spec_dir=args.specs,
+        run_store.client(args.tracking_uri), args.out, grid=args.grid, table_ids=args.tables, spec_dir=args.specs,
         log_plots=not args.no_log_plots, significance=not args.no_significance, n_resamples=args.n_resamples,
         seed=args.seed, bleu_tokenize=args.bleu_tokenize, aso=not args.no_aso, bleu_preset=args.bleu_preset)
     for t in tables:

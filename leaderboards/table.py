@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench import runs as run_store
 from bench import significance as sig
-from bench.compare import compare_frames
+from bench.significance import compare_frames
 from cvil.eval.question_types import decode as decode_types
-from leaderboards import collect
 from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
 
 ALPHA_MARKS = ((0.01, "**"), (0.05, "*"))  # Holm-adjusted p below the threshold -> mark
@@ -70,12 +70,12 @@ def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, publ
     """Read the runs of the spec's grid(s) and assemble the table (``grid`` overrides the spec's default grid)."""
     main_grid = grid or spec.grid
     grids = {c.key: c.grid or main_grid for c in spec.columns}
-    runs = {g: collect.find_runs(mlflow_client, grid=g) for g in sorted(set(grids.values()))}
-    failures = {g: collect.grid_failures(mlflow_client, rs) for g, rs in runs.items()}
+    runs = {g: run_store.find_runs(mlflow_client, grid=g) for g in sorted(set(grids.values()))}
+    failures = {g: run_store.grid_failures(mlflow_client, rs) for g, rs in runs.items()}
     frames = _FrameCache(mlflow_client, spec.split)
 
     entries: dict[tuple[str, str], Entry] = {}
-    used: dict[tuple[str, str], list[collect.RunRecord]] = {}
+    used: dict[tuple[str, str], list[run_store.RunRecord]] = {}
     for row in spec.rows:
         for col in spec.columns:
             cell = row.cell_for(col)
@@ -102,11 +102,11 @@ def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, publ
                   column_grids=grids)
 
 
-def _aggregate(row: Row, col: Column, records: list[collect.RunRecord],
-               grid_failure: str | None = None) -> tuple[Entry, list[collect.RunRecord]]:
+def _aggregate(row: Row, col: Column, records: list[run_store.RunRecord],
+               grid_failure: str | None = None) -> tuple[Entry, list[run_store.RunRecord]]:
     if col.published_only:
         return Entry(row.label, col.key, "n/a", "published-only column"), []
-    finished = collect.latest_per_seed(records)
+    finished = run_store.latest_per_seed(records)
     if not finished:
         failed = [r for r in records if r.status in ("FAILED", "KILLED")]
         if failed or grid_failure:  # the grid's record (stderr tail) says more than a bare FAILED status
@@ -128,12 +128,12 @@ class _FrameCache:
     def __init__(self, mlflow_client, split: str):
         self.client, self.split, self.cache = mlflow_client, split, {}
 
-    def get(self, run: collect.RunRecord) -> pd.DataFrame | None:
+    def get(self, run: run_store.RunRecord) -> pd.DataFrame | None:
         if run.run_id not in self.cache:
-            self.cache[run.run_id] = collect.per_question(self.client, run.run_id, self.split)
+            self.cache[run.run_id] = run_store.per_question(self.client, run.run_id, self.split)
         return self.cache[run.run_id]
 
-    def by_seed(self, runs: list[collect.RunRecord], col: Column) -> dict[str, pd.DataFrame] | None:
+    def by_seed(self, runs: list[run_store.RunRecord], col: Column) -> dict[str, pd.DataFrame] | None:
         out = {}
         for r in runs:
             frame = self.get(r)
@@ -142,7 +142,7 @@ class _FrameCache:
             out[r.seed] = filter_subset(frame, col)
         return out
 
-    def n_questions(self, runs: list[collect.RunRecord], col: Column) -> int | None:
+    def n_questions(self, runs: list[run_store.RunRecord], col: Column) -> int | None:
         frames = self.by_seed(runs, col)
         sizes = {len(f) for f in frames.values()} if frames else set()
         return sizes.pop() if len(sizes) == 1 else None
@@ -221,7 +221,7 @@ def _bleu_footnote(bleu_preset: str | None, bleu_tokenize: str) -> str:
             f"1000 paired resamples of the questions and the seeds (docs/metrics.md).")
 
 
-def provenance(runs: list[collect.RunRecord], spec: TableSpec, entries: dict[tuple[str, str], Entry],
+def provenance(runs: list[run_store.RunRecord], spec: TableSpec, entries: dict[tuple[str, str], Entry],
                keys: dict[str, list[str]] | None = None) -> dict[str, str]:
     """Facts a reader needs to trust the numbers, read from the runs' tags/params (keys in provenance.yaml)."""
     keys = keys or load_provenance_keys()
@@ -245,5 +245,5 @@ def provenance(runs: list[collect.RunRecord], spec: TableSpec, entries: dict[tup
     return out
 
 
-def _first(run: collect.RunRecord, candidates: list[str]) -> str | None:
+def _first(run: run_store.RunRecord, candidates: list[str]) -> str | None:
     return next((v for v in (run.lookup(k) for k in candidates) if v), None)

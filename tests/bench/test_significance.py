@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench import significance as sig
+from bench.bleu_significance import bleu_paired_test
 
 R = 999  # resamples: enough for the assertions below, fast on a shared CPU
 
@@ -101,21 +102,21 @@ def test_bleu_paired_bootstrap_pretokenised_japanese():
     refs = ["猫 は 白い です か", "犬 が 二 匹 い ます", "赤い 車 が 止まっ て いる"] * 20
     good = list(refs)
     bad = ["猫 は 黒い です か", "犬 が 三 匹 い ます", "青い 車 が 走っ て いる"] * 20
-    res = sig.bleu_paired_test(bad, good, refs, tokenize="none", test="bs", n_resamples=200)
+    res = bleu_paired_test(bad, good, refs, tokenize="none", test="bs", n_resamples=200)
     assert res.delta > 0 and res.p_value < 0.05 and res.ci_low > 0
     assert "tok:none" in res.signature and "bs:200" in res.signature and res.seed == 12345
-    same = sig.bleu_paired_test(good, good, refs, tokenize="none", test="ar", n_resamples=200)
+    same = bleu_paired_test(good, good, refs, tokenize="none", test="ar", n_resamples=200)
     assert same.delta == 0 and same.p_value == 1.0 and same.ci_contains(0.0)
     assert "tok:none" in same.signature and "ar:200" in same.signature
 
 
 def test_bleu_with_ja_mecab_tokenizer_and_seed_zero_rejected():
     refs = ["猫は白いです", "犬が二匹います"] * 10
-    res = sig.bleu_paired_test(["猫は黒いです", "犬が三匹います"] * 10, refs, refs, tokenize="ja-mecab",
+    res = bleu_paired_test(["猫は黒いです", "犬が三匹います"] * 10, refs, refs, tokenize="ja-mecab",
                                n_resamples=100)
     assert "tok:ja-mecab" in res.signature and res.delta > 0
     with pytest.raises(ValueError, match="seed 0"):
-        sig.bleu_paired_test(refs, refs, refs, seed=0)
+        bleu_paired_test(refs, refs, refs, seed=0)
 
 
 def _csv(path, scores, preds=None):

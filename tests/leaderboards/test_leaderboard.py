@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leaderboards import collect, render
+from bench import runs as run_store
+from leaderboards import render
 from leaderboards.cli import generate
 from cvil.eval.bleu import JVG_PRESET, corpus_bleu
 from leaderboards.spec import SPEC_DIR, load_published, load_spec
@@ -60,7 +61,7 @@ def _child(c, exp, parent, cell, seed, tmp: Path, *, status="FINISHED", with_csv
 @pytest.fixture
 def store(mlflow_store, tmp_path):
     """BASELINE, AUG, KD × 2 seeds, all finished, under one grid parent run."""
-    c = collect.client(mlflow_store)
+    c = run_store.client(mlflow_store)
     exp = c.create_experiment("cvil", artifact_location=str(tmp_path / "artifacts"))
     parent = c.create_run(exp, run_name=GRID, tags={"cvil.kind": "grid", "cvil.grid": GRID}).info.run_id
     for cell in CELLS:
@@ -102,7 +103,7 @@ def test_seed_aggregation_and_significance(store):
 
 
 def test_bleu_logged_with_another_setting_gets_no_star(mlflow_store, tmp_path):
-    c = collect.client(mlflow_store)
+    c = run_store.client(mlflow_store)
     exp = c.create_experiment("cvil", artifact_location=str(tmp_path / "artifacts"))
     parent = c.create_run(exp, run_name=GRID, tags={"cvil.kind": "grid", "cvil.grid": GRID}).info.run_id
     for cell in CELLS:
@@ -115,7 +116,7 @@ def test_bleu_logged_with_another_setting_gets_no_star(mlflow_store, tmp_path):
 
 
 def test_missing_and_failed_cells_are_explicit(mlflow_store, tmp_path):
-    c = collect.client(mlflow_store)
+    c = run_store.client(mlflow_store)
     exp = c.create_experiment("cvil", artifact_location=str(tmp_path / "artifacts"))
     parent = c.create_run(exp, run_name=GRID, tags={"cvil.kind": "grid", "cvil.grid": GRID}).info.run_id
     _child(c, exp, parent, "BASELINE", 0, tmp_path, metrics={"test.accuracy": 35.0})  # no BLEU logged
