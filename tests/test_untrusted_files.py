@@ -120,7 +120,8 @@ def test_a_bad_pt_file_is_named_and_no_unsafe_advice_is_given(tmp_path, kind):
 def test_bad_feature_and_checkpoint_files_are_named(tmp_path):
     from cvil.data.errors import DataFormatError
     from cvil.data.region_features import PtDirSource
-    from cvil.train.checkpointing import atomic_torch_save, sha256_file, verified_torch_load
+    from cvil.fileio import sha256_file
+    from cvil.train.checkpointing import atomic_torch_save, verified_torch_load
 
     folder = tmp_path / "train"
     folder.mkdir()

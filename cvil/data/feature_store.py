@@ -24,6 +24,7 @@ import torch
 
 from cvil.data.errors import DataFormatError
 from cvil.data.region_features import FeatureSource, check_features
+from cvil.fileio import atomic_paths
 
 FEATURES_FILE = "features.f16"
 INDEX_FILE = "index.json"
@@ -47,7 +48,7 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
     store can tell that the source changed since it was packed.
 
     Every tensor is validated (2-D, one width across images, finite, within fp16 range). Files are written under
-    temporary names and renamed at the end, so an interrupted pack never leaves a store that looks complete.
+    temporary names and renamed at the end (`cvil.fileio.atomic_paths`), so an interrupted pack never leaves a store that looks complete.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,31 +56,30 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
     wanted = sorted(set(source.ids() if ids is None else ids))
     index: dict[str, list[int]] = {}
     offset = 0
-    tmp_features = out / (FEATURES_FILE + ".tmp")
-    with open(tmp_features, "wb") as handle:
-        for img_id in _progress(wanted, f"packing {source.path.name}", progress):
-            array = check_features(source.get(img_id), source.path, img_id)
-            if array.shape[0]:
-                if dim is not None and array.shape[1] != dim:
-                    raise _odd_dim_error(source, wanted, given_dim)
-                dim = array.shape[1] if dim is None else dim
-                with np.errstate(over="ignore"):  # overflow becomes inf, which the next line reports
-                    half = array.astype(DTYPE)
-                if not np.isfinite(half).all():
-                    raise DataFormatError(source.path, f"img_id {img_id}", "values within the float16 range (|x| <= 65504)",
-                                          f"max |x| = {float(np.abs(array).max()):g}")
-                handle.write(half.tobytes())
-            index[str(img_id)] = [offset, int(array.shape[0])]
-            offset += array.shape[0]
-    if dim is None:
-        raise DataFormatError(source.path, "all images", "at least one image with regions (to know the feature dim)", "none")
-    tmp_index = out / (INDEX_FILE + ".tmp")
-    meta = {"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index}
-    if source_key is not None:
-        meta["source_key"] = source_key
-    tmp_index.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tmp_features, out / FEATURES_FILE)
-    os.replace(tmp_index, out / INDEX_FILE)
+    with atomic_paths(out / FEATURES_FILE, out / INDEX_FILE) as (tmp_features, tmp_index):  # the index last
+        with open(tmp_features, "wb") as handle:
+            for img_id in _progress(wanted, f"packing {source.path.name}", progress):
+                array = check_features(source.get(img_id), source.path, img_id)
+                if array.shape[0]:
+                    if dim is not None and array.shape[1] != dim:
+                        raise _odd_dim_error(source, wanted, given_dim)
+                    dim = array.shape[1] if dim is None else dim
+                    with np.errstate(over="ignore"):  # overflow becomes inf, which the next line reports
+                        half = array.astype(DTYPE)
+                    if not np.isfinite(half).all():
+                        raise DataFormatError(source.path, f"img_id {img_id}",
+                                              "values within the float16 range (|x| <= 65504)",
+                                              f"max |x| = {float(np.abs(array).max()):g}")
+                    handle.write(half.tobytes())
+                index[str(img_id)] = [offset, int(array.shape[0])]
+                offset += array.shape[0]
+        if dim is None:
+            raise DataFormatError(source.path, "all images",
+                                  "at least one image with regions (to know the feature dim)", "none")
+        meta = {"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index}
+        if source_key is not None:
+            meta["source_key"] = source_key
+        tmp_index.write_text(json.dumps(meta), encoding="utf-8")
     return PackedFeatureStore(out)
 
 

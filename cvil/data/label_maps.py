@@ -7,7 +7,6 @@ file without any loss going wrong.
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from cvil.data import layout
 from cvil.data.errors import DataFormatError
 from cvil.data.safe_pickle import load_restricted_pickle
+from cvil.fileio import atomic_write
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,7 @@ def load_label_maps(folder: str | Path) -> LabelMaps:
 
 
 def _dump(path: Path, value: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        pickle.dump(value, handle, protocol=4)
-    os.replace(tmp, path)
+    atomic_write(path, pickle.dumps(value, protocol=4))
 
 
 def save_label_maps(folder: str | Path, answers: Sequence[str]) -> LabelMaps:

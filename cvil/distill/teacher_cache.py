@@ -38,7 +38,6 @@ from cvil.errors import CvilError
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from torch.utils.data import DataLoader
 
 from cvil.data.collate import collate
 from cvil.distill.kd_losses import map_layers
-from cvil.train.checkpointing import sha256_file
+from cvil.fileio import atomic_write, sha256_file
 
 FORMAT = "cvil.teacher_cache"
 VERSION = 1
@@ -201,9 +200,7 @@ def build_teacher_cache(
         "teacher": {"path": str(teacher_path) if teacher_path is not None else "", "config_hash": config_hash(config)},
     }
     manifest["content_hash"] = _content_hash(manifest)
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest), encoding="utf-8")
-    os.replace(tmp, out / MANIFEST)
+    atomic_write(out / MANIFEST, json.dumps(manifest))
     return manifest
 
 

@@ -25,9 +25,7 @@ from cvil.errors import CvilError
 
 import json
 import logging
-import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from cvil.fileio import atomic_write
 from cvil.models.config import config_from_dict, config_to_dict, read_config_json
 from cvil.models.oscar import OscarVQA
 
@@ -225,20 +224,13 @@ def _fill(
 
 
 # -- saving ------------------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary sibling and rename, so a crash never leaves a half-written checkpoint file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _cpu_state(model: OscarVQA) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def _write_config(model: OscarVQA, folder: Path) -> None:
     text = json.dumps(config_to_dict(model.config), indent=2, sort_keys=True) + "\n"
-    _atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(folder / CONFIG_NAME, text)
 
 
 def save_safetensors_checkpoint(model: OscarVQA, folder: str | Path) -> Path:
@@ -246,7 +238,7 @@ def save_safetensors_checkpoint(model: OscarVQA, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = _cpu_state(model)
-    _atomic_write(folder / SAFETENSORS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    atomic_write(folder / SAFETENSORS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     _write_config(model, folder)
     return folder
 
@@ -258,7 +250,7 @@ def save_oscar_checkpoint(model: OscarVQA, folder: str | Path, vocab_file: str |
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = _cpu_state(model)
-    _atomic_write(folder / BIN_NAME, lambda p: torch.save(state, p))
+    atomic_write(folder / BIN_NAME, lambda p: torch.save(state, p))
     _write_config(model, folder)
     if vocab_file is not None:
         source = Path(vocab_file)

@@ -9,7 +9,6 @@ ints and a tensor so that the safe unpickler accepts it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -19,27 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from cvil.fileio import atomic_paths, atomic_write, sha256_file, tmp_path
 from cvil.models.checkpoint import CheckpointError  # noqa: F401  (the one class, also importable from here)
 from cvil.torch_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -49,17 +36,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     or the new checkpoint with its checksum still in `path.sha256.tmp` (which `verified_torch_load` accepts).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(_tmp(path), "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    with open(_tmp(_sidecar(path)), "w") as fh:
-        fh.write(sha256_file(_tmp(path)) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(_tmp(path), path)
-    os.replace(_tmp(_sidecar(path)), _sidecar(path))
+    with atomic_paths(path, _sidecar(path)) as (tmp, tmp_sidecar):
+        torch.save(obj, tmp)
+        tmp_sidecar.write_text(sha256_file(tmp) + "\n")
 
 
 def verified_torch_load(path: str | Path, *, trust_unverified: bool = False) -> Any:
@@ -68,7 +47,7 @@ def verified_torch_load(path: str | Path, *, trust_unverified: bool = False) -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    side, pending = _sidecar(path), _tmp(_sidecar(path))
+    side, pending = _sidecar(path), tmp_path(_sidecar(path))
     actual = sha256_file(path)
     if side.is_file() and side.read_text().strip() == actual:
         pass
@@ -93,10 +72,7 @@ def write_manifest(folder: str | Path) -> Path:
     folder = Path(folder)
     lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}" for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")]
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / MANIFEST)
-    return folder / MANIFEST
+    return atomic_write(folder / MANIFEST, "\n".join(lines) + "\n")
 
 
 def verify_manifest(folder: str | Path, *, trust_unverified: bool = False) -> None:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from cvil.data.errors import DataFormatError
+from cvil.fileio import atomic_write
 
 
 def write_json(path: str | Path, value: Any, *, indent: int | None = None) -> Path:
-    """Write JSON byte-identically for the same value (sorted keys, UTF-8 kept as is), atomically (tmp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write JSON byte-identically for the same value (sorted keys, UTF-8 kept as is), atomically (`cvil.fileio.atomic_write`)."""
+    return atomic_write(path, json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent) + "\n")
 
 
 def progress(items: Iterable, *, desc: str, total: int | None = None, enabled: bool | None = None) -> Iterator:
