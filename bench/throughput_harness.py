@@ -145,7 +145,7 @@ class Harness:
         """A `Trainer` carrying only what `_loss_step`, `objective` and `_optimizer_step` read: the real step code."""
         from cvil.config import KDConfig, RunConfig, TrainConfig
         from cvil.train.distributed import DistInfo
-        from cvil.train.precision import grad_scaler
+        from cvil.precision import grad_scaler
         from cvil.train.trainer import Trainer
 
         trainer = Trainer.__new__(Trainer)
@@ -182,7 +182,7 @@ class Harness:
         from cvil.config import StageConfig
         from cvil.train.data_setup import to_device
         from cvil.train.optim import build_optimizer, build_scheduler
-        from cvil.train.precision import autocast
+        from cvil.precision import autocast
 
         if variant.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("fp16 needs a CUDA device")

@@ -65,7 +65,7 @@ NAIVE = Variant(attn="eager", padding="fixed", optimizer="plain", precision="fp3
 
 def default_variant(device: torch.device | str, precision: str = "auto") -> Variant:
     """The fastest correct combination for the device: what `train.*` / `model.*` defaults resolve to."""
-    from cvil.train.precision import resolve_precision
+    from cvil.precision import resolve_precision
 
     device = torch.device(device)
     resolved = resolve_precision(precision, device)

@@ -30,7 +30,6 @@ ALLOWED_UPWARD = {
     "cvil/data/vqa_dataset.py:cvil.distill.alignment",
     "cvil/data/vqa_dataset.py:cvil.distill.codemix",
     "cvil/distill/embed_plot.py:cvil.train.data_setup",
-    "cvil/distill/teacher.py:cvil.train.precision",
     "cvil/distill/teacher_cache_cli.py:cvil.train.data_setup",
     "cvil/distill/teacher_cache_cli.py:cvil.train.distributed",
     "cvil/distill/teacher_cache_cli.py:cvil.train.model_setup",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cvil.train.precision import autocast
+from cvil.precision import autocast
 
 
 class FrozenTeacher(nn.Module):

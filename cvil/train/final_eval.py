@@ -26,7 +26,7 @@ from cvil.eval.jvg_truth import jvg_truth
 from cvil.eval.results_io import write_per_question, write_results
 from cvil.train.data_setup import build_dataset, dataset_folder, label_maps, make_collate, to_device
 from cvil.train.distributed import all_gather_objects
-from cvil.train.precision import autocast
+from cvil.precision import autocast
 from cvil.train.sampling import ShardSampler
 
 log = logging.getLogger(__name__)

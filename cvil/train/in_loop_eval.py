@@ -14,7 +14,7 @@ from cvil.distill.kd_losses import distillation_loss
 from cvil.train.data_setup import StageData, to_device
 from cvil.train.distributed import all_reduce_sum
 from cvil.train.model_setup import kd_projection
-from cvil.train.precision import autocast
+from cvil.precision import autocast
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
     from cvil.tracking import NullTracker
     from cvil.train.data_setup import load_tokenizer
     from cvil.train.distributed import DistInfo
-    from cvil.train.precision import resolve_precision
+    from cvil.precision import resolve_precision
 
     run_dir = checkpoint if (checkpoint / "config.yaml").is_file() else checkpoint.parent
     if not (run_dir / "config.yaml").is_file():

@@ -38,7 +38,7 @@ from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng
 from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, to_device
 from cvil.train.distributed import DistInfo, all_reduce_sum, barrier
 from cvil.train.optim import build_optimizer, build_scheduler
-from cvil.train.precision import autocast, grad_scaler, resolve_precision
+from cvil.precision import autocast, grad_scaler, resolve_precision
 from cvil.train.stop_signals import RunInterrupted
 
 log = logging.getLogger(__name__)
