@@ -67,7 +67,7 @@ class Harness:
                  seed: int = 0, peak: float | None = None) -> None:
         from cvil.data.collate import collate
         from cvil.data.vqa_dataset import VQADataset
-        from cvil.distill.alignment import KDSelection
+        from cvil.data.alignment import KDSelection
 
         self.size = SIZES[size] if isinstance(size, str) else size
         self.device = torch.device(device)

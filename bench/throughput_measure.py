@@ -124,7 +124,7 @@ def measure_loading(harness: Harness, rounds: int, workers: Sequence[int] = (0, 
 
     from cvil.data.collate import collate
     from cvil.data.vqa_dataset import VQADataset
-    from cvil.distill.alignment import KDSelection
+    from cvil.data.alignment import KDSelection
 
     w, r = harness.world, harness.size.max_regions
     cuda = harness.device.type == "cuda"

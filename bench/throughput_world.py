@@ -50,7 +50,7 @@ def make_world(img_dim: int, root: str | Path | None = None, seed: int = 0) -> B
     from cvil.data.qla import read_qla
     from cvil.data.region_features import PtDirSource
     from cvil.data.synth.writer import generate
-    from cvil.train.data_setup import load_tokenizer
+    from cvil.data.tokenizers import load_tokenizer
 
     if root is None:
         root = Path(tempfile.mkdtemp(prefix="cvil-throughput-"))

@@ -19,11 +19,11 @@ COMMANDS: dict[str, str] = {
     "synth": "cvil.data.synth.cli",
     "data": "cvil.data.cli",
     "train": "cvil.train.cli",
-    "predict": "cvil.eval.cli",
+    "predict": "cvil.train.cli",
     "eval": "cvil.eval.cli",
-    "align": "cvil.distill.aligner_cli",
-    "embed-plot": "cvil.distill.embed_plot_cli",
-    "kd-cache": "cvil.distill.teacher_cache_cli",
+    "align": "cvil.data.cli",
+    "embed-plot": "cvil.analysis.cli",
+    "kd-cache": "cvil.train.cli",
 }
 
 

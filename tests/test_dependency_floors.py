@@ -16,7 +16,7 @@ CALLS = [
     ("scipy", "1.15", "bench/significance.py", "rng=np.random.default_rng"),  # rng= of permutation_test/bootstrap
     ("optuna", "4.0", "bench/search.py", "JournalFileBackend"),  # renamed from JournalFileStorage in 4.0
     ("torch", "2.6", "cvil/train/checkpointing.py", "weights_only=True"),  # safe torch.load of checkpoints
-    ("transformers", "5.0", "cvil/train/data_setup.py", "transformers 5"),  # tokenizer loading written for v5
+    ("transformers", "5.0", "cvil/data/tokenizers.py", "transformers 5"),  # tokenizer loading written for v5
     ("numpy", "1.17", "cvil/data/synth/writer.py", "np.random.default_rng(["),
 ]
 

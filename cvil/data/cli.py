@@ -1,5 +1,5 @@
 """`cvil data pack`, `validate`, `prepare-jvg`, `add-language`, `hindi-classes`: build, pack and check dataset
-folders before training on them."""
+folders before training on them; `cvil align`: write (and score) the `{lang}-en` word alignments of a QLA file."""
 
 from __future__ import annotations
 
@@ -99,7 +99,43 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _align(args: argparse.Namespace) -> int:
+    from cvil.data.prepare.aligner import align_qla
+
+    result = align_qla(input=args.input, lang=args.lang, model=args.model, out=args.out, method=args.method,
+                       layer=args.layer, threshold=args.threshold, similarity=args.similarity,
+                       batch_size=args.batch_size, device=args.device, gold=args.gold)
+    print(f"aligned {result['rows']} questions ({args.method}, layer {args.layer})")
+    if args.gold:
+        s = result["gold"]
+        print(f"gold {args.gold!r} on {result['gold_rows']} questions: precision {s.precision:.4f} recall "
+              f"{s.recall:.4f} AER {s.aer:.4f} ({s.n_predicted} predicted, {s.n_gold} gold links)")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _register_align(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("align", help="word-align target questions to English (writes the {lang}-en field)",
+                              description="Write the {lang}-en field of every row with cvil's embedding aligner "
+                                          "(cvil.data.prepare.aligner); --gold scores the links.")
+    p.add_argument("--input", required=True, help="QLA JSON file")
+    p.add_argument("--lang", required=True, help="target language field (ja, hi, ...)")
+    p.add_argument("--model", required=True, help="HF encoder folder (model + tokenizer), e.g. mBERT")
+    p.add_argument("--out", help="output QLA JSON (default: do not write; useful with --gold)")
+    p.add_argument("--method", default="argmax", help="argmax (SimAlign) or softmax (awesome-align)")
+    p.add_argument("--layer", type=int, default=8, help="hidden_states index (0 = embeddings); awesome-align: 8")
+    p.add_argument("--threshold", type=float, default=1e-3, help="softmax threshold (method softmax)")
+    p.add_argument("--similarity", choices=("cosine", "dot"), help="default: cosine for argmax, dot for softmax")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--gold", metavar="FIELD", help="score against gold [tgt_idx, en_idx] pairs in this field "
+                   "(rows without it are skipped): precision, recall, AER (sure = possible = gold)")
+    p.set_defaults(func=_align)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_align(subparsers)
     parser = subparsers.add_parser("data", help="prepare dataset folders from public downloads; pack features; validate")
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from cvil.distill.alignment import COMPONENT_IMAGE
+from cvil.data.alignment import COMPONENT_IMAGE
 
 
 class SparseLabels(NamedTuple):

@@ -24,3 +24,7 @@ class DataFormatError(CvilError, ValueError):
         if got is not None:
             message += f", got {got}"
         super().__init__(message)
+
+
+class DataSetupError(CvilError, FileNotFoundError):
+    """A dataset folder, split file or tokenizer that training needs is missing or unusable."""

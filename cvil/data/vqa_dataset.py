@@ -28,8 +28,8 @@ from torch.utils.data import Dataset
 
 from cvil.data.collate import SparseLabels
 from cvil.data.encoding import MAX_TEXT_LEN, SEP, EncodedText, assemble, tokenize_batch, tokenize_pairs
-from cvil.distill.alignment import KDSelection, select_pairs, tag_alignment
-from cvil.distill.codemix import CodeMixer, codemix_alignment, draw, draw_rng
+from cvil.data.alignment import KDSelection, select_pairs, tag_alignment
+from cvil.data.codemix import CodeMixer, codemix_alignment, draw, draw_rng
 
 
 class FeatureLookup(Protocol):

@@ -1,22 +1,16 @@
-"""``cvil eval`` (score a results file) and ``cvil predict`` (produce one from a trained checkpoint).
+"""``cvil eval``: score an EvalAI results file.
 
-``eval`` is pure: it reads ground-truth files and an EvalAI results file and never touches a model. ``predict`` is the
-model side; it is registered here so both commands live beside the evaluation code, and it forwards to the
-function named by :data:`PREDICT_ENTRY` once the training code provides it.
+``eval`` is pure: it reads ground-truth files and an EvalAI results file and never touches a model. Producing one
+from a trained checkpoint is ``cvil predict`` (registered by :mod:`cvil.train.cli`, beside the code it runs).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
-
-# "module:function" taking the parsed namespace and returning an exit code; provided by the training code.
-PREDICT_ENTRY = "cvil.train.predict:main"
-
 
 def _load_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as fh:
@@ -119,22 +113,6 @@ def _run_jvg(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_predict(args: argparse.Namespace) -> int:
-    module_name, func_name = PREDICT_ENTRY.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        print(
-            "cvil predict needs a trained checkpoint and the model-side prediction code, which this build lacks.\n"
-            "Train one with `cvil train`; to score an existing results file use `cvil eval`.",
-            file=sys.stderr,
-        )
-        return 2
-    return int(getattr(module, func_name)(args) or 0)
-
-
 def _guarded(func: Any) -> Any:
     """Turn input errors into a one-line message and exit code 2 instead of a traceback."""
 
@@ -182,7 +160,7 @@ def _add_evaluator(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``eval`` (with ``vqa``, ``jvg``, ``hindi``) and ``predict``."""
+    """Add ``eval`` (with ``vqa``, ``jvg``, ``hindi``)."""
     ev = subparsers.add_parser("eval", help="score an EvalAI results file (VQA official, JVG, Hindi)")
     sub = ev.add_subparsers(dest="eval_kind", metavar="KIND", required=True)
 
@@ -216,17 +194,3 @@ def register(subparsers: Any) -> None:
     jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")
     jvg.add_argument("--per-question", help="write the per-question CSV here")
     jvg.set_defaults(func=_guarded(_run_jvg))
-
-    pr = subparsers.add_parser(
-        "predict", help="write an EvalAI results file from a trained checkpoint",
-        description="Answer every question of one split with a trained model and write the EvalAI results file "
-                    '([{"question_id", "answer"}]) and a per-question CSV, print the official scores, and '
-                    "optionally log them to the model's MLflow run.")
-    pr.add_argument("--checkpoint", help="a `cvil train` run folder (its output_dir) or its final/ model folder")
-    pr.add_argument("--data", help="dataset folder to answer, e.g. <data.root>/vg (default: the run's last stage's)")
-    pr.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to answer (default test)")
-    pr.add_argument("--out", help="results JSON to write (default <checkpoint>/predictions/<split>_results.json)")
-    pr.add_argument("--run-id", help="MLflow run to log the summary metrics and files to")
-    pr.add_argument("--trust-unverified", action="store_true",
-                    help="use a model folder that has no SHA256SUMS checksum manifest (e.g. from an older cvil)")
-    pr.set_defaults(func=_run_predict)

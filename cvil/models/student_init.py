@@ -16,7 +16,7 @@ import torch
 def make_student_init(out: str | Path, tokenizer_dir: str | Path, *, seed: int = 0, **bert_fields) -> Path:
     from transformers import BertConfig, BertModel
 
-    from cvil.train.data_setup import load_tokenizer
+    from cvil.data.tokenizers import load_tokenizer
 
     out, tokenizer_dir = Path(out), Path(tokenizer_dir)
     vocab_size = len(load_tokenizer(tokenizer_dir))

@@ -8,8 +8,6 @@ silently ignored).
 
 from __future__ import annotations
 
-from cvil.errors import CvilError
-
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,8 +20,8 @@ from cvil.config import DataConfig, KDConfig, StageConfig
 from cvil.data import layout
 from cvil.data.collate import collate
 from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore, pack_features, packed_from, source_fingerprint
-from cvil.data.label_maps import LabelMaps, load_label_maps
-from cvil.data.errors import DataFormatError
+from cvil.data.errors import DataFormatError, DataSetupError
+from cvil.data.label_sets import label_maps, relabel
 from cvil.data.qla import QLAFile, read_qla
 from cvil.data.region_features import PtDirSource
 from cvil.train.distributed import DistInfo, barrier, broadcast_object
@@ -31,25 +29,6 @@ from cvil.train.sampling import ResumableSampler, ShardSampler
 
 
 log = logging.getLogger(__name__)
-
-
-class DataSetupError(CvilError, FileNotFoundError):
-    pass
-
-
-def load_tokenizer(folder: str | Path):
-    """An HF tokenizer folder, or a bare `vocab.txt` (as in Oscar checkpoints), lower-cased as the reference."""
-    from transformers import AutoTokenizer, BertTokenizerFast
-
-    folder = Path(folder)
-    if not folder.exists():
-        raise DataSetupError(f"tokenizer folder not found: {folder}")
-    if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(folder))
-    if (folder / "vocab.txt").exists():
-        # not BertTokenizerFast(vocab_file=...): transformers 5 ignores that argument and keeps only the specials
-        return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
-    raise DataSetupError(f"{folder} holds neither an HF tokenizer nor a vocab.txt")
 
 
 def dataset_folder(data: DataConfig, dataset: str) -> Path:
@@ -70,36 +49,6 @@ def split_rows(folder: Path, split: str) -> QLAFile:
     if not path.is_file():
         raise DataSetupError(f"missing split file {path}")
     return _qla(path, split != "test")
-
-
-@lru_cache(maxsize=8)
-def label_maps(folder: Path, label_set: str = "answers") -> LabelMaps:
-    """The classes a model of this folder predicts: the answers, or the merged Hindi classes (`data.label_set`)."""
-    if label_set == "hindi_merged":
-        from cvil.data.prepare.hindi_classes import load_merged_label_set
-
-        labels, _ = load_merged_label_set(folder)
-        return LabelMaps(ans2label={a: i for i, a in enumerate(labels)}, label2ans=labels)
-    return load_label_maps(folder)
-
-
-def relabel(rows, folder: Path, label_set: str):
-    """Rows with their targets over the classes of `label_set` (merged Hindi: English scores combined by max)."""
-    if label_set != "hindi_merged":
-        return rows
-    import dataclasses
-
-    from cvil.data.prepare.hindi_classes import load_merged_label_set, remap_targets
-
-    _, mapping = load_merged_label_set(folder)
-    out = []
-    for row in rows:
-        if any(not 0 <= a < len(mapping) for a in row.answer_ids):
-            raise DataSetupError(f"{folder}: q_id {row.q_id} has label ids {list(row.answer_ids)} outside the "
-                                 f"{len(mapping)} answers that {layout.HINDI_CLASSES} maps")
-        ids, scores = remap_targets(row.answer_ids, row.scores, mapping)
-        out.append(dataclasses.replace(row, answer_ids=ids, scores=scores))
-    return out
 
 
 def feature_store(folder: Path, split: str, dist: DistInfo) -> PackedFeatureStore:

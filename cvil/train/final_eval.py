@@ -24,7 +24,8 @@ from cvil.data.qla import QLARow, read_qla, read_unknown
 from cvil.eval.evaluate import EvalResult, evaluate_predictions
 from cvil.eval.jvg_truth import jvg_truth
 from cvil.eval.results_io import write_per_question, write_results
-from cvil.train.data_setup import build_dataset, dataset_folder, label_maps, make_collate, to_device
+from cvil.data.label_sets import label_maps
+from cvil.train.data_setup import build_dataset, dataset_folder, make_collate, to_device
 from cvil.train.distributed import all_gather_objects
 from cvil.precision import autocast
 from cvil.train.sampling import ShardSampler

@@ -25,7 +25,8 @@ from cvil.train.checkpointing import atomic_torch_save, verified_torch_load
 from cvil.data import layout
 from cvil.data.feature_store import PackedFeatureStore
 from cvil.torch_files import load_torch_file
-from cvil.train.data_setup import dataset_folder, label_maps, store_is_current
+from cvil.data.label_sets import label_maps
+from cvil.train.data_setup import dataset_folder, store_is_current
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
         model = OscarVQA.from_pretrained(cfg.model.init, num_labels=num_labels, img_feature_dim=img_dim,
                                          attn_implementation=cfg.model.attn_implementation, **dropout)
     else:
-        from cvil.train.data_setup import load_tokenizer
+        from cvil.data.tokenizers import load_tokenizer
 
         vocab = len(load_tokenizer(cfg.model.tokenizer))
         model = OscarVQA(oscar_config(img_feature_dim=img_dim, num_labels=num_labels, vocab_size=vocab,

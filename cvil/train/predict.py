@@ -19,7 +19,7 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
     from cvil.models.oscar import OscarVQA
     from cvil.train.checkpointing import verify_manifest
     from cvil.tracking import NullTracker
-    from cvil.train.data_setup import load_tokenizer
+    from cvil.data.tokenizers import load_tokenizer
     from cvil.train.distributed import DistInfo
     from cvil.precision import resolve_precision
 

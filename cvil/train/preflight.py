@@ -110,7 +110,7 @@ def _warn_if_vocabularies_differ(cfg: RunConfig, tokenizer) -> None:
     if not (cfg.model.tokenizer and init and any((init / f).is_file() for f in
                                                   ("vocab.txt", "tokenizer.json", "tokenizer_config.json"))):
         return
-    from cvil.train.data_setup import load_tokenizer
+    from cvil.data.tokenizers import load_tokenizer
 
     own = load_tokenizer(init).get_vocab()
     given = tokenizer.get_vocab()

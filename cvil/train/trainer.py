@@ -35,7 +35,8 @@ from cvil.models.oscar import instance_bce_with_logits
 from cvil.tracking import NullTracker, Tracker
 from cvil.train import model_setup, progress_report
 from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
-from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, to_device
+from cvil.data.tokenizers import load_tokenizer
+from cvil.train.data_setup import StageData, build_stage_data, to_device
 from cvil.train.distributed import DistInfo, all_reduce_sum, barrier
 from cvil.train.optim import build_optimizer, build_scheduler
 from cvil.precision import autocast, grad_scaler, resolve_precision

@@ -27,7 +27,7 @@ from transformers import BertTokenizerFast
 from cvil.data.encoding import encode_text
 from cvil.data.qla import QLARow
 from cvil.data.vqa_dataset import VQADataset
-from cvil.distill.alignment import KDSelection
+from cvil.data.alignment import KDSelection
 from bench.reference_align import reference_get_align
 
 N_IMAGES, PER_IMAGE, WORDS = 400, 5, 300

@@ -34,7 +34,7 @@ def data(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def bert():
-    from cvil.train.data_setup import load_tokenizer
+    from cvil.data.tokenizers import load_tokenizer
 
     return load_tokenizer(FIXTURE / "bert-base-uncased")
 
@@ -72,7 +72,7 @@ def test_validate_accepts_the_release_layout(dataset):
 def test_dataset_inputs_equal_the_release_by_hand(data, bert):
     """Token ids written by hand from vocab.txt: a tagged row, an `o: ';'` row and an `o: ''` row."""
     from cvil.data.vqa_dataset import VQADataset
-    from cvil.distill.alignment import COMPONENT_TAG, KDSelection
+    from cvil.data.alignment import COMPONENT_TAG, KDSelection
     from cvil.train.data_setup import feature_store
     from cvil.train.distributed import DistInfo
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cvil.data.collate import collate
-from cvil.distill.alignment import KDSelection
+from cvil.data.alignment import KDSelection
 from cvil.distill.kd_losses import distillation_loss
 from cvil.distill.teacher import FrozenTeacher
 from cvil.distill.teacher_cache import (
@@ -36,7 +36,9 @@ def world(tmp_path_factory):
     The teacher's weights are random (seeded): the cache's contract is about its outputs, not their quality.
     """
     from cvil.data.synth.writer import generate
-    from cvil.train.data_setup import feature_store, label_maps, load_tokenizer, split_rows
+    from cvil.data.label_sets import label_maps
+    from cvil.data.tokenizers import load_tokenizer
+    from cvil.train.data_setup import feature_store, split_rows
     from cvil.train.distributed import DistInfo
     from cvil.data.vqa_dataset import VQADataset
 

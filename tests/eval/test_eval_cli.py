@@ -126,12 +126,6 @@ def test_eval_hindi(tmp_path) -> None:
     assert rep["english"]["overall"] == 80.0
 
 
-def test_predict_without_model_code(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(eval_cli, "PREDICT_ENTRY", "cvil.eval._no_such_module:main")
-    assert main(["predict", "--checkpoint", "x"]) == 2
-    assert "needs a trained checkpoint" in capsys.readouterr().err
-
-
 def test_evaluate_predictions_seam() -> None:
     summary, table = evaluate_predictions("vqa", ANNS, {1: "yes", 2: "3"})
     assert summary == {"accuracy": 100.0, "accuracy.yes/no": 100.0, "accuracy.number": 100.0}

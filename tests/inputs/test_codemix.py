@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cvil.distill.codemix import (
+from cvil.data.codemix import (
     AlignmentFieldError,
     CodeMixer,
     CodeMixPlan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from cvil.data.encoding import encode_text
-from cvil.distill.alignment import (
+from cvil.data.alignment import (
     COMPONENT_CLS,
     COMPONENT_CODEMIX,
     COMPONENT_TAG,

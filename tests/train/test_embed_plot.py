@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cvil.data.image_labels import DetectedObject
-from cvil.distill.embed_plot import EmbedPlotError, embed_plot, region_classes
+from cvil.analysis.embed_plot import EmbedPlotError, embed_plot, region_classes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -289,7 +289,7 @@ def _edit_train(root: Path, edit) -> Path:
 def test_training_on_no_data_is_an_error_and_validate_says_so(tiny_world, overrides_for, synthetic_config, tmp_path,
                                                              edit, message):
     from cvil.data.validate import validate_dataset
-    from cvil.train.data_setup import DataSetupError
+    from cvil.data.errors import DataSetupError
 
     root = _world_copy(tiny_world, tmp_path)
     path = _edit_train(root, edit)

@@ -69,7 +69,8 @@ def test_relabel_maps_english_targets_onto_merged_classes(tmp_path):
     from cvil.data.label_maps import save_label_maps
     from cvil.data.prepare.hindi_classes import build_hindi_classes
     from cvil.data.qla import QLARow
-    from cvil.train.data_setup import DataSetupError, label_maps, relabel
+    from cvil.data.errors import DataSetupError
+    from cvil.data.label_sets import label_maps, relabel
 
     save_label_maps(tmp_path, ["up", "no", "above"])
     (tmp_path / "a.tsv").write_text("up\tऊपर\nno\tनहीं\nabove\tऊपर\n", encoding="utf-8")

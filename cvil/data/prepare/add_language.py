@@ -8,7 +8,7 @@ it from any MT output and any word aligner:
 - `alignments`: Pharaoh lines (`0-0 1-2 ...`), one per TSV line, as fast_align / awesome-align / SimAlign write for
   `english ||| target` input (`write_aligner_input` writes that input); `i-j` links English word `i` of
   `english_words(en)` to target word `j` of `target_words(translation, lang)`; `order="tgt-en"` reads `j-i` files;
-- or `aligner`: cvil's embedding aligner (`cvil.distill.aligner`) on any HF encoder folder.
+- or `aligner`: cvil's embedding aligner (`cvil.data.prepare.aligner`) on any HF encoder folder.
 Each target word becomes `[tgt_word, en_word, en_idx]` (its linked English word with the lowest index; the aligner
 picks its most similar) or `[tgt_word]` when unaligned. Japanese words are fugashi + unidic-lite surface forms
 (`cvil.data.text.japanese_words`): the release's segmenter is unknown, and the code-mixer only needs words that
@@ -124,7 +124,7 @@ def add_language(*, qla: str | Path, lang: str, translations: str | Path, out: s
                                   order=alignment_order)
             field_of[ln] = entries(tgt_w, en_w, links)
     else:
-        from cvil.distill.aligner import EmbeddingAligner
+        from cvil.data.prepare.aligner import EmbeddingAligner
 
         model = EmbeddingAligner(aligner, **(aligner_options or {}))
         aligned = model.align_many([(words[ln][1], words[ln][0]) for ln in needed])

@@ -19,9 +19,11 @@ subword pairs) is written. `en_idx` indexes `cvil.data.text.english_words(en)`, 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -202,3 +204,46 @@ class EmbeddingAligner:
 
     def align(self, tgt_words: Sequence[str], en_words: Sequence[str]) -> WordAlignment:
         return self.align_many([(tgt_words, en_words)])[0]
+
+
+def _row_words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
+    """(target words, English words) of a QLA row: an existing `{lang}-en` field's words (so its indices, and gold
+    pairs made against it, stay valid), else `segment_words`; English words are `english_words(en)`."""
+    from cvil.data.errors import DataFormatError
+
+    if lang not in row:
+        raise DataFormatError(where, "fields", f"a {lang!r} question field", f"keys {sorted(row)}")
+    english = row.get("en", row.get("q"))
+    if english is None:
+        raise DataFormatError(where, "fields", "an English question ('en' or 'q')", f"keys {sorted(row)}")
+    existing = row.get(f"{lang}-en")
+    tgt = [str(e[0]) for e in existing] if existing else segment_words(row[lang], lang)
+    return tgt, segment_words(english, "en")
+
+
+def align_qla(*, input: str | Path, lang: str, model: str, out: str | Path | None = None, method: str = "argmax",
+              layer: int = 8, threshold: float = 1e-3, similarity: str | None = None, batch_size: int = 32,
+              device: str = "cpu", gold: str | None = None) -> dict:
+    """Write the `{lang}-en` field of every row of the QLA file `input` with an `EmbeddingAligner` (to `out` when
+    given; rows stay plain JSON, so every other field survives) and, with `gold` (a field of gold `[tgt_idx, en_idx]`
+    pairs), score the links. Returns `{"rows": n, "gold": AlignmentScores | None, "gold_rows": n}`."""
+    from cvil.errors import UsageError
+
+    input = Path(input)
+    rows = json.loads(input.read_text(encoding="utf-8"))
+    words = [_row_words(row, lang, f"{input} row {i} (q_id {row.get('q_id')})") for i, row in enumerate(rows)]
+    try:
+        aligner = EmbeddingAligner(model, layer=layer, method=method, threshold=threshold, similarity=similarity,
+                                   batch_size=batch_size, device=device)
+    except ValueError as exc:  # a wrong --layer/--similarity
+        raise UsageError(str(exc)) from None
+    alignments = aligner.align_many(words)
+    for row, (tgt, en), al in zip(rows, words, alignments):
+        row[f"{lang}-en"] = al.entries(tgt, en)
+    scores, scored = None, []
+    if gold:
+        scored = [(al.links, row[gold]) for row, al in zip(rows, alignments) if gold in row]
+        scores = alignment_scores([p for p, _ in scored], [g for _, g in scored])
+    if out:
+        Path(out).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return {"rows": len(rows), "gold": scores, "gold_rows": len(scored)}

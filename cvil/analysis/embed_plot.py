@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvil.distill.embed_plot_draw import draw
+from cvil.analysis.embed_plot_draw import draw
 from cvil.errors import CvilError
 
 DEFAULT_OBJECTS = ("car", "cat", "elephant", "horse", "umbrella")
@@ -187,7 +187,8 @@ def side_embeddings(spec: SideSpec, split: str, word_ids: dict[int, str], classe
     from cvil.data.image_labels import read_image_labels
     from cvil.data.qla import read_qla
     from cvil.data.vqa_dataset import VQADataset
-    from cvil.train.data_setup import label_maps, load_tokenizer
+    from cvil.data.label_sets import label_maps
+    from cvil.data.tokenizers import load_tokenizer
 
     path = layout.qla_path(spec.folder, split)
     if not path.is_file():
@@ -279,7 +280,7 @@ def embed_plot(
     tracking_uri: str = "",
 ) -> EmbedPlotResult:
     """Draw Fig. 3 into `out` (PNG) and return the point counts per panel; see the module docstring."""
-    from cvil.train.data_setup import load_tokenizer
+    from cvil.data.tokenizers import load_tokenizer
 
     root, teacher, student = Path(data_root), Path(teacher), Path(student)
     objects = [o.strip().lower() for o in objects if o.strip()]

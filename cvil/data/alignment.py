@@ -7,7 +7,7 @@ at every step. Here the selection is split into its parts, each computed once an
 - image slots: all `max_regions` slots, padded ones included, are implicit and added by the collate function
   (component 1);
 - tags: the first `[SEP]` plus the position-wise equal tag subwords, found by `tag_alignment` (component 2);
-- code-mix: whole-word string matches in the code-mixed question (`cvil.distill.codemix`, component 3).
+- code-mix: whole-word string matches in the code-mixed question (`cvil.data.codemix`, component 3).
 
 Positions here are *text-relative* (index into `[CLS] q [SEP] tags [SEP]`); `cvil.data.collate` turns them into
 absolute positions of the padded batch.

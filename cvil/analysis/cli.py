@@ -1,4 +1,5 @@
-"""`cvil embed-plot`: the command line of `cvil.distill.embed_plot` (paper Fig. 3)."""
+"""`cvil embed-plot`: the command line of `cvil.analysis.embed_plot` (paper Fig. 3). Its errors (`EmbedPlotError`,
+a `CvilError`) go to the dispatcher, which prints them as one line with exit code 2."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import argparse
 
 import torch
 
-from cvil.distill import embed_plot as _module
-from cvil.distill.embed_plot import DEFAULT_OBJECTS, EmbedPlotError, embed_plot, parse_pairs
+from cvil.analysis import embed_plot as _module
+from cvil.analysis.embed_plot import DEFAULT_OBJECTS, embed_plot, parse_pairs
 
 
 def register(subparsers) -> None:
@@ -36,16 +37,12 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        result = embed_plot(
-            args.teacher, args.student, args.data, objects=args.objects.split(","),
-            pairs=parse_pairs(args.pairs) if args.pairs else None, split=args.split, out=args.out,
-            max_examples=args.max_examples, max_points_per_class=args.max_points_per_class,
-            teacher_tokenizer=args.teacher_tokenizer or None, student_tokenizer=args.student_tokenizer or None,
-            teacher_dataset=args.teacher_dataset, student_dataset=args.student_dataset,
-            student_lang=args.student_lang, max_regions=args.max_regions, seed=args.seed, device=args.device,
-            run_id=args.run_id or None, tracking_uri=args.tracking_uri)
-    except EmbedPlotError as exc:
-        print(f"cvil embed-plot: error: {exc}")
-        return 2
+    result = embed_plot(
+        args.teacher, args.student, args.data, objects=args.objects.split(","),
+        pairs=parse_pairs(args.pairs) if args.pairs else None, split=args.split, out=args.out,
+        max_examples=args.max_examples, max_points_per_class=args.max_points_per_class,
+        teacher_tokenizer=args.teacher_tokenizer or None, student_tokenizer=args.student_tokenizer or None,
+        teacher_dataset=args.teacher_dataset, student_dataset=args.student_dataset,
+        student_lang=args.student_lang, max_regions=args.max_regions, seed=args.seed, device=args.device,
+        run_id=args.run_id or None, tracking_uri=args.tracking_uri)
     summary = "; ".join(f"({p}) " + ", ".join(f"{g} {n}" for g, n in c.items()) for p, c in result.counts.items())
