@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import significance as sig
+from cvil.errors import UsageError
 
 METRICS = ("accuracy", "bleu")
 
@@ -49,27 +50,27 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
         runs = run_store.latest_per_seed(run_store.find_runs(client, grid=grid, cell=cell))
         if not runs:
             where = f" in grid {grid!r}" if grid else ""
-            raise SystemExit(f"no finished runs for cell {cell!r}{where}")
+            raise UsageError(f"no finished runs for cell {cell!r}{where}")
         grids = {r.grid for r in runs}
         if len(grids) > 1:
-            raise SystemExit(f"cell {cell!r} exists in several grids {sorted(map(str, grids))}: pass --grid")
+            raise UsageError(f"cell {cell!r} exists in several grids {sorted(map(str, grids))}: pass --grid")
         frames = {}
         for r in runs:
             frame = run_store.per_question(client, r.run_id, split)
             if frame is None:
-                raise SystemExit(f"run {r.run_id} (cell {cell}, seed {r.seed}) has no "
+                raise UsageError(f"run {r.run_id} (cell {cell}, seed {r.seed}) has no "
                                  f"predictions/{split}_per_question.csv artifact")
             frames[r.seed] = frame
         return System(cell, f"grid {grids.pop()}, cell {cell}", frames)
     path = Path(spec)
     if path.suffix == ".csv" or path.is_file():
         if not path.is_file():
-            raise SystemExit(f"{spec}: no such file")
+            raise UsageError(f"{spec}: no such file")
         return System(path.stem, str(path), {"-": run_store.read_per_question_csv(path)})
     client = run_store.client(tracking_uri)
     frame = run_store.per_question(client, spec, split)
     if frame is None:
-        raise SystemExit(f"{spec}: not a file, and no run with a predictions/{split}_per_question.csv artifact")
+        raise UsageError(f"{spec}: not a file, and no run with a predictions/{split}_per_question.csv artifact")
     run = run_store.get_run(client, spec)
     return System(run.cell or spec[:8], f"run {spec}", {run.seed: frame})
 

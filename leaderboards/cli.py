@@ -14,6 +14,7 @@ import datetime as dt
 from pathlib import Path
 
 from bench import runs as run_store
+from cvil.errors import UsageError
 from leaderboards import plots, render
 from leaderboards.spec import SPEC_DIR, load_published, load_specs
 from leaderboards.table import Table, build_table
@@ -27,7 +28,7 @@ def generate(mlflow_client, out_dir: str | Path, *, grid: str | None = None, tab
     if table_ids:
         unknown = set(table_ids) - {s.id for s in specs}
         if unknown:
-            raise SystemExit(f"unknown table id(s) {sorted(unknown)}; known: {[s.id for s in specs]}")
+            raise UsageError(f"unknown table id(s) {sorted(unknown)}; known: {[s.id for s in specs]}")
         specs = [s for s in specs if s.id in table_ids]
     published = load_published()
     tables = [build_table(s, mlflow_client, grid=grid, published=published, **build_kwargs) for s in specs]

@@ -62,6 +62,27 @@ def test_unknown_grid_is_one_line(capsys):
     assert code == 2 and err.count("\n") == 1 and "unknown grid 'no_such_grid'; shipped grids:" in err
 
 
+def test_compare_of_a_missing_file_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "a.csv"
+    code, _, err = _run(bench_main, ["compare", str(missing), str(missing)], capsys)
+    assert code == 2 and err.strip().splitlines() == [f"cvil-bench compare: {missing}: no such file"]
+
+
+def test_leaderboard_of_an_unknown_table_is_one_line(tmp_path, capsys):
+    code, _, err = _run(bench_main, ["leaderboard", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                                     "--out", str(tmp_path / "lb"), "--tables", "no_such_table"], capsys)
+    assert code == 2 and "Traceback" not in err  # (MLflow logs its own INFO lines when it creates the store)
+    assert err.strip().splitlines()[-1].startswith("cvil-bench leaderboard: unknown table id(s) ['no_such_table']")
+
+
+def test_align_without_the_language_field_names_the_row(tmp_path, capsys):
+    src = tmp_path / "q.json"
+    src.write_text(json.dumps([{"en": "what is it ?", "q_id": 4}]), encoding="utf-8")
+    code, _, err = _run(cvil_main, ["align", "--input", str(src), "--lang", "ja", "--model", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"cvil align: {src} row 0 (q_id 4): fields: expected a 'ja' question field" in err
+
+
 @pytest.mark.parametrize("argv", [["predict", "--help"], ["demo", "--help"]])
 def test_cvil_options_all_have_help(argv, capsys):
     _assert_every_option_has_help(cvil_main, argv, capsys)

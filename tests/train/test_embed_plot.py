@@ -54,7 +54,7 @@ def test_no_chosen_object_occurs_is_a_clear_error(tiny_world, tmp_path):
         embed_plot(*_args(tiny_world), objects=["spaceship"])
 
 
-def test_cli_logs_the_figure_to_an_mlflow_run(tiny_world, tmp_path, mlflow_store):
+def test_cli_logs_the_figure_to_an_mlflow_run(tiny_world, tmp_path, mlflow_store, capsys):
     from mlflow.tracking import MlflowClient
 
     from cvil.cli import main
@@ -68,8 +68,11 @@ def test_cli_logs_the_figure_to_an_mlflow_run(tiny_world, tmp_path, mlflow_store
     assert code == 0
     _check_png(out)
     assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/plot.png"]
+    capsys.readouterr()
     assert main(["embed-plot", "--teacher", str(tiny_world.teacher_dir), "--student", str(tiny_world.student_init_dir),
                  "--data", str(tiny_world.root), "--objects", "blue", "--pairs", "blue=青"]) == 2
+    out, err = capsys.readouterr()  # the dispatcher's one line on stderr, nothing on stdout
+    assert not out and err.startswith("cvil embed-plot: none of the objects ['blue'] occurs") and err.count("\n") == 1
 
 
 def _feats(boxes, dim=10):
