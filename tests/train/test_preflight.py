@@ -104,7 +104,7 @@ def test_kd_projection_linear_distils_between_hidden_sizes(tiny_world, tmp_path)
 
     from cvil.train.api import run
     from cvil.train.model_setup import build_student
-    from tests.train.conftest import tiny_overrides
+    from tests.conftest import tiny_overrides
 
     init16 = make_student_init(tmp_path / "init16", tiny_world.root / "tokenizers" / "student", seed=0,
                                **dict(SHAPE, num_hidden_layers=4))

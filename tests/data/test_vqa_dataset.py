@@ -184,7 +184,7 @@ def test_empty_tags_follow_the_release_for_student_and_teacher(teacher_tok, stud
     """`o: ''` / `o: ';'`: `[CLS] q [SEP]` for both models (no second [SEP], question budget max_len - 2), and the
     KD tag term holds just the first-[SEP] pair; tagged rows keep the pair layout. Checked against the release's
     assembly restated in test_encoding.release_tensorize."""
-    from tests.inputs.test_encoding import release_tensorize
+    from tests.data.test_encoding import release_tensorize
 
     base = ja_rows if lang == "ja" else hi_rows
     rows = [dataclasses.replace(base[0], tags=""), dataclasses.replace(base[1], tags=";"), base[0]]
