@@ -1,1 +1,1 @@
-"""cvil.analysis: tools that read trained models and data (the embedding aligner, the Fig. 3 embedding plot)."""
+"""cvil.analysis: tools over trained models (the Fig. 3 embedding plot, `cvil embed-plot`)."""
