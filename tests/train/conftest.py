@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cvil.config import load_config
 from cvil.world import CONFIG_DIR
 from tests.conftest import tiny_overrides
+
 
 @pytest.fixture
 def synthetic_config():
