@@ -102,7 +102,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _align(args: argparse.Namespace) -> int:
     from cvil.data.prepare.aligner import align_qla
 
-    result = align_qla(input=args.input, lang=args.lang, model=args.model, out=args.out, method=args.method,
+    result = align_qla(qla=args.input, lang=args.lang, model=args.model, out=args.out, method=args.method,
                        layer=args.layer, threshold=args.threshold, similarity=args.similarity,
                        batch_size=args.batch_size, device=args.device, gold=args.gold)
     print(f"aligned {result['rows']} questions ({args.method}, layer {args.layer})")

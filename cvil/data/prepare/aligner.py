@@ -221,17 +221,17 @@ def _row_words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
     return tgt, segment_words(english, "en")
 
 
-def align_qla(*, input: str | Path, lang: str, model: str, out: str | Path | None = None, method: str = "argmax",
+def align_qla(*, qla: str | Path, lang: str, model: str, out: str | Path | None = None, method: str = "argmax",
               layer: int = 8, threshold: float = 1e-3, similarity: str | None = None, batch_size: int = 32,
               device: str = "cpu", gold: str | None = None) -> dict:
-    """Write the `{lang}-en` field of every row of the QLA file `input` with an `EmbeddingAligner` (to `out` when
+    """Write the `{lang}-en` field of every row of the QLA file `qla` with an `EmbeddingAligner` (to `out` when
     given; rows stay plain JSON, so every other field survives) and, with `gold` (a field of gold `[tgt_idx, en_idx]`
     pairs), score the links. Returns `{"rows": n, "gold": AlignmentScores | None, "gold_rows": n}`."""
     from cvil.errors import UsageError
 
-    input = Path(input)
-    rows = json.loads(input.read_text(encoding="utf-8"))
-    words = [_row_words(row, lang, f"{input} row {i} (q_id {row.get('q_id')})") for i, row in enumerate(rows)]
+    qla = Path(qla)
+    rows = json.loads(qla.read_text(encoding="utf-8"))
+    words = [_row_words(row, lang, f"{qla} row {i} (q_id {row.get('q_id')})") for i, row in enumerate(rows)]
     try:
         aligner = EmbeddingAligner(model, layer=layer, method=method, threshold=threshold, similarity=similarity,
                                    batch_size=batch_size, device=device)
