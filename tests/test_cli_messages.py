@@ -83,6 +83,14 @@ def test_align_without_the_language_field_names_the_row(tmp_path, capsys):
     assert f"cvil align: {src} row 0 (q_id 4): fields: expected a 'ja' question field" in err
 
 
+def test_kd_cache_of_a_config_without_a_kd_stage_is_one_line(tmp_path, capsys):
+    from cvil.world import CONFIG_DIR
+
+    config = CONFIG_DIR / "synthetic" / "baseline.yaml"
+    code, _, err = _run(cvil_main, ["kd-cache", "--config", str(config), "--out", str(tmp_path / "c")], capsys)
+    assert code == 2 and err.strip().splitlines() == [f"cvil kd-cache: {config} has no KD stage"]
+
+
 @pytest.mark.parametrize("argv", [["predict", "--help"], ["demo", "--help"]])
 def test_cvil_options_all_have_help(argv, capsys):
     _assert_every_option_has_help(cvil_main, argv, capsys)
