@@ -106,7 +106,7 @@ def kd_reaches_head(stage: StageConfig, kd: KDConfig) -> bool:
     return task or (stage.objective != "task" and kd.logit_weight != 0)
 
 
-def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
+def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig, *, train_pooler: bool = True) -> None:
     if stage.trainable == "head":
         model.requires_grad_(False)
         model.classifier.requires_grad_(True)
@@ -115,6 +115,8 @@ def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
     if not kd_reaches_head(stage, kd):
         model.bert.pooler.requires_grad_(False)
         model.classifier.requires_grad_(False)
+    if not train_pooler:  # `model.train_pooler: false` (see ModelConfig)
+        model.bert.pooler.requires_grad_(False)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
