@@ -37,6 +37,11 @@ class ModelConfig:
     hidden_dropout_prob: float = 0.3  # the reference's --drop_out (embeddings, layers, image embedding, head)
     attention_probs_dropout_prob: float = 0.1
     use_img_layernorm: bool = False
+    # False: the tanh pooler keeps its initial weights in every stage. For the from-scratch stand-ins: a trained
+    # pooler saturates (|tanh| > 0.9 in >90 % of units within ~1k steps at lr 1e-3) while fitting the answer prior,
+    # which cuts the gradient of every question type not learnt yet: the teacher then learnt one of colour / position
+    # and sat at the other's prior for most seeds. A fixed random pooler stays in its linear range.
+    train_pooler: bool = True
 
 
 @dataclass(frozen=True)

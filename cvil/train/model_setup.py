@@ -130,7 +130,7 @@ def kd_reaches_head(stage: StageConfig, kd: KDConfig) -> bool:
     return task or (stage.objective != "task" and kd.logit_weight != 0)
 
 
-def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
+def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig, *, train_pooler: bool = True) -> None:
     if stage.trainable == "head":
         model.requires_grad_(False)
         model.classifier.requires_grad_(True)
@@ -141,6 +141,8 @@ def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
         model.classifier.requires_grad_(False)
     if kd_projection(model) is not None:  # trained only where KD reaches it (DDP needs a grad for every trainable)
         kd_projection(model).requires_grad_(stage.objective != "task")
+    if not train_pooler:  # `model.train_pooler: false` (see ModelConfig)
+        model.bert.pooler.requires_grad_(False)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

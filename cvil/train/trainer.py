@@ -141,7 +141,7 @@ class Trainer:
 
     def _prepare_stage(self, index: int, stage: StageConfig, data: StageData) -> None:
         model_setup.prepare_head(self.model, stage, data.num_labels, seed=self.cfg.train.seed + index)
-        model_setup.set_trainable(self.model, stage, self.cfg.kd)
+        model_setup.set_trainable(self.model, stage, self.cfg.kd, train_pooler=self.cfg.model.train_pooler)
 
     def _run_stage(self, index: int, stage: StageConfig, resume_state: dict | None) -> None:
         cfg, dist = self.cfg, self.dist
@@ -159,7 +159,7 @@ class Trainer:
             self.progress.epoch = self.progress.batches_in_epoch = self.progress.stage_step = 0
             self.progress.best_value, self.progress.best_step = None, -1
         else:
-            model_setup.set_trainable(self.model, stage, cfg.kd)
+            model_setup.set_trainable(self.model, stage, cfg.kd, train_pooler=cfg.model.train_pooler)
         batches_per_epoch = math.ceil(data.train_sampler.per_rank / cfg.data.batch_size)
         steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
         epochs = max(1, math.ceil(stage.epochs))
