@@ -3,7 +3,7 @@
 It sets up the process group (under torchrun), seeds, the rank-0 tracker, saves the resolved config, trains every
 stage (resuming from `output_dir` when asked; a finished run resumed is left untouched; a run killed after its last
 stage finishes from that checkpoint's weights), scores the final model on the evaluation splits, and closes the
-MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised, e.g. an Optuna prune, or on SIGTERM/SIGINT:
+MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised `cvil.errors.StopTrial`, e.g. an Optuna prune, or on SIGTERM/SIGINT:
 `cvil.train.stop_signals`). It holds the run folder's lock throughout (`cvil.train.run_lock`).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from cvil.config import RunConfig, check_values, config_hash, flatten, to_yaml
-from cvil.errors import UsageError
+from cvil.errors import StopTrial, UsageError
 from cvil.tracking import MLflowTracker, NullTracker, git_commit
 from cvil.train.config_checks import check_against_models
 from cvil.train.distributed import broadcast_object, setup_distributed, teardown_distributed
@@ -134,12 +134,11 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
             trainer.run(resume_state)
             from cvil.train.final_eval import finish_run
 
-            metrics = finish_run(trainer)
+            metrics = finish_run(cfg, trainer.eval_context(), trainer.tracker, step=trainer.progress.global_step)
         status = "FINISHED"
         return metrics
     except BaseException as exc:
-        pruned = on_eval is not None and type(exc).__name__ == "TrialPruned"
-        status = "KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(exc, (StopTrial, KeyboardInterrupt)) else "FAILED"
         raise
     finally:
         tracker.close(status)

@@ -9,18 +9,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 
 def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str], *, trust_unverified: bool = False):
-    """(trainer-like object, dataset folder) for `final_eval.score_split`; the model folder's files are checked
+    """(`final_eval.EvalContext`, dataset folder) for `final_eval.score_split`; the model folder's files are checked
     against the checksum manifest written when the run saved them."""
     from cvil.config import load_config
     from cvil.models.oscar import OscarVQA
     from cvil.train.checkpointing import verify_manifest
-    from cvil.tracking import NullTracker
     from cvil.train.data_setup import load_tokenizer
     from cvil.train.distributed import DistInfo
+    from cvil.train.final_eval import EvalContext
     from cvil.train.precision import resolve_precision
 
     run_dir = checkpoint if (checkpoint / "config.yaml").is_file() else checkpoint.parent
@@ -35,10 +34,10 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
     verify_manifest(model_dir, trust_unverified=trust_unverified)
     folder = Path(data) if data else Path(cfg.data.root) / cfg.stages[-1].dataset
     dist = DistInfo()
-    trainer = SimpleNamespace(cfg=cfg, dist=dist, precision=resolve_precision(cfg.train.precision, dist.device),
-                              tokenizer=load_tokenizer(cfg.model.tokenizer or cfg.model.init),
-                              model=OscarVQA.from_pretrained(model_dir), tracker=NullTracker())
-    return trainer, folder
+    ctx = EvalContext.of_run(cfg, model=OscarVQA.from_pretrained(model_dir), dist=dist,
+                             precision=resolve_precision(cfg.train.precision, dist.device),
+                             tokenizer=load_tokenizer(cfg.model.tokenizer or cfg.model.init))
+    return ctx, folder
 
 
 def main(args) -> int:
@@ -49,12 +48,12 @@ def main(args) -> int:
         print("cvil predict: --checkpoint RUN_DIR (or RUN_DIR/final) is required", file=sys.stderr)
         return 2
     try:
-        trainer, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
-                                              trust_unverified=getattr(args, "trust_unverified", False))
+        ctx, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
+                                          trust_unverified=getattr(args, "trust_unverified", False))
     except (FileNotFoundError, ValueError) as exc:
         print(f"cvil predict: {exc}", file=sys.stderr)
         return 2
-    result = score_split(trainer, folder, args.split)
+    result = score_split(ctx, folder, args.split)
     if result is None:
         print(f"cvil predict: nothing to score in {folder} ({args.split})", file=sys.stderr)
         return 2

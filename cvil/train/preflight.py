@@ -27,10 +27,10 @@ def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
         folder = root / stage.dataset
         if root.is_dir() and not layout.qla_path(folder, "train").is_file():
             problems.append(f"stages.{i} ({stage.name}): missing {layout.qla_path(folder, 'train')}")
-        if stage.objective != "task" and not cfg.kd.teacher:
+        if stage.distils and not cfg.kd.teacher:
             problems.append(f"stages.{i} ({stage.name}) distils but kd.teacher is not set")
     for key, path in (("model.init", cfg.model.init), ("model.tokenizer", cfg.model.tokenizer),
-                      ("kd.teacher", cfg.kd.teacher if any(s.objective != "task" for s in cfg.stages) else "")):
+                      ("kd.teacher", cfg.kd.teacher if any(s.distils for s in cfg.stages) else "")):
         if path and not Path(path).exists():
             problems.append(f"{key} {path!r} does not exist")
     if not cfg.model.init and not cfg.model.tokenizer:
@@ -127,7 +127,7 @@ def check_models(cfg: RunConfig, tokenizer, teacher_tokenizer=None) -> None:
     student = _student_shape(cfg, tokenizer)
     problems.append(_vocab_problem("student", cfg.model.tokenizer or cfg.model.init, tokenizer, student))
     _warn_if_vocabularies_differ(cfg, tokenizer)
-    if cfg.kd.teacher and any(s.objective != "task" for s in cfg.stages) and Path(cfg.kd.teacher).is_dir():
+    if cfg.kd.teacher and any(s.distils for s in cfg.stages) and Path(cfg.kd.teacher).is_dir():
         raw = _config_json(cfg.kd.teacher)
         if not _is_oscar_vqa(cfg.kd.teacher, raw):
             problems.append(f"kd.teacher {cfg.kd.teacher} is a text-only BERT checkpoint (no image embedding): a "
