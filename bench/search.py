@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import tracking
+from cvil import tracking_schema as schema
 from bench.argparse_util import allow_intermixed
 from bench.grid_spec import slug, world_overrides
 
@@ -228,8 +229,8 @@ class KDWeightSearch:
             f"tracking.experiment={self.args.experiment}",
             f"tracking.parent_run_id={self.parent}",
             f"tracking.run_name={slug(self.study_name)}-t{n}",
-            f"tracking.tags.cvil.study={self.study_name}",
-            f"tracking.tags.cvil.trial={n}",
+            f"tracking.tags.{schema.STUDY}={self.study_name}",
+            f"tracking.tags.{schema.TRIAL}={n}",
         ])
         evals = 0
 
@@ -262,7 +263,7 @@ class KDWeightSearch:
 
     def _log_trial(self, n: int, layers, weights, state: str, value: float | None) -> None:
         """λ_m, the layer set and the objective on the trial's own child run (which the trainer created)."""
-        runs = tracking.children(self.client, self.exp_id, self.parent, {"cvil.trial": str(n)})
+        runs = tracking.children(self.client, self.exp_id, self.parent, {schema.TRIAL: str(n)})
         if not runs:
             return
         run_id = runs[0].info.run_id

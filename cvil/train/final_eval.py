@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cvil import tracking_schema as schema
 from cvil.config import DataConfig, RunConfig, StageConfig
 from cvil.data import layout
 from cvil.data.collate import model_inputs
@@ -30,6 +31,7 @@ from cvil.eval.evaluate import EvalResult, evaluate_predictions
 from cvil.eval.jvg_truth import jvg_truth
 from cvil.eval.results_io import write_per_question, write_results
 from cvil.train.data_setup import build_dataset, dataset_folder, label_maps, make_collate, to_device
+from cvil.train import run_layout
 from cvil.train.distributed import DistInfo, all_gather_objects
 from cvil.train.precision import autocast
 from cvil.train.sampling import ShardSampler
@@ -131,16 +133,16 @@ def finish_run(cfg: RunConfig, ctx: EvalContext, tracker, *, step: int) -> dict[
     at `step`."""
     out = Path(cfg.output_dir)
     if ctx.dist.is_main:
-        ctx.model.save_pretrained(out / "final")
-        ctx.tokenizer.save_pretrained(str(out / "final"))  # a self-contained folder (AutoTokenizer, cvil align)
+        ctx.model.save_pretrained(run_layout.final_dir(out))
+        ctx.tokenizer.save_pretrained(str(run_layout.final_dir(out)))  # a self-contained folder (AutoTokenizer, cvil align)
         from cvil.train.checkpointing import write_manifest
 
-        write_manifest(out / "final")  # checked by `cvil predict` before it loads the model
+        write_manifest(run_layout.final_dir(out))  # checked by `cvil predict` before it loads the model
         if cfg.export_oscar:
             from cvil.models.checkpoint import save_oscar_checkpoint
 
             vocab = Path(cfg.model.tokenizer or cfg.model.init) / "vocab.txt"
-            save_oscar_checkpoint(ctx.model, out / "oscar", vocab_file=vocab if vocab.is_file() else None)
+            save_oscar_checkpoint(ctx.model, run_layout.oscar_dir(out), vocab_file=vocab if vocab.is_file() else None)
     folder = dataset_folder(cfg.data, cfg.stages[-1].dataset)
     metrics: dict[str, float] = {}
     for split in cfg.evaluate:
@@ -148,23 +150,22 @@ def finish_run(cfg: RunConfig, ctx: EvalContext, tracker, *, step: int) -> dict[
         if result is None:
             continue
         metrics.update(result.metrics(split))
-        pred_dir = out / "predictions"
-        write_results(pred_dir / f"{split}_results.json", dict(zip(result.per_question["question_id"],
-                                                                    result.per_question["prediction"])))
-        write_per_question(pred_dir / f"{split}_per_question.csv", result.per_question)
-        tracker.log_artifact(pred_dir / f"{split}_results.json", "predictions")
-        tracker.log_artifact(pred_dir / f"{split}_per_question.csv", "predictions")
+        results, per_question = run_layout.results_path(out, split), run_layout.per_question_path(out, split)
+        write_results(results, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
+        write_per_question(per_question, result.per_question)
+        tracker.log_artifact(results, schema.PREDICTIONS_DIR)
+        tracker.log_artifact(per_question, schema.PREDICTIONS_DIR)
         if "answer_source" in result.report:  # JVG: `.unknown` strings or label2ans (real val rows have no strings)
-            tracker.set_tags({f"{split}.answer_source": result.report["answer_source"]})
+            tracker.set_tags({schema.answer_source_tag(split): result.report["answer_source"]})
         if "evaluator" in result.report:
-            tracker.set_tags({"cvil.vqa_evaluator": result.report["evaluator"]})
+            tracker.set_tags({schema.VQA_EVALUATOR: result.report["evaluator"]})
         if "bleu" in result.report:
-            tracker.set_tags({"cvil.bleu_signature": json.dumps(result.report["bleu"].get("signature", ""))})
+            tracker.set_tags({schema.BLEU_SIGNATURE: json.dumps(result.report["bleu"].get("signature", ""))})
     if ctx.dist.is_main:
         tracker.log_metrics(metrics, step)
         tracker.log_model_pointer(  # a pointer to final/ (no copy of the weights)
-            out / "final", name=cfg.tracking.run_name or f"{cfg.schedule}-s{cfg.train.seed}",
+            run_layout.final_dir(out), name=cfg.tracking.run_name or f"{cfg.schedule}-s{cfg.train.seed}",
             params={"schedule": cfg.schedule, "seed": cfg.train.seed, "init": cfg.model.init},
             step=step)
-        (out / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
+        run_layout.final_metrics_path(out).write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
     return metrics

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cvil.config import RunConfig, StageConfig, config_hash
+from cvil.config import RunConfig, StageConfig
 from cvil.tracking import NullTracker, Tracker
-from cvil.train import model_setup, progress_report
+from cvil.train import model_setup, progress_report, run_layout
 from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
 from cvil.train.data_setup import StageData, build_stage_data, load_tokenizer, to_device
 from cvil.train.distributed import DistInfo, barrier
@@ -86,10 +86,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> Path:
-        return self.out / "checkpoints" / "last.pt"
+        return run_layout.checkpoint_path(self.out)
 
     def _stage_dir(self, index: int) -> Path:
-        return self.out / "stages" / f"{index}-{self.cfg.stages[index].name}"
+        return run_layout.stage_dir(self.out, index, self.cfg.stages[index].name)
 
     def _save_checkpoint(self, optimizer, scheduler) -> None:
         if not self.dist.is_main:
@@ -108,8 +108,9 @@ class Trainer:
             return None
         state = verified_torch_load(self.checkpoint_path, trust_unverified=trust_unverified)
         saved = Progress(**state["progress"])
-        if saved.config_hash and self.progress.config_hash and saved.config_hash not in (
-                self.progress.config_hash, config_hash(self.cfg, with_output_dir=True)):  # the latter: older cvil
+        from cvil.train.preflight import resume_config_differs
+
+        if self.progress.config_hash and resume_config_differs(state["progress"], self.cfg):
             raise model_setup.ResumeError(
                 f"{self.checkpoint_path} was written by a run with a different config (hash {saved.config_hash[:12]} "
                 f"vs {self.progress.config_hash[:12]}): refusing to resume; use a new output_dir")
@@ -266,19 +267,19 @@ class Trainer:
         if better(value, self.progress.best_value):
             self.progress.best_value, self.progress.best_step = value, step
             if self.dist.is_main:
-                model_setup.save_weights(self.model, self._stage_dir(index) / "best.pt")
+                model_setup.save_weights(self.model, run_layout.best_weights_path(self._stage_dir(index)))
         barrier()
 
     def _finish_stage(self, index: int, stage: StageConfig) -> None:
         """Load the stage's selected weights (documented policy per `stage.select`) and record the choice."""
-        best = self._stage_dir(index) / "best.pt"
+        best = run_layout.best_weights_path(self._stage_dir(index))
         if stage.select != "last" and best.exists():
             self.model.load_state_dict(model_setup.load_weights(best))
         choice = {"stage": stage.name, "select": stage.select, "best_value": self.progress.best_value,
                   "best_step": self.progress.best_step if stage.select != "last" else self.progress.global_step}
         if self.dist.is_main:
             self._stage_dir(index).mkdir(parents=True, exist_ok=True)
-            (self._stage_dir(index) / "selection.json").write_text(json.dumps(choice, indent=2))
+            run_layout.selection_path(self._stage_dir(index)).write_text(json.dumps(choice, indent=2))
             self.tracker.log_metrics({f"{stage.name}.selected_step": choice["best_step"]}, self.progress.global_step)
 
     # -------------------------------------------------------------------------------------------------- logs
@@ -292,7 +293,7 @@ class Trainer:
             return
         self.tracker.log_metrics(metrics, step)
         self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        with open(run_layout.metrics_path(self.out), "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def _progress_bar(self, iterable, desc: str):
