@@ -180,6 +180,7 @@ class Harness:
 
     def runner(self, kind: str, name: str, variant: Variant) -> _Runner:
         from cvil.data.collate import model_inputs
+        from cvil.eval.soft_score import batch_score_sum
         from cvil.train.data_setup import to_device
         from cvil.train.optim import build_optimizer, build_scheduler
         from cvil.train.precision import autocast
@@ -199,8 +200,7 @@ class Harness:
                 model.eval()
                 with torch.no_grad(), autocast(variant.precision, device):
                     out = model(*model_inputs(batch), labels=batch["labels"])
-                    picked = batch["labels"].gather(1, out.logits.argmax(dim=1, keepdim=True)).sum()
-                float(picked)
+                    batch_score_sum(out.logits, batch["labels"])
                 self._sync()
 
             return _Runner(name, variant, eval_step)

@@ -95,6 +95,9 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
         init_method: str | None = None, overwrite: bool = False, trust_unverified: bool = False) -> dict:
     check_values(cfg)  # configs built in code (grids, searches) get the checks load_config makes
     check_against_models(cfg)
+    from cvil.train.final_eval import check_declared_evaluation
+
+    check_declared_evaluation(cfg)  # an undeclared dataset fails now, not after training
     out = Path(cfg.output_dir)
     stale = existing_outputs(out, resume=resume, overwrite=overwrite)  # every rank, before any rank writes
     dist = setup_distributed(init_method)

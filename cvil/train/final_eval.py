@@ -1,12 +1,12 @@
 """The end of a run: save the final model, predict the evaluation splits, score them with the official metrics.
 
-Which metric a split gets follows from the last stage's data: a JVG-like `vg/` folder is scored by exact match,
-coverage and BLEU against the answer strings (test: the `.unknown` file, i.e. every test question; other splits,
-whose real rows carry label ids only: `label2ans[an[0]]` over the labelled rows, recorded as the run tag
-`{split}.answer_source = label_map`); a VQA folder by
-the official VQA accuracy from raw annotator answers when the official annotation file is there (Hindi questions:
-also over the merged Hindi classes), else by the soft score. Predictions are written in the EvalAI results format
-with a per-question CSV beside them, and everything is logged to the run.
+Which metric a split gets is declared per dataset (`cvil.eval.datasets`, looked up by the last stage's dataset
+name): a JVG-like `vg/` folder is scored by exact match, coverage and BLEU against the answer strings (test: the
+`.unknown` file, i.e. every test question; other splits, whose real rows carry label ids only: `label2ans[an[0]]`
+over the labelled rows, recorded as the run tag `{split}.answer_source = label_map`); a VQA folder by the official
+VQA accuracy from raw annotator answers when the official annotation file is there, else it is not scored (Hindi
+questions: over the merged Hindi classes). Predictions are written in the EvalAI results format with a per-question
+CSV beside them, and everything is logged to the run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cvil.config import DataConfig, RunConfig, StageConfig
 from cvil.data import layout
 from cvil.data.collate import model_inputs
 from cvil.data.qla import QLARow, read_qla, read_unknown
+from cvil.eval.datasets import eval_dataset
 from cvil.eval.evaluate import EvalResult, evaluate_predictions
 from cvil.eval.jvg_truth import jvg_truth
 from cvil.eval.results_io import write_per_question, write_results
@@ -105,11 +106,15 @@ def _score_jvg(ctx: EvalContext, folder: Path, split: str, rows: list[QLARow], l
 
 
 def score_split(ctx: EvalContext, folder: Path, split: str) -> EvalResult | None:
+    """Score `split` of `folder` as its dataset declares (`cvil.eval.datasets`: metric and ground truth)."""
     lang = ctx.stage.lang
+    declared = eval_dataset(folder.name)
+    declared.check_split(split)
+    metric = declared.metric_for(lang, folder)
     rows = split_rows_for_eval(folder, split)
     if not rows:
         return None
-    if folder.name == "vg" or any("answer" in r.extra for r in rows):
+    if metric == "jvg":
         return _score_jvg(ctx, folder, split, rows, lang)
     predictions = predict(ctx, folder, split, rows)
     if not ctx.dist.is_main:
@@ -121,11 +126,19 @@ def score_split(ctx: EvalContext, folder: Path, split: str) -> EvalResult | None
     anns = json.loads(annotations.read_text(encoding="utf-8"))["annotations"]
     wanted = {r.q_id for r in rows}
     anns = [a for a in anns if int(a["question_id"]) in wanted]
-    if lang == "hi" and (folder / layout.HINDI_CLASSES).is_file():
+    if metric == "hindi":
         from cvil.eval.hindi import load_hindi_classes
 
         return evaluate_predictions("hindi", anns, predictions, classes=load_hindi_classes(folder / layout.HINDI_CLASSES))
     return evaluate_predictions("vqa", anns, predictions)
+
+
+def check_declared_evaluation(cfg: RunConfig) -> None:
+    """Before training: the last stage's dataset declares an evaluation for every split in `evaluate`."""
+    if cfg.evaluate and cfg.stages:
+        declared = eval_dataset(cfg.stages[-1].dataset)
+        for split in cfg.evaluate:
+            declared.check_split(split)
 
 
 def finish_run(cfg: RunConfig, ctx: EvalContext, tracker, *, step: int) -> dict[str, float]:

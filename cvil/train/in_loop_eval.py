@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from cvil.data.collate import model_inputs
+from cvil.eval.soft_score import SoftScore, batch_score_sum
 from cvil.train.data_setup import StageData, to_device
 from cvil.train.distributed import all_reduce_sum
 from cvil.train.objective import StageObjective
@@ -29,8 +30,7 @@ def evaluate_in_loop(model, data: StageData, objective: StageObjective, *, preci
         with autocast(precision, device):
             out = model(*model_inputs(batch), labels=batch["labels"], output_hidden_states=use_kd)
         n = batch["input_ids"].shape[0]
-        picked = batch["labels"].gather(1, out.logits.argmax(dim=1, keepdim=True)).sum()
-        sums[0] += float(picked)
+        sums[0] += batch_score_sum(out.logits, batch["labels"])
         sums[1] += n
         sums[3] += float(out.loss) * n
         if use_kd:
@@ -39,8 +39,9 @@ def evaluate_in_loop(model, data: StageData, objective: StageObjective, *, preci
     all_reduce_sum(sums)
     model.train(was_training)
     n = max(sums[1].item(), 1.0)
-    metrics = {"score": sums[0].item() / n, "task_loss": sums[3].item() / n, "n": sums[1].item(),
-               "score_unfiltered": sums[0].item() / (n + data.val_dropped)}
+    score = SoftScore(sums[0].item(), int(sums[1].item()), data.val_dropped)
+    metrics = {"score": score.filtered, "task_loss": sums[3].item() / n, "n": sums[1].item(),
+               "score_unfiltered": score.unfiltered}
     if use_kd:
         metrics["kd_loss"] = sums[2].item() / n
     return metrics
