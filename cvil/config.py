@@ -101,6 +101,11 @@ class StageConfig:
     eval_every: int = 0  # optimizer steps between evaluations; 0 = at the end of each epoch only
     select: Literal["val_score", "val_kd_loss", "last"] = "val_score"  # which checkpoint ends the stage
 
+    @property
+    def distils(self) -> bool:
+        """Whether the stage's loss has a KD term (and so needs the teacher's side of the batch)."""
+        return self.objective != "task"
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -16,7 +16,7 @@ def _build(args: argparse.Namespace) -> int:
     from cvil.train.distributed import DistInfo
 
     cfg = load_config(args.config, args.overrides)
-    stage = next((s for s in cfg.stages if s.objective != "task"), None)
+    stage = next((s for s in cfg.stages if s.distils), None)
     if stage is None:
         print(f"cvil kd-cache: {args.config} has no KD stage", file=sys.stderr)
         return 2
