@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import significance as sig
+from cvil import tracking_schema as schema
 from cvil.errors import UsageError
 
 METRICS = ("accuracy", "bleu")
@@ -59,7 +60,7 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
             frame = run_store.per_question(client, r.run_id, split)
             if frame is None:
                 raise UsageError(f"run {r.run_id} (cell {cell}, seed {r.seed}) has no "
-                                 f"predictions/{split}_per_question.csv artifact")
+                                 f"{schema.per_question_artifact(split)} artifact")
             frames[r.seed] = frame
         return System(cell, f"grid {grids.pop()}, cell {cell}", frames)
     path = Path(spec)
@@ -70,7 +71,7 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
     client = run_store.client(tracking_uri)
     frame = run_store.per_question(client, spec, split)
     if frame is None:
-        raise UsageError(f"{spec}: not a file, and no run with a predictions/{split}_per_question.csv artifact")
+        raise UsageError(f"{spec}: not a file, and no run with a {schema.per_question_artifact(split)} artifact")
     run = run_store.get_run(client, spec)
     return System(run.cell or spec[:8], f"run {spec}", {run.seed: frame})
 

@@ -38,15 +38,17 @@ from bench import tracking
 from bench.argparse_util import allow_intermixed
 from bench.grid_spec import GridSpec, Job, expand, load_grid, slug, world_overrides
 from bench.launchers import LAUNCHERS, Handle, Outcome, make_launcher, stop_all
+from cvil import tracking_schema as schema
+from cvil.train import run_layout
 from cvil.train.run_lock import HELD_MARKER, RunFolderLocked, RunLock
 
 TRAIN_CMD_ENV = "CVIL_TRAIN_CMD"
-HASH_TAG = "cvil.config_hash"
+HASH_TAG = schema.CONFIG_HASH
 
 
 def has_checkpoint(output_dir: str | Path) -> bool:
     """Whether `cvil train --resume` has something to resume from (the trainer's `checkpoints/last.pt`)."""
-    return (Path(output_dir) / "checkpoints" / "last.pt").is_file()
+    return run_layout.checkpoint_path(output_dir).is_file()
 
 
 def train_command(spec: GridSpec, explicit: str | None = None) -> list[str]:
@@ -178,14 +180,14 @@ class GridRunner:
         c = tracking.client(self.uri)
         exp_id = tracking.experiment_id(c, self.spec.experiment)  # migrates a fresh store before any child runs
         parent = tracking.open_parent(c, exp_id, "grid", self.spec.name,
-                                      tags={"mlflow.note.content": self.spec.description} if self.spec.description
+                                      tags={schema.NOTE: self.spec.description} if self.spec.description
                                       else {})
         tracking.retry_locked(c.log_text, parent, self.spec.source, f"grid/{slug(self.spec.name)}.yaml")
         self.echo(f"[grid {self.spec.name}] {len(all_jobs)} jobs, parent run {parent}, store {self.uri}")
 
         previous = tracking.children(c, exp_id, parent)
-        plans = [_plan(j, [r for r in previous if r.data.tags.get("cvil.cell") == j.cell
-                           and r.data.tags.get("cvil.seed") == str(j.seed)]) for j in all_jobs]
+        plans = [_plan(j, [r for r in previous if r.data.tags.get(schema.CELL) == j.cell
+                           and r.data.tags.get(schema.SEED) == str(j.seed)]) for j in all_jobs]
         results: dict[str, JobResult] = {}
         todo: deque[_Plan] = deque()
         for p in plans:
@@ -258,7 +260,7 @@ class GridRunner:
         job = p.job
         try:
             with RunLock(job.output_dir):
-                runs = tracking.children(c, exp_id, parent, {"cvil.cell": job.cell, "cvil.seed": str(job.seed)})
+                runs = tracking.children(c, exp_id, parent, {schema.CELL: job.cell, schema.SEED: str(job.seed)})
                 for run in runs:
                     if run.info.status == "RUNNING":
                         tracking.retry_locked(c.set_terminated, run.info.run_id, status="KILLED")
@@ -290,7 +292,7 @@ class GridRunner:
         held = re.search(HELD_MARKER + r" (\d+)", outcome.stderr_tail) if outcome.returncode != 0 else None
         if held:  # the job lost the race for its folder's lock to another grid or trainer: nothing was trained
             return self._held(p, int(held.group(1)))
-        runs = tracking.children(c, exp_id, parent, {"cvil.cell": job.cell, "cvil.seed": str(job.seed)})
+        runs = tracking.children(c, exp_id, parent, {schema.CELL: job.cell, schema.SEED: str(job.seed)})
         if not p.resume:  # a fresh attempt made a new run; a resumed one re-opened its old run
             runs = [r for r in runs if r.info.start_time >= started_ms - 2000]
         run = runs[0] if runs else None
@@ -346,7 +348,7 @@ class GridRunner:
         json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
         for path in (csv_path, json_path):
             tracking.retry_locked(c.log_artifact, parent, str(path), "summary")
-        tracking.retry_locked(c.set_tag, parent, "cvil.grid.failed", str(len(summary["failed"])))
+        tracking.retry_locked(c.set_tag, parent, schema.GRID_FAILED, str(len(summary["failed"])))
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

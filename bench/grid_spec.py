@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from cvil.config import ConfigError
+from cvil import tracking_schema as schema
 
 GRIDS_DIR = Path(__file__).resolve().parent / "grids"
 WORLD_KEYS = ("data.root", "kd.teacher", "model.init")  # what a world (synthetic or real) provides to every cell
@@ -214,8 +215,8 @@ def expand(
                 f"output_dir={out}",
                 f"tracking.run_name={run_name}",
                 f"tracking.experiment={spec.experiment}",
-                f"tracking.tags.cvil.grid={spec.name}",
-                f"tracking.tags.cvil.cell={cell.name}",
+                f"tracking.tags.{schema.GRID}={spec.name}",
+                f"tracking.tags.{schema.CELL}={cell.name}",
                 f"tracking.tags.cvil.seed={seed}",
             )
             jobs.append(Job(spec.name, cell.name, seed, resolve_config(cell.config, spec.path), overrides, out,

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-GRID_TAG, CELL_TAG, SEED_TAG, PARENT_TAG = "cvil.grid", "cvil.cell", "cvil.seed", "mlflow.parentRunId"
+from cvil import tracking_schema as schema
+from cvil.tracking import all_pages
+
+GRID_TAG, CELL_TAG, SEED_TAG, PARENT_TAG = schema.GRID, schema.CELL, schema.SEED, schema.PARENT_RUN
 #: tags that may hold why a run failed, first hit wins
-FAILURE_TAGS = ("cvil.error", "cvil.failure", "cvil.failure_reason", "mlflow.note.content")
+FAILURE_TAGS = schema.FAILURE_TAGS
 
 
 @dataclass(frozen=True)
@@ -83,22 +86,12 @@ def find_runs(mlflow_client, *, grid: str | None = None, cell: str | None = None
     clauses = [f"tags.`{GRID_TAG}` = '{_quote(grid)}'" if grid else None,
                f"tags.`{CELL_TAG}` = '{_quote(cell)}'" if cell else None]
     filter_string = " AND ".join(c for c in clauses if c)
-    experiment_ids = [e.experiment_id for e in _all(mlflow_client.search_experiments)]
+    experiment_ids = [e.experiment_id for e in all_pages(mlflow_client.search_experiments)]
     if not experiment_ids:
         return []
-    runs = _all(mlflow_client.search_runs, experiment_ids, filter_string=filter_string,
+    runs = all_pages(mlflow_client.search_runs, experiment_ids, filter_string=filter_string,
                 order_by=["attributes.start_time ASC"])
     return [_record(r) for r in runs]
-
-
-def _all(method, *args, **kwargs) -> list:
-    out, token = [], None
-    while True:
-        page = method(*args, page_token=token, **kwargs)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
 
 
 def _quote(value: str) -> str:
@@ -155,7 +148,7 @@ def grid_failures(mlflow_client, records: list[RunRecord]) -> dict[str, str]:
 
 def per_question(mlflow_client, run_id: str, split: str = "test") -> pd.DataFrame | None:
     """The run's ``predictions/<split>_per_question.csv`` as a frame, or None when the run has no such artifact."""
-    artifact = f"predictions/{split}_per_question.csv"
+    artifact = schema.per_question_artifact(split)
     with tempfile.TemporaryDirectory(prefix="cvil-pq-") as tmp:
         try:
             local = mlflow_client.download_artifacts(run_id, artifact, tmp)

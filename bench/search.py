@@ -14,7 +14,8 @@ run of the base config (`--stage-epochs` sets every stage's epochs; any `key=val
 maximised. Every intermediate evaluation reaches the trial through `cvil.train.api.run(cfg, on_eval=...)`, whose
 `--eval-metric` (default `score`, the in-loop val score that also selects checkpoints) is reported at a monotone
 step (the evaluation count across stages); a `MedianPruner` stops unpromising trials early (raising
-`optuna.TrialPruned` inside `on_eval`, which the trainer lets through after closing its run as KILLED).
+`cvil.errors.StopTrial` inside `on_eval`, which the trainer lets through after closing its run as KILLED, and which
+the trial re-raises as `optuna.TrialPruned`).
 
 Storage: a local journal file by default (safe for a few processes on one machine), or any RDB URL (`--storage
 postgresql://...`) for many workers. The study and its MLflow parent run are found again by name, so the same
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import tracking
+from cvil import tracking_schema as schema
 from bench.argparse_util import allow_intermixed
 from bench.grid_spec import slug, world_overrides
 
@@ -212,6 +214,7 @@ class KDWeightSearch:
         import optuna
 
         from cvil.config import load_config
+        from cvil.errors import StopTrial
         from cvil.train import api
 
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -226,8 +229,8 @@ class KDWeightSearch:
             f"tracking.experiment={self.args.experiment}",
             f"tracking.parent_run_id={self.parent}",
             f"tracking.run_name={slug(self.study_name)}-t{n}",
-            f"tracking.tags.cvil.study={self.study_name}",
-            f"tracking.tags.cvil.trial={n}",
+            f"tracking.tags.{schema.STUDY}={self.study_name}",
+            f"tracking.tags.{schema.TRIAL}={n}",
         ])
         evals = 0
 
@@ -239,8 +242,7 @@ class KDWeightSearch:
             trial.report(value, evals)  # a monotone step across stages: the eval count
             evals += 1
             if trial.should_prune():
-                raise optuna.TrialPruned(f"{self.args.eval_metric}={value:.4f} at evaluation {evals} "
-                                         f"({stage}, step {step})")
+                raise StopTrial(f"{self.args.eval_metric}={value:.4f} at evaluation {evals} ({stage}, step {step})")
 
         state, value = "FAIL", None
         try:
@@ -250,9 +252,9 @@ class KDWeightSearch:
                 raise KeyError(f"metric {self.args.metric!r} not in the run's final metrics {sorted(metrics)}")
             state = "COMPLETE"
             return value
-        except optuna.TrialPruned:
+        except StopTrial as exc:
             state = "PRUNED"
-            raise
+            raise optuna.TrialPruned(str(exc)) from exc
         finally:
             self._log_trial(n, layers, weights, state, value)
             print(f"[search {self.study_name}] trial {n} {state}"
@@ -261,7 +263,7 @@ class KDWeightSearch:
 
     def _log_trial(self, n: int, layers, weights, state: str, value: float | None) -> None:
         """λ_m, the layer set and the objective on the trial's own child run (which the trainer created)."""
-        runs = tracking.children(self.client, self.exp_id, self.parent, {"cvil.trial": str(n)})
+        runs = tracking.children(self.client, self.exp_id, self.parent, {schema.TRIAL: str(n)})
         if not runs:
             return
         run_id = runs[0].info.run_id

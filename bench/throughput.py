@@ -8,7 +8,7 @@ on a shared machine are noisy, ratios measured side by side are what to trust (d
 Steps (batches come from the real data path: a synthetic world's QLA rows -> `VQADataset` over a packed feature
 store -> `collate`, so dynamic padding and the precomputed alignment are what they are in training):
 - `kd`: the frozen teacher online under `no_grad` + the student's forward/backward + the KD loss + clip + AdamW step,
-  through the real `Trainer._loss_step` / `Trainer._optimizer_step` (objective `kd`, as the released KD stage);
+  through the real `cvil.train.step.loss_step` / `optimizer_step` (objective `kd`, as the released KD stage);
 - `aug`: the same with the task loss only (AUG and baseline stages);
 - `eval`: forward only under `no_grad`, plus the argmax score (what in-loop evaluation does per batch);
 - `loading`: a DataLoader pass (KD dataset with code-mixing, as the KD stage's train loader) over the packed store with

@@ -141,21 +141,21 @@ class Harness:
             self._teachers[key] = FrozenTeacher(model, precision=variant.precision)
         return self._teachers[key]
 
-    def _trainer(self, model, teacher, variant: Variant):
-        """A `Trainer` carrying only what `_loss_step`, `objective` and `_optimizer_step` read: the real step code."""
-        from cvil.config import KDConfig, RunConfig, TrainConfig
-        from cvil.train.distributed import DistInfo
+    def _step(self, kind: str, teacher, variant: Variant):
+        """The real training step's objective and settings (`cvil.train.objective`, `cvil.train.step`): objective
+        `kd` against the online teacher (as the released KD stage), or `task`; defaults of `TrainConfig`."""
+        from cvil.config import KDConfig, StageConfig, TrainConfig
+        from cvil.train.objective import OnlineTeacher, build_objective
         from cvil.precision import grad_scaler
-        from cvil.train.trainer import Trainer
+        from cvil.train.step import StepSettings
 
-        trainer = Trainer.__new__(Trainer)
-        trainer.cfg = RunConfig(train=TrainConfig(precision=variant.precision, optimizer_impl=variant.optimizer),
-                                kd=KDConfig(codemix=False))
-        trainer.dist = DistInfo(device=self.device)
-        trainer.precision = variant.precision
-        trainer.scaler = grad_scaler(variant.precision, self.device)
-        trainer.teacher, trainer.model = teacher, model
-        return trainer
+        train = TrainConfig(precision=variant.precision, optimizer_impl=variant.optimizer)
+        kd = KDConfig(codemix=False)
+        stage = StageConfig(objective="kd" if kind == "kd" else "task")
+        objective = build_objective(stage, kd, OnlineTeacher(teacher) if teacher is not None else None)
+        settings = StepSettings(self.device, variant.precision, grad_scaler(variant.precision, self.device),
+                                train.grad_accum, train.max_grad_norm)
+        return train, objective, settings
 
     # -- per-step alignment (naive) -----------------------------------------------------------------------------
     def walk(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,10 +179,12 @@ class Harness:
             torch.cuda.synchronize(self.device)
 
     def runner(self, kind: str, name: str, variant: Variant) -> _Runner:
-        from cvil.config import StageConfig
+        from cvil.data.collate import model_inputs
+        from cvil.eval.soft_score import batch_score_sum
         from cvil.train.data_setup import to_device
         from cvil.train.optim import build_optimizer, build_scheduler
         from cvil.precision import autocast
+        from cvil.train.step import loss_step, optimizer_step
 
         if variant.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("fp16 needs a CUDA device")
@@ -197,19 +199,16 @@ class Harness:
                 batch = to_device(batches[i], device)
                 model.eval()
                 with torch.no_grad(), autocast(variant.precision, device):
-                    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                                batch["img_feats"], labels=batch["labels"])
-                    picked = batch["labels"].gather(1, out.logits.argmax(dim=1, keepdim=True)).sum()
-                float(picked)
+                    out = model(*model_inputs(batch), labels=batch["labels"])
+                    batch_score_sum(out.logits, batch["labels"])
                 self._sync()
 
             return _Runner(name, variant, eval_step)
 
         teacher = self.teacher(variant) if kind == "kd" else None
-        trainer = self._trainer(model, teacher, variant)
-        optimizer = build_optimizer(model, 5e-5, trainer.cfg.train, device)
+        train, objective, settings = self._step(kind, teacher, variant)
+        optimizer = build_optimizer(model, 5e-5, train, device)
         scheduler = build_scheduler(optimizer, 10**9, 0.0)
-        stage = StageConfig(objective="kd" if kind == "kd" else "task")
 
         def train_step(i: int) -> None:
             batch = batches[i]
@@ -225,16 +224,15 @@ class Harness:
                 if variant.padding != "fixed" or batch["input_ids"].shape[1] != FIXED_TEXT:
                     raise ValueError("the reference KD loss needs the fixed 128 + regions layout")
                 with autocast(variant.precision, device):
-                    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                                batch["img_feats"], output_hidden_states=True)
+                    out = model(*model_inputs(batch), output_hidden_states=True)
                 teacher_out = teacher(batch)
                 apply, align = apply.to(device), align.to(device)
                 loss = reference_kd_loss(out.hidden_states, teacher_out.hidden_states, apply, align,
-                                         trainer.cfg.kd.layers)
-                trainer.scaler.scale(loss).backward()
+                                         objective.kd.layers)
+                settings.scaler.scale(loss).backward()
             else:
-                trainer._loss_step(model, batch, stage, False)
-            trainer._optimizer_step(optimizer, scheduler)
+                loss_step(model, batch, objective, settings)
+            optimizer_step(optimizer, scheduler, settings)
             self._sync()
 
         return _Runner(name, variant, train_step)

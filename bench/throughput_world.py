@@ -34,11 +34,9 @@ class _PtFeatures:
         self.source = PtDirSource(folder)
 
     def get(self, img_id: int, max_regions: int) -> tuple[torch.Tensor, int]:
-        array = self.source.get(img_id)
-        n = min(len(array), max_regions)
-        out = torch.zeros(max_regions, array.shape[1])
-        out[:n] = torch.from_numpy(array[:n])
-        return out, n
+        from cvil.data.region_features import padded_regions
+
+        return padded_regions(self.source.get(img_id), max_regions)
 
 
 def make_world(img_dim: int, root: str | Path | None = None, seed: int = 0) -> BenchWorld:

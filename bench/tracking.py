@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from cvil import tracking_schema as schema
+
 T = TypeVar("T")
 
-KIND_TAG = "cvil.kind"  # "grid" or "search" on parent runs
-PARENT_TAG = "mlflow.parentRunId"
+KIND_TAG = schema.KIND  # "grid" or "search" on parent runs
+PARENT_TAG = schema.PARENT_RUN
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -66,19 +68,10 @@ def client(uri: str):
 
 
 def experiment_id(c, name: str) -> str:
-    """Get or create an experiment; tolerate another process creating it first."""
-    exp = retry_locked(c.get_experiment_by_name, name)
-    if exp is not None:
-        return exp.experiment_id
-    from cvil.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+    """Get or create an experiment (`cvil.tracking.get_or_create_experiment`), retrying SQLite locks."""
+    from cvil.tracking import get_or_create_experiment
 
-    try:
-        return retry_locked(c.create_experiment, name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-    except Exception:
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    return get_or_create_experiment(c, name, call=retry_locked)
 
 
 def tag_filter(tags: dict[str, Any]) -> str:
@@ -92,14 +85,10 @@ def tag_filter(tags: dict[str, Any]) -> str:
 
 def search_all(c, exp_id: str, filter_string: str) -> list:
     """Every matching run (all pages), newest first."""
-    runs, token = [], None
-    while True:
-        page = retry_locked(c.search_runs, [exp_id], filter_string=filter_string, max_results=1000,
-                            order_by=["attributes.start_time DESC"], page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    from cvil.tracking import all_pages
+
+    return all_pages(retry_locked, c.search_runs, [exp_id], filter_string=filter_string, max_results=1000,
+                     order_by=["attributes.start_time DESC"])
 
 
 def open_parent(c, exp_id: str, kind: str, name: str, *, tags: dict[str, str], reuse: bool = True) -> str:

@@ -37,6 +37,11 @@ class ModelConfig:
     hidden_dropout_prob: float = 0.3  # the reference's --drop_out (embeddings, layers, image embedding, head)
     attention_probs_dropout_prob: float = 0.1
     use_img_layernorm: bool = False
+    # False: the tanh pooler keeps its initial weights in every stage. For the from-scratch stand-ins: a trained
+    # pooler saturates (|tanh| > 0.9 in >90 % of units within ~1k steps at lr 1e-3) while fitting the answer prior,
+    # which cuts the gradient of every question type not learnt yet: the teacher then learnt one of colour / position
+    # and sat at the other's prior for most seeds. A fixed random pooler stays in its linear range.
+    train_pooler: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class StageConfig:
     question_types: tuple[str, ...] = ()  # train/val only on rows whose `question_type` is listed; () = all rows
     eval_every: int = 0  # optimizer steps between evaluations; 0 = at the end of each epoch only
     select: Literal["val_score", "val_kd_loss", "last"] = "val_score"  # which checkpoint ends the stage
+
+    @property
+    def distils(self) -> bool:
+        """Whether the stage's loss has a KD term (and so needs the teacher's side of the batch)."""
+        return self.objective != "task"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+from cvil import tracking_schema as schema
+
 SCHEDULES = {"baseline": "baseline.yaml", "aug": "aug.yaml", "kd": "kd.yaml"}
 COLUMNS = ("test.accuracy", "test.accuracy_covered", "test.coverage", "test.bleu", "val.accuracy")
 
@@ -35,7 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
         for seed in range(1, args.seeds + 1):
             cfg = load_config(CONFIG_DIR / "synthetic" / SCHEDULES[name], [
                 *world.overrides(), f"output_dir={out}/{name}/seed{seed}", f"train.seed={seed}",
-                f"tracking.run_name=demo-{name}-s{seed}", "tracking.tags.cvil.grid=demo", f"tracking.tags.cvil.cell={name}"])
+                f"tracking.run_name=demo-{name}-s{seed}", f"tracking.tags.{schema.GRID}=demo", f"tracking.tags.{schema.CELL}={name}"])
             t0 = time.perf_counter()
             metrics = run(cfg, resume=True)
             rows.append((name, seed, metrics, time.perf_counter() - t0))

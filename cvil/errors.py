@@ -18,3 +18,10 @@ class UsageError(CvilError, ValueError):
 
 class OutputExistsError(UsageError, FileExistsError):
     """A command refused to overwrite an existing folder or file (pass its `--force`, or choose another path)."""
+
+
+class StopTrial(Exception):
+    """Raised by a training run's `on_eval` callback to stop the run early on purpose (a search prunes a trial).
+
+    Not a user error: `cvil.train.api.run` closes the tracked run as KILLED and re-raises it to the caller (the
+    search turns it into its optimiser's own prune signal)."""

@@ -18,11 +18,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
+from cvil import tracking_schema as schema
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # MLflow 3's UI opens an experiment without this tag in its GenAI layout ("Evaluations"); this is model training.
-EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = schema.EXPERIMENT_KIND_TAG, schema.EXPERIMENT_KIND
 _PARAM_MAX = 6000  # MLflow's param value limit (characters)
 
 
@@ -109,11 +111,10 @@ class MLflowTracker:
                     client.update_run(run_id, status="RUNNING")
                     self.run_id = run_id
                 else:
-                    exp = client.get_experiment_by_name(experiment)
-                    exp_id = exp.experiment_id if exp else _create_experiment(client, experiment)
+                    exp_id = get_or_create_experiment(client, experiment)
                     all_tags = {k: str(v) for k, v in (tags or {}).items()}
                     if parent_run_id:
-                        all_tags["mlflow.parentRunId"] = parent_run_id
+                        all_tags[schema.PARENT_RUN] = parent_run_id
                     run = client.create_run(exp_id, run_name=run_name or None, tags=all_tags)
                     self.run_id = run.info.run_id
             self._client = client
@@ -217,7 +218,7 @@ class MLflowTracker:
         run = self._client.get_run(self.run_id)
         model = self._client.create_logged_model(
             run.info.experiment_id, name=name, source_run_id=self.run_id, model_type="cvil-oscar-vqa",
-            tags={"mlflow.model.isExternal": "true", "cvil.model_path": str(path.resolve())},
+            tags={"mlflow.model.isExternal": "true", schema.MODEL_PATH: str(path.resolve())},
             params={k: _param_value(v) for k, v in params.items()})
         self._client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
         self._client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
@@ -244,7 +245,7 @@ class MLflowTracker:
             if self._flush(final=True):
                 return
             lost = len(self._pending)
-        note = {"cvil.local_results": self.local_dir or "metrics.jsonl in the run's output_dir",
+        note = {schema.LOCAL_RESULTS: self.local_dir or "metrics.jsonl in the run's output_dir",
                 "cvil.tracking.undelivered": lost, "cvil.tracking.rejected": self._rejected}
         self._pending = []
         from mlflow.entities import RunTag
@@ -320,15 +321,34 @@ def store_setup_lock(uri: str, timeout_s: float = 300.0):
         os.close(fd)
 
 
-def _create_experiment(client, name: str) -> str:
-    """Create the experiment, tolerating a concurrent creator (grid cells start at the same time)."""
+def _call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def get_or_create_experiment(client, name: str, *, call=_call) -> str:
+    """The id of experiment `name`, created (tagged as model development) when missing, tolerating a concurrent
+    creator (grid cells start at the same time). `call(fn, *args)` runs each store call (e.g. with retries)."""
+    exp = call(client.get_experiment_by_name, name)
+    if exp is not None:
+        return exp.experiment_id
     try:
-        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        return call(client.create_experiment, name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def all_pages(method, *args, **kwargs) -> list:
+    """Every item of a paged MLflow search: `method(*args, page_token=..., **kwargs)` until the last page."""
+    out, token = [], None
+    while True:
+        page = method(*args, page_token=token, **kwargs)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
 
 
 def _param_value(value: Any) -> str:

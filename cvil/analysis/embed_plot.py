@@ -154,11 +154,9 @@ class _Features:
     def get(self, img_id: int, max_regions: int) -> tuple[torch.Tensor, int]:
         if self.store is not None:
             return self.store.get(img_id, max_regions)
-        arr = self.source.get(img_id)
-        n = min(len(arr), max_regions)
-        out = torch.zeros(max_regions, arr.shape[1])
-        out[:n] = torch.from_numpy(arr[:n])
-        return out, n
+        from cvil.data.region_features import padded_regions
+
+        return padded_regions(self.source.get(img_id), max_regions)
 
     def dim(self, img_id: int) -> int:
         return int(self.get(img_id, 1)[0].shape[1])

@@ -96,6 +96,12 @@ def _validate(args: argparse.Namespace) -> int:
         report = validate_dataset(folder)
         print(format_report(report))
         failed |= not report.ok
+        if report.ok:
+            from cvil.data.answer_stats import folder_answer_lengths
+
+            lengths = folder_answer_lengths(folder)  # JVG-like folders only (those with a `.unknown` file)
+            if lengths is not None:
+                print(f"  {lengths.format()}")
     return 1 if failed else 0
 
 

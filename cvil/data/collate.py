@@ -104,3 +104,11 @@ def _teacher_and_pairs(
         "kd_teacher_pos": pairs[:, 1].contiguous(),
         "kd_component": pairs[:, 2].contiguous(),
     }
+
+
+def model_inputs(batch: dict[str, torch.Tensor], *, side: str = "student") -> tuple[torch.Tensor, ...]:
+    """The positional inputs of `OscarVQA.forward` for one side of a batch: `(input_ids, token_type_ids,
+    attention_mask, img_feats)`; `side="teacher"` reads the teacher's text (`teacher_*`), same image."""
+    prefix = "teacher_" if side == "teacher" else ""
+    return (batch[prefix + "input_ids"], batch[prefix + "token_type_ids"], batch[prefix + "attention_mask"],
+            batch["img_feats"])

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cvil.data.errors import DataFormatError
-from cvil.data.region_features import FeatureSource, check_features
+from cvil.data.region_features import FeatureSource, check_features, padded_regions
 from cvil.fileio import atomic_paths
 
 FEATURES_FILE = "features.f16"
@@ -189,11 +189,7 @@ class PackedFeatureStore:
     def get(self, img_id: int, max_regions: int) -> tuple[torch.Tensor, int]:
         """`(float32 [max_regions, D], n)` with the first `n = min(regions, max_regions)` rows filled, rest zeros."""
         offset, n = self._entry(img_id)
-        n = min(n, max_regions)
-        out = torch.zeros(max_regions, self.dim)
-        if n:  # copy the fp16 rows out of the memmap, then let torch widen them (much faster than numpy's fp16 cast)
-            out[:n] = torch.from_numpy(np.array(self.array[offset : offset + n]))
-        return out, n
+        return padded_regions(np.array(self.array[offset : offset + min(n, max_regions)]), max_regions)
 
     def get_batch(self, img_ids: Sequence[int], max_regions: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`(float32 [B, max_regions, D], n_regions long [B])`, with one fancy-index read of the memmap."""

@@ -34,6 +34,18 @@ class FeatureSource(Protocol):
     def get(self, img_id: int) -> np.ndarray: ...
 
 
+def padded_regions(array: np.ndarray, max_regions: int):
+    """`(float32 tensor [max_regions, D], n)`: the first `n = min(len(array), max_regions)` rows of one image's
+    features, the rest zeros (the reference truncates and zero-pads so)."""
+    import torch
+
+    n = min(len(array), max_regions)
+    out = torch.zeros(max_regions, array.shape[1])
+    if n:  # torch widens fp16 rows (much faster than numpy's fp16 cast)
+        out[:n] = torch.from_numpy(np.ascontiguousarray(array[:n]))
+    return out, n
+
+
 def _as_img_id(key: object, path: Path, where: str) -> int:
     try:
         return int(key)  # dict and JSON keys may be ints or digit strings

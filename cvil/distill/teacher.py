@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cvil.data.collate import model_inputs
 from cvil.precision import autocast
 
 
@@ -28,10 +29,4 @@ class FrozenTeacher(nn.Module):
         """Teacher outputs (hidden states of every layer, logits) for the English side of a KD batch."""
         device = batch["teacher_input_ids"].device
         with autocast(self.precision, device):
-            return self.model(
-                input_ids=batch["teacher_input_ids"],
-                token_type_ids=batch["teacher_token_type_ids"],
-                attention_mask=batch["teacher_attention_mask"],
-                img_feats=batch["img_feats"],
-                output_hidden_states=True,
-            )
+            return self.model(*model_inputs(batch, side="teacher"), output_hidden_states=True)

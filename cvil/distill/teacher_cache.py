@@ -24,10 +24,10 @@ batch's padded teacher layout `[B, T_t + R, H]` (fp32), one entry per teacher hi
 cached), which is what `cvil.distill.kd_losses.distillation_loss` takes as `teacher_hidden`.
 
 How it plugs into the trainer (a `kd.teacher_cache: str = ""` config switch): build the cache once per KD dataset
-and split with `build_teacher_cache(load_teacher(cfg, device), dataset, out_dir, cfg.kd.layers, batch_size=...)`;
-in `Trainer.__init__` open `TeacherCache(cfg.kd.teacher_cache, teacher_config=...)` instead of loading the online
-teacher, and in `Trainer.objective` replace `self.teacher(batch).hidden_states` by
-`self.teacher_cache.hidden_states_for(batch, layers=kd_cfg.layers)`. The teacher's text input does not depend on
+and split (`cvil kd-cache`, i.e. `build_teacher_cache(load_teacher(cfg, device), dataset, out_dir, cfg.kd.layers,
+batch_size=...)`); a run with `kd.teacher_cache=DIR` serves the KD term from `cvil.train.objective.CachedTeacher`,
+which opens `DIR/<split>` per stage with `expected_question_ids` = the stage dataset's ids and `teacher_config` =
+the configured `kd.teacher`'s config. The teacher's text input does not depend on
 code-mixing (only the student's question is code-mixed), so one cache serves every epoch. Teacher logits are not
 cached: `kd.logit_weight > 0` needs the online teacher.
 """

@@ -3,7 +3,7 @@
 It sets up the process group (under torchrun), seeds, the rank-0 tracker, saves the resolved config, trains every
 stage (resuming from `output_dir` when asked; a finished run resumed is left untouched; a run killed after its last
 stage finishes from that checkpoint's weights), scores the final model on the evaluation splits, and closes the
-MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised, e.g. an Optuna prune, or on SIGTERM/SIGINT:
+MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised `cvil.errors.StopTrial`, e.g. an Optuna prune, or on SIGTERM/SIGINT:
 `cvil.train.stop_signals`). It holds the run folder's lock throughout (`cvil.train.run_lock`).
 """
 
@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 
 from cvil.config import RunConfig, check_values, config_hash, flatten, to_yaml
-from cvil.errors import UsageError
+from cvil import tracking_schema as schema
+from cvil.errors import StopTrial, UsageError
 from cvil.tracking import MLflowTracker, NullTracker, git_commit
+from cvil.train import run_layout
 from cvil.train.config_checks import check_against_models
 from cvil.train.distributed import broadcast_object, setup_distributed, teardown_distributed
 from cvil.train.run_lock import RunLock
@@ -31,12 +33,12 @@ log = logging.getLogger(__name__)
 def _run_tags(cfg: RunConfig, digest: str) -> dict:
     last = cfg.stages[-1] if cfg.stages else None
     tags = {
-        "cvil.schedule": cfg.schedule,
-        "cvil.language": last.lang if last else "",
-        "cvil.dataset": f"{cfg.data.root}/{last.dataset}" if last else cfg.data.root,
-        "cvil.seed": cfg.train.seed,
-        "cvil.git_commit": git_commit(),
-        "cvil.config_hash": digest,
+        schema.SCHEDULE: cfg.schedule,
+        schema.LANGUAGE: last.lang if last else "",
+        schema.DATASET: f"{cfg.data.root}/{last.dataset}" if last else cfg.data.root,
+        schema.SEED: cfg.train.seed,
+        schema.GIT_COMMIT: git_commit(),
+        schema.CONFIG_HASH: digest,
     }
     tags.update(cfg.tracking.tags)
     return tags
@@ -59,9 +61,7 @@ def _make_tracker(cfg: RunConfig, is_main: bool, run_id: str, digest: str):
                          local_dir=Path(cfg.output_dir).absolute())
 
 
-# what a run writes into its output_dir (a second run there without --resume would mix or destroy them)
-RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "final_metrics.json", "checkpoints", "stages", "final", "oscar",
-               "predictions")
+RUN_OUTPUTS = run_layout.OUTPUTS  # what a run writes into its output_dir
 
 
 def existing_outputs(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
@@ -85,7 +85,7 @@ def _remove(paths: list[Path]) -> None:
 
 def _finished_metrics(cfg: RunConfig, progress, out: Path) -> dict | None:
     """The final metrics of a run whose stages and final evaluation are all done (None when something is left)."""
-    done = out / "final_metrics.json"
+    done = run_layout.final_metrics_path(out)
     if progress.stage < len(cfg.stages) or not done.is_file():
         return None
     return json.loads(done.read_text(encoding="utf-8"))
@@ -95,6 +95,9 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
         init_method: str | None = None, overwrite: bool = False, trust_unverified: bool = False) -> dict:
     check_values(cfg)  # configs built in code (grids, searches) get the checks load_config makes
     check_against_models(cfg)
+    from cvil.train.final_eval import check_declared_evaluation
+
+    check_declared_evaluation(cfg)  # an undeclared dataset fails now, not after training
     out = Path(cfg.output_dir)
     stale = existing_outputs(out, resume=resume, overwrite=overwrite)  # every rank, before any rank writes
     dist = setup_distributed(init_method)
@@ -123,23 +126,22 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
     trainer.progress.run_id = broadcast_object(tracker.run_id or "")
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+        run_layout.config_path(out).write_text(to_yaml(cfg), encoding="utf-8")
         if resume_state is None:
             tracker.log_params(flatten(cfg))
             _describe_run(tracker, cfg)
-        tracker.log_artifact(out / "config.yaml")
+        tracker.log_artifact(run_layout.config_path(out))
     status = "FAILED"
     try:
         with stop_on_signals(trainer):
             trainer.run(resume_state)
             from cvil.train.final_eval import finish_run
 
-            metrics = finish_run(trainer)
+            metrics = finish_run(cfg, trainer.eval_context(), trainer.tracker, step=trainer.progress.global_step)
         status = "FINISHED"
         return metrics
     except BaseException as exc:
-        pruned = on_eval is not None and type(exc).__name__ == "TrialPruned"
-        status = "KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(exc, (StopTrial, KeyboardInterrupt)) else "FAILED"
         raise
     finally:
         tracker.close(status)

@@ -22,7 +22,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         from cvil.train.preflight import check_run
 
-        check_run(cfg, resume=args.resume)
+        check_run(cfg, resume=args.resume, trust_unverified=args.trust_unverified)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"cvil train: {exc}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ def check_against_models(cfg: RunConfig) -> None:
     """Refuse `kd.layers` that the teacher's or the student's depth cannot hold as distinct layers."""
     from cvil.distill.kd_losses import map_layers
 
-    if not any(stage.objective != "task" for stage in cfg.stages):
+    if not any(stage.distils for stage in cfg.stages):
         return
     student = (_depth(cfg.model.init, "model.init") if cfg.model.init
                else cfg.model.from_scratch.get("num_hidden_layers", 12))

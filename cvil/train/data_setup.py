@@ -125,7 +125,7 @@ def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: D
                   dist: DistInfo, teacher_tokenizer=None, kd: KDConfig | None = None, seed: int = 0):
     from cvil.data.vqa_dataset import VQADataset
 
-    use_kd = stage.objective != "task" and kd is not None
+    use_kd = stage.distils and kd is not None
     return VQADataset(
         relabel(rows, folder, data.label_set),
         tokenizer,

@@ -18,7 +18,7 @@ def build_kd_cache(*, config: str | Path, out: str | Path, overrides: list[str] 
     from cvil.train.distributed import DistInfo
 
     cfg = load_config(config, list(overrides))
-    stage = next((s for s in cfg.stages if s.objective != "task"), None)
+    stage = next((s for s in cfg.stages if s.distils), None)
     if stage is None:
         raise UsageError(f"{config} has no KD stage")
     dist = DistInfo()

@@ -127,11 +127,12 @@ def match_head(model: OscarVQA, state: dict) -> None:
 
 def kd_reaches_head(stage: StageConfig, kd: KDConfig) -> bool:
     """Whether any loss term of the stage reaches the pooler/classifier."""
-    task = stage.objective == "task" or (stage.objective == "task+kd" and stage.task_weight != 0)
-    return task or (stage.objective != "task" and kd.logit_weight != 0)
+    from cvil.train.objective import task_weight
+
+    return task_weight(stage) != 0 or (stage.distils and kd.logit_weight != 0)
 
 
-def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
+def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig, *, train_pooler: bool = True) -> None:
     if stage.trainable == "head":
         model.requires_grad_(False)
         model.classifier.requires_grad_(True)
@@ -141,7 +142,9 @@ def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig) -> None:
         model.bert.pooler.requires_grad_(False)
         model.classifier.requires_grad_(False)
     if kd_projection(model) is not None:  # trained only where KD reaches it (DDP needs a grad for every trainable)
-        kd_projection(model).requires_grad_(stage.objective != "task")
+        kd_projection(model).requires_grad_(stage.distils)
+    if not train_pooler:  # `model.train_pooler: false` (see ModelConfig)
+        model.bert.pooler.requires_grad_(False)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

@@ -9,36 +9,38 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+
+from cvil.tracking_schema import PREDICTIONS_DIR
+from cvil.train import run_layout
 
 
 def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str], *, trust_unverified: bool = False):
-    """(trainer-like object, dataset folder) for `final_eval.score_split`; the model folder's files are checked
+    """(`final_eval.EvalContext`, dataset folder) for `final_eval.score_split`; the model folder's files are checked
     against the checksum manifest written when the run saved them."""
     from cvil.config import load_config
     from cvil.models.oscar import OscarVQA
     from cvil.train.checkpointing import verify_manifest
-    from cvil.tracking import NullTracker
     from cvil.data.tokenizers import load_tokenizer
     from cvil.train.distributed import DistInfo
+    from cvil.train.final_eval import EvalContext
     from cvil.precision import resolve_precision
 
-    run_dir = checkpoint if (checkpoint / "config.yaml").is_file() else checkpoint.parent
-    if not (run_dir / "config.yaml").is_file():
+    run_dir = checkpoint if run_layout.config_path(checkpoint).is_file() else checkpoint.parent
+    if not run_layout.config_path(run_dir).is_file():
         raise FileNotFoundError(f"{checkpoint}: no config.yaml in it or its parent (expected a `cvil train` run folder)")
-    model_dir = checkpoint if (checkpoint / "config.json").is_file() else run_dir / "final"
+    model_dir = checkpoint if (checkpoint / "config.json").is_file() else run_layout.final_dir(run_dir)
     extra = list(overrides)
     if data:
         folder = Path(data)
         extra += [f"data.root={folder.parent}"]
-    cfg = load_config(run_dir / "config.yaml", extra)
+    cfg = load_config(run_layout.config_path(run_dir), extra)
     verify_manifest(model_dir, trust_unverified=trust_unverified)
     folder = Path(data) if data else Path(cfg.data.root) / cfg.stages[-1].dataset
     dist = DistInfo()
-    trainer = SimpleNamespace(cfg=cfg, dist=dist, precision=resolve_precision(cfg.train.precision, dist.device),
-                              tokenizer=load_tokenizer(cfg.model.tokenizer or cfg.model.init),
-                              model=OscarVQA.from_pretrained(model_dir), tracker=NullTracker())
-    return trainer, folder
+    ctx = EvalContext.of_run(cfg, model=OscarVQA.from_pretrained(model_dir), dist=dist,
+                             precision=resolve_precision(cfg.train.precision, dist.device),
+                             tokenizer=load_tokenizer(cfg.model.tokenizer or cfg.model.init))
+    return ctx, folder
 
 
 def main(args) -> int:
@@ -49,18 +51,18 @@ def main(args) -> int:
         print("cvil predict: --checkpoint RUN_DIR (or RUN_DIR/final) is required", file=sys.stderr)
         return 2
     try:
-        trainer, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
-                                              trust_unverified=getattr(args, "trust_unverified", False))
+        ctx, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
+                                          trust_unverified=getattr(args, "trust_unverified", False))
     except (FileNotFoundError, ValueError) as exc:
         print(f"cvil predict: {exc}", file=sys.stderr)
         return 2
-    result = score_split(trainer, folder, args.split)
+    result = score_split(ctx, folder, args.split)
     if result is None:
         print(f"cvil predict: nothing to score in {folder} ({args.split})", file=sys.stderr)
         return 2
-    out = Path(args.out or Path(args.checkpoint) / "predictions" / f"{args.split}_results.json")
+    out = Path(args.out or run_layout.results_path(args.checkpoint, args.split))
     write_results(out, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
-    per_question = out.with_name(out.name.replace("_results.json", "") + "_per_question.csv")
+    per_question = run_layout.per_question_beside(out)
     write_per_question(per_question, result.per_question)
     metrics = result.metrics(args.split)
     if getattr(args, "run_id", None):
@@ -68,8 +70,8 @@ def main(args) -> int:
 
         tracker = MLflowTracker(run_id=args.run_id)
         tracker.log_metrics(metrics)
-        tracker.log_artifact(out, "predictions")
-        tracker.log_artifact(per_question, "predictions")
+        tracker.log_artifact(out, PREDICTIONS_DIR)
+        tracker.log_artifact(per_question, PREDICTIONS_DIR)
         tracker.close()
     print(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"wrote {out} and {per_question}")

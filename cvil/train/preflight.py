@@ -12,11 +12,19 @@ from cvil.errors import CvilError
 
 from cvil.config import RunConfig, config_hash
 from cvil.data import layout
+from cvil.train import run_layout
 
 log = logging.getLogger(__name__)
 
 
-def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
+def resume_config_differs(progress: dict, cfg: RunConfig) -> bool:
+    """Whether a checkpoint's saved progress comes from a run with another config (its hash is neither the config's
+    nor, as older cvil wrote it, the config's with `output_dir`); a checkpoint without a hash is not refused."""
+    saved = progress.get("config_hash")
+    return bool(saved) and saved not in (config_hash(cfg), config_hash(cfg, with_output_dir=True))
+
+
+def check_run(cfg: RunConfig, *, resume: bool = False, trust_unverified: bool = False) -> None:
     problems: list[str] = []
     if not cfg.stages:
         problems.append(f"schedule {cfg.schedule!r} has no stages")
@@ -27,22 +35,20 @@ def check_run(cfg: RunConfig, *, resume: bool = False) -> None:
         folder = root / stage.dataset
         if root.is_dir() and not layout.qla_path(folder, "train").is_file():
             problems.append(f"stages.{i} ({stage.name}): missing {layout.qla_path(folder, 'train')}")
-        if stage.objective != "task" and not cfg.kd.teacher:
+        if stage.distils and not cfg.kd.teacher:
             problems.append(f"stages.{i} ({stage.name}) distils but kd.teacher is not set")
     for key, path in (("model.init", cfg.model.init), ("model.tokenizer", cfg.model.tokenizer),
-                      ("kd.teacher", cfg.kd.teacher if any(s.objective != "task" for s in cfg.stages) else "")):
+                      ("kd.teacher", cfg.kd.teacher if any(s.distils for s in cfg.stages) else "")):
         if path and not Path(path).exists():
             problems.append(f"{key} {path!r} does not exist")
     if not cfg.model.init and not cfg.model.tokenizer:
         problems.append("training from scratch (model.init empty) needs model.tokenizer")
     if resume:
-        ckpt = Path(cfg.output_dir) / "checkpoints" / "last.pt"
+        ckpt = run_layout.checkpoint_path(cfg.output_dir)
         if ckpt.exists():
-            from cvil.torch_files import load_torch_file
+            from cvil.train.checkpointing import verified_torch_load
 
-            saved = load_torch_file(ckpt, what="a cvil checkpoint")["progress"]
-            if saved.get("config_hash") and saved["config_hash"] not in (config_hash(cfg),
-                                                                      config_hash(cfg, with_output_dir=True)):
+            if resume_config_differs(verified_torch_load(ckpt, trust_unverified=trust_unverified)["progress"], cfg):
                 problems.append(f"--resume: {ckpt} was written with a different config; use a new output_dir")
     if problems:
         raise ValueError("invalid run configuration:\n  - " + "\n  - ".join(problems))
@@ -127,7 +133,7 @@ def check_models(cfg: RunConfig, tokenizer, teacher_tokenizer=None) -> None:
     student = _student_shape(cfg, tokenizer)
     problems.append(_vocab_problem("student", cfg.model.tokenizer or cfg.model.init, tokenizer, student))
     _warn_if_vocabularies_differ(cfg, tokenizer)
-    if cfg.kd.teacher and any(s.objective != "task" for s in cfg.stages) and Path(cfg.kd.teacher).is_dir():
+    if cfg.kd.teacher and any(s.distils for s in cfg.stages) and Path(cfg.kd.teacher).is_dir():
         raw = _config_json(cfg.kd.teacher)
         if not _is_oscar_vqa(cfg.kd.teacher, raw):
             problems.append(f"kd.teacher {cfg.kd.teacher} is a text-only BERT checkpoint (no image embedding): a "

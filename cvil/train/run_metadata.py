@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cvil.config import RunConfig
 from cvil.data import layout
+from cvil.tracking_schema import COMMAND
 
 _CHUNK = 1 << 20
 DIGEST_CHARS = 16  # MLflow's dataset digest column holds at most 36 characters
@@ -101,7 +102,7 @@ def source_tags(git_commit: str) -> dict[str, str]:
     if "--config" in args[:-1]:
         name += ["--config", Path(args[args.index("--config") + 1]).name]
     tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": " ".join(name),
-            "cvil.command": " ".join([_command(), *args])[:5000]}
+            COMMAND: " ".join([_command(), *args])[:5000]}
     if git_commit and git_commit != "unknown":
         tags["mlflow.source.git.commit"] = git_commit.split("+", 1)[0]
     try:

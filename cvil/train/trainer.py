@@ -12,7 +12,6 @@ an uninterrupted one (fp32, CPU).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -28,18 +27,17 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cvil.config import RunConfig, StageConfig, config_hash
-from cvil.distill.kd_losses import distillation_loss, teacher_logit_loss
-from cvil.distill.teacher import FrozenTeacher
-from cvil.models.oscar import instance_bce_with_logits
+from cvil.config import RunConfig, StageConfig
 from cvil.tracking import NullTracker, Tracker
-from cvil.train import model_setup, progress_report
+from cvil.train import model_setup, progress_report, run_layout
 from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
 from cvil.data.tokenizers import load_tokenizer
 from cvil.train.data_setup import StageData, build_stage_data, to_device
-from cvil.train.distributed import DistInfo, all_reduce_sum, barrier
+from cvil.train.distributed import DistInfo, barrier
+from cvil.train.objective import StageObjective, build_objective, teacher_source
 from cvil.train.optim import build_optimizer, build_scheduler
-from cvil.precision import autocast, grad_scaler, resolve_precision
+from cvil.precision import grad_scaler, resolve_precision
+from cvil.train.step import StepSettings, loss_step, optimizer_step
 from cvil.train.stop_signals import RunInterrupted
 
 log = logging.getLogger(__name__)
@@ -70,26 +68,18 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.precision = resolve_precision(cfg.train.precision, dist.device)
         self.scaler = grad_scaler(self.precision, dist.device)
+        self.step_settings = StepSettings(dist.device, self.precision, self.scaler, cfg.train.grad_accum,
+                                          cfg.train.max_grad_norm)
         self.progress = Progress()
         self.in_step_loop, self.stop_signal = False, 0  # set by cvil.train.stop_signals
         self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.init or _required(cfg, "model.tokenizer"))
-        self.teacher: FrozenTeacher | None = None
         self.teacher_tokenizer = None
-        self.teacher_caches: dict = {}  # split -> TeacherCache, when kd.teacher_cache replaces the online teacher
-        distils = any(s.objective != "task" for s in cfg.stages)
-        if distils:
+        if any(s.distils for s in cfg.stages):
             self.teacher_tokenizer = load_tokenizer(cfg.kd.teacher_tokenizer or cfg.kd.teacher)
         from cvil.train.preflight import check_models
 
         check_models(cfg, self.tokenizer, self.teacher_tokenizer)  # before any model is built
-        if distils:
-            if cfg.kd.teacher_cache:
-                if cfg.kd.logit_weight:
-                    raise ValueError("kd.logit_weight needs the online teacher: a teacher cache holds no logits")
-            else:
-                teacher = model_setup.load_teacher(cfg, dist.device)
-                self.teacher = FrozenTeacher(torch.compile(teacher) if cfg.train.compile else teacher,
-                                             precision=self.precision)
+        self.teacher = teacher_source(cfg, dist.device, self.precision)  # online, cached, or None (no KD stage)
         self.model = model_setup.build_student(cfg, dist.device)
         self.show_progress = cfg.train.progress == "on" or (
             cfg.train.progress == "auto" and sys.stderr.isatty() and not os.environ.get("CI"))
@@ -97,10 +87,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> Path:
-        return self.out / "checkpoints" / "last.pt"
+        return run_layout.checkpoint_path(self.out)
 
     def _stage_dir(self, index: int) -> Path:
-        return self.out / "stages" / f"{index}-{self.cfg.stages[index].name}"
+        return run_layout.stage_dir(self.out, index, self.cfg.stages[index].name)
 
     def _save_checkpoint(self, optimizer, scheduler) -> None:
         if not self.dist.is_main:
@@ -119,8 +109,9 @@ class Trainer:
             return None
         state = verified_torch_load(self.checkpoint_path, trust_unverified=trust_unverified)
         saved = Progress(**state["progress"])
-        if saved.config_hash and self.progress.config_hash and saved.config_hash not in (
-                self.progress.config_hash, config_hash(self.cfg, with_output_dir=True)):  # the latter: older cvil
+        from cvil.train.preflight import resume_config_differs
+
+        if self.progress.config_hash and resume_config_differs(state["progress"], self.cfg):
             raise model_setup.ResumeError(
                 f"{self.checkpoint_path} was written by a run with a different config (hash {saved.config_hash[:12]} "
                 f"vs {self.progress.config_hash[:12]}): refusing to resume; use a new output_dir")
@@ -142,7 +133,7 @@ class Trainer:
 
     def _prepare_stage(self, index: int, stage: StageConfig, data: StageData) -> None:
         model_setup.prepare_head(self.model, stage, data.num_labels, seed=self.cfg.train.seed + index)
-        model_setup.set_trainable(self.model, stage, self.cfg.kd)
+        model_setup.set_trainable(self.model, stage, self.cfg.kd, train_pooler=self.cfg.model.train_pooler)
 
     def _run_stage(self, index: int, stage: StageConfig, resume_state: dict | None) -> None:
         cfg, dist = self.cfg, self.dist
@@ -150,6 +141,7 @@ class Trainer:
                                 teacher_tokenizer=self.teacher_tokenizer, dist=dist,
                                 seed=cfg.train.seed + 1000 * index)
         self._report_data(index, stage, data)
+        objective = self.objective_for(stage, data)
         mid_stage = resume_state is not None and _is_mid_stage(resume_state["progress"])
         if resume_state is not None:  # weights first: the checkpoint's head may not have this stage's label count
             model_setup.match_head(self.model, resume_state["model"])
@@ -160,7 +152,7 @@ class Trainer:
             self.progress.epoch = self.progress.batches_in_epoch = self.progress.stage_step = 0
             self.progress.best_value, self.progress.best_step = None, -1
         else:
-            model_setup.set_trainable(self.model, stage, cfg.kd)
+            model_setup.set_trainable(self.model, stage, cfg.kd, train_pooler=cfg.model.train_pooler)
         batches_per_epoch = math.ceil(data.train_sampler.per_rank / cfg.data.batch_size)
         steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
         epochs = max(1, math.ceil(stage.epochs))
@@ -192,14 +184,15 @@ class Trainer:
                     break
                 batch = to_device(batch, dist.device)
                 logging_step = (self.progress.global_step + 1) % log_every == 0
-                parts = self._loss_step(wrapped, batch, stage, accum + 1 < cfg.train.grad_accum, logging_step)
+                parts = loss_step(wrapped, batch, objective, self.step_settings,
+                                  no_sync=accum + 1 < cfg.train.grad_accum, detail=logging_step)
                 timer.add(batch["input_ids"].shape[0] * dist.world_size)
                 self.progress.batches_in_epoch += 1
                 accum += 1
                 if accum < cfg.train.grad_accum:
                     continue
                 accum = 0
-                grad_norm = self._optimizer_step(optimizer, scheduler)
+                grad_norm = optimizer_step(optimizer, scheduler, self.step_settings)
                 self.progress.stage_step += 1
                 self.progress.global_step += 1
                 step = self.progress.global_step
@@ -208,7 +201,7 @@ class Trainer:
                 if report is not None:
                     report.update(self.progress.stage_step, parts)
                 if stage.eval_every and self.progress.stage_step % stage.eval_every == 0:
-                    self._evaluate_and_select(index, stage, data)
+                    self._evaluate_and_select(index, stage, data, objective)
                 if self.progress.stage_step % cfg.train.checkpoint_every == 0:
                     self._save_checkpoint(optimizer, scheduler)
                 if self.stop_signal:
@@ -216,7 +209,7 @@ class Trainer:
                     raise RunInterrupted(self.stop_signal, f"at step {step}; checkpoint saved")
             self.progress.batches_in_epoch = 0
             self.progress.epoch = epoch + 1
-            self._evaluate_and_select(index, stage, data)
+            self._evaluate_and_select(index, stage, data, objective)
             self._save_checkpoint(optimizer, scheduler)
             if self.progress.stage_step >= total_steps:
                 break
@@ -248,90 +241,25 @@ class Trainer:
         return torch.compile(model) if self.cfg.train.compile else model
 
     # ------------------------------------------------------------------------------------------------ steps
-    def _loss_step(self, wrapped, batch: dict, stage: StageConfig, no_sync: bool, detail: bool = False) -> dict:
-        """Forward + backward of one micro-batch; returns the loss parts for logging (only when `detail`: reading
-        them is a host sync per number on a GPU)."""
-        use_kd = stage.objective != "task"
-        ddp = getattr(wrapped, "_orig_mod", wrapped)
-        ctx = ddp.no_sync() if no_sync and isinstance(ddp, DistributedDataParallel) else contextlib.nullcontext()
-        with ctx:
-            with autocast(self.precision, self.dist.device):
-                out = wrapped(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                              batch["img_feats"], output_hidden_states=use_kd)
-            loss, parts = self.objective(out, batch, stage, detail=detail)
-            self.scaler.scale(loss / self.cfg.train.grad_accum).backward()
-        return parts
-
-    def objective(self, out, batch: dict, stage: StageConfig, *, detail: bool = False) -> tuple[torch.Tensor, dict]:
-        """The stage's loss: task BCE, KD, or a weighted sum (all in fp32), and its parts as floats when `detail`."""
-        parts: dict[str, float] = {}
-        total = torch.zeros((), device=out.logits.device)
-        task_weight = stage.task_weight if stage.objective == "task+kd" else float(stage.objective == "task")
-        if task_weight:
-            task = instance_bce_with_logits(out.logits.float(), batch["labels"])
-            total = total + task_weight * task
-            if detail:
-                parts["loss.task"] = float(task.detach())
-        if stage.objective != "task":
-            kd_cfg = self.cfg.kd
-            teacher_out = self.teacher(batch) if self.teacher is not None else None
-            kd = distillation_loss(out.hidden_states, self.teacher_hidden(batch, "train", teacher_out), batch,
-                                   layers=kd_cfg.layers,
-                                   weights=kd_cfg.layer_weights, reduction=kd_cfg.reduction, detail=detail,
-                                   projection=model_setup.kd_projection(self.model))
-            total = total + stage.kd_weight * kd.total * self._pooled_share(batch)
-            if detail:
-                parts["loss.kd"] = float(kd.total.detach())
-                parts.update({f"kd.layer{k}": v for k, v in kd.per_layer.items()})
-                parts.update({f"kd.{k}": v for k, v in kd.per_component.items()})
-            if kd_cfg.logit_weight:
-                logit = teacher_logit_loss(out.logits, teacher_out.logits)
-                total = total + kd_cfg.logit_weight * logit
-                if detail:
-                    parts["loss.kd_logits"] = float(logit.detach())
-        if detail:
-            parts["loss"] = float(total.detach())
-        return total, parts
-
-    def teacher_hidden(self, batch: dict, split: str, teacher_out=None) -> tuple:
-        """The teacher's hidden states for a KD batch: online (eval mode, no_grad) or from the id-keyed cache."""
-        if self.teacher is not None:
-            return (teacher_out if teacher_out is not None else self.teacher(batch)).hidden_states
-        if split not in self.teacher_caches:
-            from cvil.distill.teacher_cache import TeacherCache
-
-            self.teacher_caches[split] = TeacherCache(Path(self.cfg.kd.teacher_cache) / split)
-        return self.teacher_caches[split].hidden_states_for(batch, layers=self.cfg.kd.layers)
-
-    def _pooled_share(self, batch: dict) -> float:
-        """Under DDP, rescale this rank's pooled KD mean so that averaging over ranks gives the mean over ALL pairs.
-
-        Ranks select different numbers of positions; DDP averages per-rank losses, which would weight each rank's
-        pairs unequally. With this factor (local pairs × world size / global pairs) a DDP step equals a single
-        process on the same global batch. (The reference's DataParallel averaged the unequal per-replica means.)
-        """
-        if not self.dist.enabled or self.cfg.kd.reduction != "pooled":
-            return 1.0
-        counts = torch.tensor([float(batch["kd_batch"].numel())], device=self.dist.device)
-        local = counts.item()
-        all_reduce_sum(counts)
-        return local * self.dist.world_size / max(counts.item(), 1.0)
-
-    def _optimizer_step(self, optimizer, scheduler) -> float:
-        self.scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.train.max_grad_norm)
-        self.scaler.step(optimizer)
-        self.scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(grad_norm)
+    def objective_for(self, stage: StageConfig, data: StageData | None = None) -> StageObjective:
+        """The stage's loss, built once; a teacher cache is first opened (and checked) for the stage's datasets."""
+        if stage.distils and data is not None:
+            self.teacher.prepare({"train": data.train.dataset, "val": data.val.dataset})
+        return build_objective(stage, self.cfg.kd, self.teacher, projection=model_setup.kd_projection(self.model),
+                               dist=self.dist)
 
     # ------------------------------------------------------------------------------------------- evaluation
-    def _evaluate_and_select(self, index: int, stage: StageConfig, data: StageData) -> None:
+    def eval_context(self):
+        """What the final evaluation reads of this run (`cvil.train.final_eval.EvalContext`)."""
+        from cvil.train.final_eval import EvalContext
+
+        return EvalContext.of_run(self.cfg, model=self.model, tokenizer=self.tokenizer, dist=self.dist,
+                                  precision=self.precision)
+
+    def _evaluate_and_select(self, index: int, stage: StageConfig, data: StageData, objective: StageObjective) -> None:
         from cvil.train.in_loop_eval import evaluate_in_loop
 
-        metrics = evaluate_in_loop(self, data, stage)
+        metrics = evaluate_in_loop(self.model, data, objective, precision=self.precision, device=self.dist.device)
         step = self.progress.global_step
         self._log_metrics({f"val.{k}": v for k, v in metrics.items()}, step)
         if self.on_eval is not None:
@@ -340,19 +268,19 @@ class Trainer:
         if better(value, self.progress.best_value):
             self.progress.best_value, self.progress.best_step = value, step
             if self.dist.is_main:
-                model_setup.save_weights(self.model, self._stage_dir(index) / "best.pt")
+                model_setup.save_weights(self.model, run_layout.best_weights_path(self._stage_dir(index)))
         barrier()
 
     def _finish_stage(self, index: int, stage: StageConfig) -> None:
         """Load the stage's selected weights (documented policy per `stage.select`) and record the choice."""
-        best = self._stage_dir(index) / "best.pt"
+        best = run_layout.best_weights_path(self._stage_dir(index))
         if stage.select != "last" and best.exists():
             self.model.load_state_dict(model_setup.load_weights(best))
         choice = {"stage": stage.name, "select": stage.select, "best_value": self.progress.best_value,
                   "best_step": self.progress.best_step if stage.select != "last" else self.progress.global_step}
         if self.dist.is_main:
             self._stage_dir(index).mkdir(parents=True, exist_ok=True)
-            (self._stage_dir(index) / "selection.json").write_text(json.dumps(choice, indent=2))
+            run_layout.selection_path(self._stage_dir(index)).write_text(json.dumps(choice, indent=2))
             self.tracker.log_metrics({f"{stage.name}.selected_step": choice["best_step"]}, self.progress.global_step)
 
     # -------------------------------------------------------------------------------------------------- logs
@@ -366,7 +294,7 @@ class Trainer:
             return
         self.tracker.log_metrics(metrics, step)
         self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        with open(run_layout.metrics_path(self.out), "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def _progress_bar(self, iterable, desc: str):

@@ -15,6 +15,7 @@ import cvil.train
 from bench import tracking
 from bench.search import LayerSpace, metric_of, register
 from cvil.config import load_config
+from cvil.errors import StopTrial
 
 BASE = textwrap.dedent("""\
     schedule: kd
@@ -43,7 +44,7 @@ def fake_run(cfg, *, on_eval=None):
         on_eval("kd", 10, {"kd_loss": 0.3})  # no task score in this evaluation: nothing to report
         for i, step in enumerate((20, 40)):
             on_eval("finetune", step, {"score": score * (i + 1) / 2, "task_loss": 1.0})
-    except optuna.TrialPruned:
+    except StopTrial:  # what cvil.train.api.run does with it: close the run as KILLED, re-raise
         c.set_terminated(run_id, "KILLED")
         raise
     c.log_metric(run_id, "val.accuracy", 100 * score)

@@ -48,6 +48,8 @@ def test_validate_reports_counts_for_a_root(tmp_path, capsys):
     assert "ja-en: 100.0% of rows aligned, 2/4 words aligned (50.0%), 0 en_word/en_idx mismatches" in vg
     assert "test-dev2015_qla_mrcnn.json.unknown: 2 rows" in vg and "answer strings equal to their label: 1/1" in vg
     assert "warning: " in vg and "1 train images have no detections" in vg and "OK" in vg
+    assert ("answer lengths (2 test answers, 2 distinct; fugashi tokens): mean 1.00, 0.0% with >= 3 tokens, "
+            "top-K coverage 50.0% [1: 2]") in vg
     assert "vqa/trainval_ans2label.pkl: file: expected a label map pickle" in vqa
     assert main(["data", "validate", str(tmp_path / "vg")]) == 0
 

@@ -101,3 +101,26 @@ def test_sigterm_closes_the_run_killed_keeps_a_checkpoint_and_resume_finishes_it
     (done,) = client.search_runs([exp])  # the same run, re-opened and finished: one FINISHED run, no duplicate
     assert done.info.run_id == killed.info.run_id and done.info.status == "FINISHED"
     assert "val.accuracy" in done.data.metrics  # the final evaluation was logged
+
+
+@pytest.mark.parametrize("raised, status", [("stop", "KILLED"), ("bug", "FAILED")])
+def test_an_on_eval_stop_trial_closes_the_run_killed_any_other_error_failed(raised, status, overrides_for,
+                                                                             synthetic_config, tmp_path, mlflow_store):
+    """A search stops a trial with the core's `StopTrial` (not by the class name of its optimiser's exception)."""
+    from mlflow.tracking import MlflowClient
+
+    from cvil.errors import StopTrial
+    from cvil.train.api import run
+
+    error = StopTrial("pruned") if raised == "stop" else RuntimeError("a bug in the callback")
+
+    def on_eval(stage: str, step: int, metrics: dict) -> None:
+        raise error
+
+    cfg = load_config(synthetic_config("baseline.yaml"),
+                      overrides_for(tmp_path / "run", "tracking.enabled=true", f"tracking.uri={mlflow_store}"))
+    with pytest.raises(type(error)):
+        run(cfg, on_eval=on_eval)
+    client = MlflowClient(mlflow_store)
+    (closed,) = client.search_runs([client.get_experiment_by_name("cvil").experiment_id])
+    assert closed.info.status == status

@@ -240,7 +240,7 @@ JVG_PRIOR: dict[str, tuple[tuple[str, float], ...]] = {
     "who": (("男性", 0.34), ("女性", 0.24), ("子供", 0.1), ("男の子", 0.07), ("人", 0.08)),
     "when": (("昼", 0.34), ("日中", 0.2), ("夜", 0.14), ("朝", 0.1), ("夕方", 0.07)),
     "how": (("晴れ", 0.34), ("曇り", 0.25), ("雨", 0.1), ("晴れています", 0.1)),
-    "why": (("休んでいるから", 0.08), ("食べるため", 0.05)),
+    "why": (("休んでいるから", 0.3), ("食べるため", 0.1)),     # JVG why-answers: mostly clauses
 }
 # pools from which long-tail (rarely repeated) answers are composed
 JVG_TAIL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -1,0 +1,56 @@
+"""The MLflow tracking schema: every tag name and artifact path cvil writes or searches for, spelled once.
+
+Writers (`cvil.train`, `bench.grid`, `bench.search`) and readers (`leaderboards`, `bench.compare`) import the names
+from here, so a renamed tag cannot leave a reader searching for the old one. The schema is described for users in
+docs/architecture.md §3.
+"""
+
+from __future__ import annotations
+
+# MLflow's own tags
+PARENT_RUN = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"  # MLflow 3's UI layout
+
+# a training run (cvil.train.api)
+SCHEDULE = "cvil.schedule"
+LANGUAGE = "cvil.language"
+DATASET = "cvil.dataset"
+SEED = "cvil.seed"
+GIT_COMMIT = "cvil.git_commit"
+CONFIG_HASH = "cvil.config_hash"
+COMMAND = "cvil.command"
+VQA_EVALUATOR = "cvil.vqa_evaluator"
+BLEU_SIGNATURE = "cvil.bleu_signature"
+MODEL_PATH = "cvil.model_path"
+LOCAL_RESULTS = "cvil.local_results"
+
+# grids and searches (bench): set on the children through `tracking.tags.*`, on the parents by bench.tracking
+GRID = "cvil.grid"
+CELL = "cvil.cell"
+STUDY = "cvil.study"
+TRIAL = "cvil.trial"
+KIND = "cvil.kind"  # "grid" or "search" on parent runs
+GRID_FAILED = "cvil.grid.failed"
+FAILURE_TAGS = ("cvil.error", "cvil.failure", "cvil.failure_reason", NOTE)  # where a failure reason may be
+
+# artifacts (relative to the run's artifact root; the same names as in the run folder, cvil.train.run_layout)
+PREDICTIONS_DIR = "predictions"
+
+
+def answer_source_tag(split: str) -> str:
+    """JVG splits: `answer_field` (the `.unknown` strings) or `label_map` (`label2ans[an[0]]`)."""
+    return f"{split}.answer_source"
+
+
+def results_name(split: str) -> str:
+    return f"{split}_results.json"
+
+
+def per_question_name(split: str) -> str:
+    return f"{split}_per_question.csv"
+
+
+def per_question_artifact(split: str) -> str:
+    """The artifact path of a split's per-question CSV (`predictions/<split>_per_question.csv`)."""
+    return f"{PREDICTIONS_DIR}/{per_question_name(split)}"
