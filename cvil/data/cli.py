@@ -94,14 +94,16 @@ def _validate(args: argparse.Namespace) -> int:
     failed = False
     for folder in dataset_folders(args.dir):
         report = validate_dataset(folder)
-        print(format_report(report))
-        failed |= not report.ok
-        if report.ok:
+        text = format_report(report)
+        if report.ok:  # JVG-like folders (those with a `.unknown` file): the answer lengths, before the verdict
             from cvil.data.answer_stats import folder_answer_lengths
 
-            lengths = folder_answer_lengths(folder)  # JVG-like folders only (those with a `.unknown` file)
+            lengths = folder_answer_lengths(folder)
             if lengths is not None:
-                print(f"  {lengths.format()}")
+                body, _, verdict = text.rpartition("\n")
+                text = f"{body}\n  {lengths.format()}\n{verdict}"
+        print(text)
+        failed |= not report.ok
     return 1 if failed else 0
 
 

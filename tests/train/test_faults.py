@@ -303,11 +303,13 @@ def test_training_on_no_data_is_an_error_and_validate_says_so(tiny_world, overri
 
 def test_an_out_of_range_label_id_names_file_and_row(tiny_world, overrides_for, synthetic_config, tmp_path):
     from cvil.data.errors import DataFormatError
+    from cvil.data.label_maps import load_label_maps
 
     root = _world_copy(tiny_world, tmp_path)
     path = _edit_train(root, lambda rows: [*rows[:5], {**rows[5], "an": [-1], "s": [1.0]}, *rows[6:]])
     cfg = load_config(synthetic_config("baseline.yaml"), overrides_for(tmp_path / "out", *SHORT, f"data.root={root}"))
-    with pytest.raises(DataFormatError, match=rf"{path}: row 5 field 'an': expected label ids in \[0, 41\), "
+    num_labels = len(load_label_maps(root / "vg").label2ans)
+    with pytest.raises(DataFormatError, match=rf"{path}: row 5 field 'an': expected label ids in \[0, {num_labels}\), "
                                               r"got label id -1"):
         run(cfg)
 
