@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from cvil.config import ConfigError
+from cvil.config import SHIPPED_CONFIG_ROOT, ConfigError
 from cvil import tracking_schema as schema
 
 GRIDS_DIR = Path(__file__).resolve().parent / "grids"
@@ -138,7 +138,7 @@ def _seeds(value: Any) -> tuple[int, ...]:
     raise ConfigError(f"grid `seeds` must be a count or a list of integers, got {value!r}")
 
 
-SHIPPED_ROOT = GRIDS_DIR.parent.parent  # holds the shipped `configs/` that the shipped grids name
+SHIPPED_ROOT = SHIPPED_CONFIG_ROOT  # holds the shipped `configs/` that the shipped grids name (inside the package)
 
 
 def resolve_config(config: str, grid_file: str = "") -> str:

@@ -22,6 +22,11 @@ from typing import Any, Literal
 import yaml
 
 
+# The folder holding the shipped `configs/` (inside the package, so a pip-installed cvil has them; the repository's
+# top-level `configs` is a link to it). Shipped grids name their cells' configs relative to this folder.
+SHIPPED_CONFIG_ROOT = Path(__file__).resolve().parent
+
+
 class ConfigError(CvilError, ValueError):
     """A configuration problem found before any training starts."""
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvil.config import load_config
+from cvil.config import SHIPPED_CONFIG_ROOT, load_config
 
 
 def _say(message: str) -> None:
@@ -22,7 +22,7 @@ def _say(message: str) -> None:
     print(f"[world] {message}", file=sys.stderr, flush=True)
 
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = SHIPPED_CONFIG_ROOT / "configs"
 TEACHER_CONFIG = CONFIG_DIR / "synthetic" / "teacher.yaml"
 
 

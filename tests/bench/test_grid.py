@@ -176,14 +176,25 @@ def test_cells_rerun_merges_into_the_grid_summary(fake_grid, mlflow_store, tmp_p
 def test_shipped_grid_resolves_its_configs_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # outside the repository
     jobs = expand(load_grid("table3_ablations"), seeds=1)
-    assert {j.config for j in jobs} == {str(REPO / "configs/synthetic/kd.yaml"),
-                                        str(REPO / "configs/synthetic/baseline.yaml")}
+    # inside the package (so a wheel install has them), not the checkout's top-level `configs` link
+    assert {j.config for j in jobs} == {str(REPO / "cvil/configs/synthetic/kd.yaml"),
+                                        str(REPO / "cvil/configs/synthetic/baseline.yaml")}
     # a grid file beside its own configs finds them wherever it is run from
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "mine.yaml").write_text("schedule: baseline\n")
     (tmp_path / "g" / "grid.yaml").write_text("name: g\nseeds: 1\ncells: {A: {config: mine.yaml}}\n")
     monkeypatch.chdir(REPO)
     assert expand(load_grid(str(tmp_path / "g" / "grid.yaml")))[0].config == str(tmp_path / "g" / "mine.yaml")
+
+
+def test_every_shipped_config_is_package_data():
+    """pyproject's package-data glob ships every config file the package folder holds (a wheel install has them)."""
+    import tomllib
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cvil"]
+    shipped = {p for g in globs for p in (REPO / "cvil").glob(g)}
+    assert shipped == set((REPO / "cvil/configs").rglob("*.yaml")) and len(shipped) >= 20
+    assert (REPO / "configs").resolve() == (REPO / "cvil/configs").resolve()  # the documented paths still work
 
 
 def _bench(argv, capsys):
@@ -203,7 +214,7 @@ def test_dry_run_prints_every_job_without_any_work(tmp_path, monkeypatch, capsys
     assert lines[0].startswith("[grid table3_ablations] dry run: 4 jobs on synthetic world preset small")
     heads = [line for line in lines[1:] if not line.startswith("    ")]
     assert [h.split(":")[0] for h in heads] == ["KD/seed0", "BASELINE/seed0", "KD/seed1", "BASELINE/seed1"]
-    assert f"--config {REPO / 'configs/synthetic/kd.yaml'}" in heads[0]
+    assert f"--config {REPO / 'cvil/configs/synthetic/kd.yaml'}" in heads[0]
     assert "train.seed=1" in lines[6] and "train.threads=1" in lines[6] and "output_dir=runs/table3_ablations/KD/seed1" in lines[6]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no world, no store, no runs folder
 
@@ -253,7 +264,7 @@ def test_expand_builds_the_contract_overrides():
     assert [j.cell for j in jobs] == ["KD", "w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags",
                                       "w/o intermediate layers", "BASELINE"]
     j = jobs[5]
-    assert j.config == str(REPO / "configs/synthetic/kd.yaml")  # resolved against the shipped configs
+    assert j.config == str(REPO / "cvil/configs/synthetic/kd.yaml")  # resolved against the shipped configs
     assert j.output_dir == "runs/table3_ablations/wo-intermediate-layers/seed0"
     for item in ("data.root=w", "kd.layers=[12]", "train.seed=0", "tracking.run_name=wo-intermediate-layers-s0",
                  "tracking.tags.cvil.grid=table3_ablations", "tracking.tags.cvil.cell=w/o intermediate layers",
