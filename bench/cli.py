@@ -13,7 +13,7 @@ from cvil.cli import build_lazy_parser, run_lazy_cli
 
 # command name -> module that registers it
 COMMANDS: dict[str, str] = {
-    "grid": "bench.grid",
+    "grid": "bench.grid_cli",
     "search": "bench.search",
     "compare": "bench.compare",
     "leaderboard": "leaderboards.cli",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from cvil.config import RunConfig, check_values, config_hash, flatten, to_yaml
+from cvil.config import RunConfig, config_hash, flatten, to_yaml
+from cvil.config_values import check_values
 from cvil import tracking_schema as schema
 from cvil.errors import StopTrial, UsageError
 from cvil.tracking import MLflowTracker, NullTracker, git_commit
