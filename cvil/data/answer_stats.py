@@ -9,26 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from cvil.data import layout
 from cvil.data.label_maps import load_label_maps
 from cvil.data.qla import read_unknown
-
-
-@lru_cache(maxsize=1)
-def _tagger() -> Any:
-    import fugashi
-    import unidic_lite
-
-    return fugashi.Tagger(f'-d "{unidic_lite.DICDIR}"')
+from cvil.data.text import japanese_words
 
 
 def answer_tokens(answer: str) -> list[str]:
     """fugashi + unidic-lite surface tokens of one answer (the tokenisation BLEU's `fugashi` preset uses)."""
-    return [w.surface for w in _tagger()(answer)]
+    return list(japanese_words(answer))
 
 
 @dataclass(frozen=True)

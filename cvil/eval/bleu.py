@@ -32,11 +32,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
-from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
 import numpy as np
+
+from cvil.data.text import japanese_words
 
 TOKENIZERS = ("fugashi", "ja-mecab", "char")
 DEFAULT_WEIGHTS = (0.25, 0.25, 0.25, 0.25)
@@ -92,18 +93,9 @@ def _version(dist: str) -> str:
         return "missing"
 
 
-@lru_cache(maxsize=1)
-def _fugashi_tagger() -> Any:
-    """A fugashi tagger pinned to unidic-lite (not whatever UniDic happens to be installed)."""
-    import fugashi
-    import unidic_lite
-
-    return fugashi.Tagger(f'-d "{unidic_lite.DICDIR}"')
-
-
 def fugashi_tokens(text: str) -> list[str]:
-    """Surface forms of ``text`` from fugashi + unidic-lite."""
-    return [w.surface for w in _fugashi_tagger()(text)]
+    """Surface forms of ``text`` from fugashi + unidic-lite (`cvil.data.text.japanese_words`, the one tagger)."""
+    return list(japanese_words(text))
 
 
 @dataclass(frozen=True)
