@@ -116,24 +116,36 @@ def test_a_moved_run_folder_resumes(finished_run, overrides_for, synthetic_confi
     assert run(cfg, resume=True) == finished_run[1]  # before: "written by a run with a different config"
 
 
-def test_a_checkpoint_of_older_cvil_still_resumes_and_another_config_is_refused(finished_run, overrides_for,
-                                                                                 synthetic_config, tmp_path):
+def _finished_copy_with_hash(finished_run, overrides_for, synthetic_config, tmp_path, digest):
+    """A copy of the finished run whose checkpoint claims to come from a config with hash `digest`."""
     from cvil.config import config_hash
-    from cvil.train.model_setup import ResumeError
 
     out = tmp_path / "run"
     shutil.copytree(finished_run[0], out)
     cfg = load_config(synthetic_config("baseline.yaml"), overrides_for(out, *SHORT))
     ckpt = out / "checkpoints" / "last.pt"
     state = verified_torch_load(ckpt)
-    for digest in (config_hash(cfg, with_output_dir=True), "0" * 64):  # older cvil hashed output_dir too
-        state["progress"]["config_hash"] = digest
-        atomic_torch_save(state, ckpt)
-        if digest.startswith("0"):
-            with pytest.raises(ResumeError, match="written by a run with a different config"):
-                run(cfg, resume=True)
-        else:
-            assert run(cfg, resume=True) == finished_run[1]
+    state["progress"]["config_hash"] = digest(cfg) if callable(digest) else digest
+    atomic_torch_save(state, ckpt)
+    assert verified_torch_load(ckpt)["progress"]["config_hash"] == state["progress"]["config_hash"]
+    assert state["progress"]["config_hash"] != config_hash(cfg)
+    return cfg
+
+
+def test_a_checkpoint_of_older_cvil_still_resumes(finished_run, overrides_for, synthetic_config, tmp_path):
+    from cvil.config import config_hash
+
+    cfg = _finished_copy_with_hash(finished_run, overrides_for, synthetic_config, tmp_path,
+                                   lambda c: config_hash(c, with_output_dir=True))  # older cvil hashed output_dir too
+    assert run(cfg, resume=True) == finished_run[1]
+
+
+def test_a_checkpoint_of_another_config_is_refused(finished_run, overrides_for, synthetic_config, tmp_path):
+    from cvil.train.model_setup import ResumeError
+
+    cfg = _finished_copy_with_hash(finished_run, overrides_for, synthetic_config, tmp_path, "0" * 64)
+    with pytest.raises(ResumeError, match="written by a run with a different config"):
+        run(cfg, resume=True)
 
 
 # ------------------------------------------------------------------------------------------ output_dir
