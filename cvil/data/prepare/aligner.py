@@ -20,7 +20,6 @@ subword pairs) is written. `en_idx` indexes `cvil.data.text.english_words(en)`, 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,30 +27,10 @@ from pathlib import Path
 import torch
 
 from cvil.data.encoding import tokenize_batch
-from cvil.data.text import english_words
+from cvil.data.text import english_words, target_words
 
 METHODS = ("argmax", "softmax")
 DEFAULT_SIMILARITY = {"argmax": "cosine", "softmax": "dot"}
-
-# One regex alternative per character class; a Japanese "word" is a maximal run of one class, any other
-# non-space character stands alone. Crude but deterministic, and only used when the row brings no segmentation.
-_JA_CLASSES = re.compile(
-    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々〆ヶ]+"  # kanji
-    r"|[\u3041-\u309f]+"  # hiragana
-    r"|[\u30a0-\u30ffー\uff66-\uff9f]+"  # katakana (full and half width), prolonged sound mark
-    r"|[0-9A-Za-z\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+"  # latin letters and digits (ASCII and full width)
-    r"|\S"
-)
-
-
-def segment_words(text: str, lang: str) -> list[str]:
-    """Words of a sentence: NLTK tokens for English, character-class runs for Japanese, whitespace otherwise."""
-    if lang == "en":
-        return list(english_words(text))
-    if lang == "ja":
-        return _JA_CLASSES.findall(text)
-    return text.split()
-
 
 def extract_links(sim: torch.Tensor, method: str = "argmax", threshold: float = 1e-3) -> torch.Tensor:
     """Boolean `[S, T]` links from a subword similarity matrix (see the module docstring)."""
@@ -208,7 +187,8 @@ class EmbeddingAligner:
 
 def _row_words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
     """(target words, English words) of a QLA row: an existing `{lang}-en` field's words (so its indices, and gold
-    pairs made against it, stay valid), else `segment_words`; English words are `english_words(en)`."""
+    pairs made against it, stay valid), else `target_words` (fugashi for Japanese, as `cvil data add-language`
+    writes them); English words are `english_words(en)`."""
     from cvil.data.errors import DataFormatError
 
     if lang not in row:
@@ -217,8 +197,8 @@ def _row_words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
     if english is None:
         raise DataFormatError(where, "fields", "an English question ('en' or 'q')", f"keys {sorted(row)}")
     existing = row.get(f"{lang}-en")
-    tgt = [str(e[0]) for e in existing] if existing else segment_words(row[lang], lang)
-    return tgt, segment_words(english, "en")
+    tgt = [str(e[0]) for e in existing] if existing else list(target_words(row[lang], lang))
+    return tgt, list(english_words(english))
 
 
 def align_qla(*, qla: str | Path, lang: str, model: str, out: str | Path | None = None, method: str = "argmax",

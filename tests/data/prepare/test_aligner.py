@@ -11,7 +11,6 @@ from cvil.data.prepare.aligner import (
     alignment_scores,
     extract_links,
     reference_entries,
-    segment_words,
     word_links,
     word_similarity,
 )
@@ -51,13 +50,6 @@ def test_reference_entries_pick_the_most_similar_english_word():
     ws = torch.tensor([[0.2, 0.9], [0.5, 0.1], [0.0, 0.0]])
     entries = reference_entries(["猫", "何", "は"], ["What", "cat"], {(0, 0), (0, 1), (1, 0)}, ws)
     assert entries == [["猫", "cat", 1], ["何", "What", 0], ["は"]]
-
-
-def test_segment_words():
-    assert segment_words("猫は何色ですか？", "ja") == ["猫", "は", "何色", "ですか", "？"]
-    assert segment_words("テレビの上にABC 2つ", "ja") == ["テレビ", "の", "上", "に", "ABC", "2", "つ"]
-    assert segment_words("बिल्ली किस रंग की है ?", "hi") == ["बिल्ली", "किस", "रंग", "की", "है", "?"]
-    assert segment_words("What's on the table?", "en") == ["What", "'s", "on", "the", "table", "?"]
 
 
 def test_alignment_scores():
@@ -113,3 +105,20 @@ def test_cli_softmax_and_bad_layer(tmp_path, tiny_encoder, capsys):
     capsys.readouterr()
     assert main(["align", "--input", str(src), "--lang", "ja", "--model", str(tiny_encoder), "--layer", "5"]) == 2
     assert "cvil align: layer 5 outside" in capsys.readouterr().err
+
+
+def test_cli_segments_a_row_without_alignments_like_add_language(tmp_path, tiny_encoder):
+    """A Japanese row with no `ja-en` field gets fugashi words, the segmentation `cvil data add-language` writes
+    (before: runs of one character class, so ですか where add-language has です / か)."""
+    from cvil.cli import main
+    from cvil.data.text import japanese_words
+
+    question = "猫は何色ですか？"
+    rows = [{"en": "What color is the cat?", "ja": question, "o": "", "an": [], "s": [], "img_id": 1, "q_id": 3}]
+    src, out = tmp_path / "in.json", tmp_path / "out.json"
+    src.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    assert main(["align", "--input", str(src), "--lang", "ja", "--model", str(tiny_encoder), "--out", str(out),
+                 "--layer", "1"]) == 0
+    words = [e[0] for e in json.loads(out.read_text(encoding="utf-8"))[0]["ja-en"]]
+    assert words == list(japanese_words(question)) == ["猫", "は", "何色", "です", "か", "？"]
+    assert "".join(words) == question  # what the code-mixer rebuilds the question from
