@@ -11,18 +11,14 @@ from cvil.data.region_features import SOURCES
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from cvil.data.errors import DataFormatError
+    """Bad input raises a `CvilError` (`DataFormatError`, `UsageError`), which the dispatcher reports: one line, exit 2."""
     from cvil.data.feature_store import pack_features, source_fingerprint
     from cvil.data.region_features import open_feature_source
 
-    try:
-        source = open_feature_source(args.source, args.input, args.offset_map, args.dim)
-        ids = _ids_from(args.ids_from) if args.ids_from else None
-        key = source_fingerprint(args.input) if args.source == "pt-dir" else None  # lets training detect edits
-        store = pack_features(source, args.out, ids=ids, dim=args.dim, source_key=key)
-    except (DataFormatError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    source = open_feature_source(args.source, args.input, args.offset_map, args.dim)
+    ids = _ids_from(args.ids_from) if args.ids_from else None
+    key = source_fingerprint(args.input) if args.source == "pt-dir" else None  # lets training detect edits
+    store = pack_features(source, args.out, ids=ids, dim=args.dim, source_key=key)
     print(f"packed {len(store)} images, {store.total_regions} regions x {store.dim} (float16) into {args.out}")
     return 0
 

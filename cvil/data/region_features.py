@@ -21,6 +21,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from cvil.data.errors import DataFormatError
+from cvil.errors import UsageError
 
 
 @runtime_checkable
@@ -237,7 +238,7 @@ def open_feature_source(kind: str, path: str | Path, offset_map: str | Path | No
     if kind not in SOURCES:
         close = difflib.get_close_matches(kind, SOURCES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown feature source {kind!r}: expected one of {', '.join(SOURCES)}{hint}")
+        raise UsageError(f"unknown feature source {kind!r}: expected one of {', '.join(SOURCES)}{hint}")
     if offset_map is not None and kind != "tsv":
-        raise ValueError(f"--offset-map only applies to tsv sources, not {kind!r}")
+        raise UsageError(f"--offset-map only applies to tsv sources, not {kind!r}")
     return SOURCES[kind](os.fspath(path), offset_map, dim)

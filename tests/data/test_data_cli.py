@@ -85,10 +85,16 @@ def test_pack_then_validate_uses_the_packed_store(tmp_path, capsys):
     assert "with features (packed packed/train/, dim 4)" in capsys.readouterr().out
 
 
-def test_pack_error_exits_non_zero(tmp_path, capsys):
+def test_pack_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     args = ["data", "pack", "--source", "tsv", "--input", str(tmp_path / "nope.tsv"), "--out", str(tmp_path / "o")]
-    assert main(args) == 1
-    assert "nope.tsv: file: expected a VinVL feature TSV, got no such file" in capsys.readouterr().err
+    assert main(args) == 2  # before: exit 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.tsv: file: expected a VinVL feature TSV, got no such file" in err
+    assert main(["data", "pack", "--source", "pt-dir", "--input", str(tmp_path), "--offset-map", str(tmp_path / "m"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err == "cvil data: --offset-map only applies to tsv sources, not 'pt-dir'\n"
+    assert not (tmp_path / "o").exists()  # nothing written
 
 
 def _write_release_tsv(folder, split, ids, rng):
