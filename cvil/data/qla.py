@@ -8,7 +8,6 @@ them and say why, and we fail on any malformed row (or a `q_id` used twice) inst
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cvil.data.errors import DataFormatError
+from cvil.data.json_file import load_json
 
 QUESTION_LANGUAGES = ("en", "ja", "hi")
 ALIGNMENT_SUFFIX = "-en"
@@ -138,23 +138,11 @@ def _parse_row(path: Path, index: int, raw: object) -> QLARow:
                   img_id=img_id, q_id=q_id, alignments=alignments, extra=row)
 
 
-def _load_json(path: Path) -> object:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise DataFormatError(path, "file", "a QLA JSON file", "no such file") from None
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"byte {exc.start}", "UTF-8 text", exc.reason) from None
-
-
 def read_qla(path: str | Path, *, drop_empty: bool = True) -> QLAFile:
     """Read a QLA file. With `drop_empty` (train/val) rows whose `an` is empty are dropped and reported in `.dropped`;
     test files keep them (`drop_empty=False`)."""
     path = Path(path)
-    data = _load_json(path)
+    data = load_json(path, "a QLA JSON file")
     if not isinstance(data, list):
         raise DataFormatError(path, "top level", "a JSON list of question rows", type(data).__name__)
     rows: list[QLARow] = []

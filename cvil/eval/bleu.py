@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cvil.data.text import japanese_words
+from cvil.errors import UsageError  # a BLEU setting the user asked for (still a ValueError)
 
 TOKENIZERS = ("fugashi", "ja-mecab", "char")
 DEFAULT_WEIGHTS = (0.25, 0.25, 0.25, 0.25)
@@ -56,11 +57,11 @@ class BleuOptions:
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
-            raise ValueError(f"unknown BLEU level {self.level!r}; expected one of {', '.join(LEVELS)}")
+            raise UsageError(f"unknown BLEU level {self.level!r}; expected one of {', '.join(LEVELS)}")
         if self.smoothing not in SMOOTHINGS:
-            raise ValueError(f"unknown BLEU smoothing {self.smoothing!r}; expected one of {', '.join(SMOOTHINGS)}")
+            raise UsageError(f"unknown BLEU smoothing {self.smoothing!r}; expected one of {', '.join(SMOOTHINGS)}")
         if not self.weights or any(w < 0 for w in self.weights):
-            raise ValueError(f"BLEU weights must be non-negative and not empty, got {self.weights}")
+            raise UsageError(f"BLEU weights must be non-negative and not empty, got {self.weights}")
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
 
     def smoothing_function(self) -> Callable[..., Any] | None:
@@ -82,7 +83,7 @@ def resolve_options(preset: str | None = None, **overrides: Any) -> BleuOptions:
     """A preset's options (``corpus4`` when None), with explicit ``overrides`` (non-None values) applied."""
     name = preset or DEFAULT_PRESET
     if name not in PRESETS:
-        raise ValueError(f"unknown BLEU preset {name!r}; expected one of {', '.join(PRESETS)}")
+        raise UsageError(f"unknown BLEU preset {name!r}; expected one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -284,7 +285,7 @@ def corpus_bleu(
     its defaults; NLTK options are then an error.
     """
     if tokenizer not in TOKENIZERS:
-        raise ValueError(f"unknown BLEU tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
+        raise UsageError(f"unknown BLEU tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
     _check_pairs(hypotheses, references)
     if tokenizer == "fugashi":
         custom = smoothing if callable(smoothing) else None
@@ -304,7 +305,7 @@ def corpus_bleu(
         sig = _nltk_signature(options, None if custom else matching_preset(options), label)
         return BleuResult(100.0 * raw, raw, len(hypotheses), sig)
     if any(v is not None for v in (level, weights, smoothing, auto_reweigh, preset)):
-        raise ValueError("level/weights/smoothing/auto_reweigh/preset are NLTK options; sacrebleu tokenizers use "
+        raise UsageError("level/weights/smoothing/auto_reweigh/preset are NLTK options; sacrebleu tokenizers use "
                          "sacrebleu's defaults")
     import sacrebleu
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-def _load_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+from cvil.data.errors import DataFormatError
+from cvil.data.json_file import load_json
+from cvil.errors import UsageError
+
+# Bad input raises a `CvilError` (`DataFormatError`, `ResultsFormatError`, `UsageError`), which the `cvil` dispatcher
+# reports in one line with exit code 2; anything else is a bug and keeps its traceback.
 
 
 def _print_table(title: str, summary: dict[str, float], extra: dict[str, Any] | None = None) -> None:
@@ -36,19 +38,20 @@ def _write_json(path: str | Path, data: Any) -> None:
 
 def _annotations(path: str, questions_path: str | None) -> list[dict[str, Any]]:
     """Official annotations, checked against the questions file when given (same question ids)."""
-    data = _load_json(path)
+    data = load_json(path, "a VQA annotations file")
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise ValueError(f"{path}: expected an object with an 'annotations' list")
+        raise DataFormatError(path, "top level", "an object with an 'annotations' list", type(data).__name__)
     anns = data["annotations"]
     if questions_path is not None:
-        qdata = _load_json(questions_path)
+        qdata = load_json(questions_path, "a VQA questions file")
         if not isinstance(qdata, dict) or not isinstance(qdata.get("questions"), list):
-            raise ValueError(f"{questions_path}: expected an object with a 'questions' list")
+            raise DataFormatError(questions_path, "top level", "an object with a 'questions' list", type(qdata).__name__)
         q_ids = {int(q["question_id"]) for q in qdata["questions"]}
         a_ids = {int(a["question_id"]) for a in anns}
         if q_ids != a_ids:
             diff = sorted(q_ids ^ a_ids)
-            raise ValueError(f"questions and annotations disagree, e.g. on question_id {diff[0]} ({len(diff)} ids)")
+            raise DataFormatError(questions_path, f"question_id {diff[0]}",
+                                  f"the question ids of {path}", f"{len(diff)} ids in one file only")
     return anns
 
 
@@ -113,19 +116,6 @@ def _run_jvg(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(func: Any) -> Any:
-    """Turn input errors into a one-line message and exit code 2 instead of a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except (ValueError, KeyError, FileNotFoundError) as exc:
-            print(f"cvil eval: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _add_bleu_options(parser: argparse.ArgumentParser) -> None:
     from cvil.eval.bleu import JVG_PRESET, LEVELS, PRESETS, SMOOTHINGS
 
@@ -145,7 +135,7 @@ def _bleu_options(args: argparse.Namespace) -> dict[str, Any]:
         try:
             weights = tuple(float(w) for w in args.bleu_weights.split(","))
         except ValueError:
-            raise ValueError(f"--bleu-weights: expected comma-separated numbers, got {args.bleu_weights!r}") from None
+            raise UsageError(f"--bleu-weights: expected comma-separated numbers, got {args.bleu_weights!r}") from None
     given = {"preset": args.bleu_preset, "level": args.bleu_level, "smoothing": args.bleu_smoothing,
              "weights": weights, "auto_reweigh": args.bleu_auto_reweigh}
     return {k: v for k, v in given.items() if v is not None}
@@ -171,7 +161,7 @@ def register(subparsers: Any) -> None:
     vqa.add_argument("--out", help="write the official accuracy dict here (JSON)")
     vqa.add_argument("--per-question", help="write the per-question CSV here")
     _add_evaluator(vqa)
-    vqa.set_defaults(func=_guarded(_run_vqa))
+    vqa.set_defaults(func=_run_vqa)
 
     hi = sub.add_parser("hindi", help="accuracy over merged Hindi classes and English classes")
     hi.add_argument("--questions")
@@ -181,7 +171,7 @@ def register(subparsers: Any) -> None:
     hi.add_argument("--out")
     hi.add_argument("--per-question")
     _add_evaluator(hi)
-    hi.set_defaults(func=_guarded(_run_hindi))
+    hi.set_defaults(func=_run_hindi)
 
     jvg = sub.add_parser("jvg", help="JVG accuracy, coverage, BLEU and per-question-word accuracy")
     truth = jvg.add_mutually_exclusive_group(required=True)
@@ -193,4 +183,4 @@ def register(subparsers: Any) -> None:
     _add_bleu_options(jvg)
     jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")
     jvg.add_argument("--per-question", help="write the per-question CSV here")
-    jvg.set_defaults(func=_guarded(_run_jvg))
+    jvg.set_defaults(func=_run_jvg)

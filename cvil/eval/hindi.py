@@ -11,12 +11,13 @@ exactly the official VQA accuracy, which is what ``english`` reports.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cvil.data.errors import DataFormatError
+from cvil.data.json_file import load_json
 from cvil.eval.vqa_official import DEFAULT_EVALUATOR, VQAAccuracy, evaluate_vqa
 
 
@@ -44,11 +45,13 @@ class HindiClasses:
 
 def load_hindi_classes(path: str | Path) -> HindiClasses:
     """Read ``vqa/hi_ans2label.json`` = ``{"labels": [...], "en_to_hi": {en: hi}}``."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    data = load_json(path, "the merged Hindi classes (make them with `cvil data hindi-classes`)")
     if not isinstance(data, dict) or "labels" not in data or "en_to_hi" not in data:
-        raise ValueError(f"{path}: expected an object with 'labels' and 'en_to_hi'")
-    return HindiClasses(tuple(data["labels"]), dict(data["en_to_hi"]))
+        raise DataFormatError(path, "top level", "an object with 'labels' and 'en_to_hi'", type(data).__name__)
+    try:
+        return HindiClasses(tuple(data["labels"]), dict(data["en_to_hi"]))
+    except ValueError as exc:
+        raise DataFormatError(path, "en_to_hi", "values that are labels", str(exc)) from None
 
 
 @dataclass

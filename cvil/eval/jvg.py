@@ -14,7 +14,6 @@ percent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +21,22 @@ from typing import Any
 
 import pandas as pd
 
+from cvil.data.errors import DataFormatError
+from cvil.data.json_file import load_json
+
 from cvil.eval import bleu as bleu_mod
 from cvil.eval import question_types as qt
 
 QUESTION_FIELDS = ("ja", "q")  # the Japanese question; upstream files call it `q`
 
 
-def unknown_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows of a ``.unknown`` file as a table: question_id, question, ground_truth, covered."""
+def unknown_frame(rows: Iterable[Mapping[str, Any]], source: str | Path = "the .unknown rows") -> pd.DataFrame:
+    """Rows of a ``.unknown`` file (named `source` in errors) as a table: question_id, question, ground_truth,
+    covered."""
     records = []
     for i, row in enumerate(rows):
         if "q_id" not in row or "answer" not in row:
-            raise ValueError(f"row {i} of the .unknown file lacks 'q_id' or 'answer' (keys: {sorted(row)})")
+            raise DataFormatError(source, f"row {i}", "fields 'q_id' and 'answer'", f"keys {sorted(row)}")
         question = next((row[f] for f in QUESTION_FIELDS if f in row), "")
         records.append(
             {
@@ -48,17 +51,16 @@ def unknown_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     )
     dups = frame["question_id"][frame["question_id"].duplicated()]
     if len(dups):
-        raise ValueError(f"duplicate q_id {int(dups.iloc[0])} in the .unknown file")
+        raise DataFormatError(source, "field 'q_id'", "a q_id used by one row only", f"{int(dups.iloc[0])} twice")
     return frame
 
 
 def load_unknown(path: str | Path) -> pd.DataFrame:
     """Read ``test-dev2015_qla_mrcnn.json.unknown`` (a JSON list of QLA rows with ``answer``)."""
-    with open(path, encoding="utf-8") as fh:
-        rows = json.load(fh)
+    rows = load_json(path, "the JVG .unknown test file")
     if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of rows")
-    return unknown_frame(rows)
+        raise DataFormatError(path, "top level", "a JSON list of rows", type(rows).__name__)
+    return unknown_frame(rows, path)
 
 
 @dataclass

@@ -7,9 +7,9 @@ and `final/` (the model). `--data` points at another dataset folder of the same 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from cvil.errors import UsageError
 from cvil.tracking_schema import PREDICTIONS_DIR
 from cvil.train import run_layout
 
@@ -27,7 +27,7 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
 
     run_dir = checkpoint if run_layout.config_path(checkpoint).is_file() else checkpoint.parent
     if not run_layout.config_path(run_dir).is_file():
-        raise FileNotFoundError(f"{checkpoint}: no config.yaml in it or its parent (expected a `cvil train` run folder)")
+        raise UsageError(f"{checkpoint}: no config.yaml in it or its parent (expected a `cvil train` run folder)")
     model_dir = checkpoint if (checkpoint / "config.json").is_file() else run_layout.final_dir(run_dir)
     extra = list(overrides)
     if data:
@@ -48,18 +48,12 @@ def main(args) -> int:
     from cvil.train.final_eval import score_split
 
     if not args.checkpoint:
-        print("cvil predict: --checkpoint RUN_DIR (or RUN_DIR/final) is required", file=sys.stderr)
-        return 2
-    try:
-        ctx, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
-                                          trust_unverified=getattr(args, "trust_unverified", False))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"cvil predict: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError("--checkpoint RUN_DIR (or RUN_DIR/final) is required")
+    ctx, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
+                                      trust_unverified=getattr(args, "trust_unverified", False))
     result = score_split(ctx, folder, args.split)
     if result is None:
-        print(f"cvil predict: nothing to score in {folder} ({args.split})", file=sys.stderr)
-        return 2
+        raise UsageError(f"nothing to score in {folder} ({args.split})")
     out = Path(args.out or run_layout.results_path(args.checkpoint, args.split))
     write_results(out, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
     per_question = run_layout.per_question_beside(out)

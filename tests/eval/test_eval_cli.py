@@ -156,3 +156,36 @@ def test_eval_jvg_bad_bleu_weights(tmp_path, capsys) -> None:
     r = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])
     assert main(["eval", "jvg", "--unknown", unknown, "--results", r, "--bleu-weights", "a,b"]) == 2
     assert "--bleu-weights: expected comma-separated numbers" in capsys.readouterr().err
+
+
+def test_eval_input_errors_are_one_line_naming_the_file(tmp_path, vqa_files, capsys) -> None:
+    q, a, r = vqa_files
+    missing = tmp_path / "missing.json"
+    assert main(["eval", "vqa", "--annotations", str(missing), "--results", r]) == 2
+    assert capsys.readouterr().err == f"cvil eval: {missing}: file: expected a VQA annotations file, got no such file\n"
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"annotations": [', encoding="utf-8")
+    assert main(["eval", "vqa", "--annotations", str(broken), "--results", r]) == 2
+    assert capsys.readouterr().err.startswith(f"cvil eval: {broken}: line 1 column 18: expected valid JSON")
+    classes = _write(tmp_path / "hi.json", {"labels": ["हाँ"], "en_to_hi": {"yes": "जी"}})
+    assert main(["eval", "hindi", "--annotations", a, "--results", r, "--classes", classes]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{classes}: en_to_hi:" in err and "'जी'" in err
+    unknown = _write(tmp_path / "u.unknown", JVG_ROWS)
+    r_jvg = _write(tmp_path / "r.json", [{"question_id": 1, "answer": "赤"}, {"question_id": 2, "answer": "公園"}])
+    assert main(["eval", "jvg", "--unknown", unknown, "--results", r_jvg, "--bleu-tokenizer", "char",
+                 "--bleu-preset", "corpus1"]) == 2
+    assert "are NLTK options" in capsys.readouterr().err
+
+
+def test_a_bug_inside_eval_keeps_its_traceback(vqa_files, monkeypatch) -> None:
+    """Only input errors (`CvilError`) become one-line messages; before, any KeyError/ValueError did, bugs included."""
+    import cvil.eval.evaluate as evaluate
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(evaluate, "evaluate_predictions", broken)
+    q, a, r = vqa_files
+    with pytest.raises(KeyError, match="a bug"):
+        main(["eval", "vqa", "--questions", q, "--annotations", a, "--results", r])

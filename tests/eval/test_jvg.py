@@ -27,10 +27,12 @@ def test_unknown_frame_and_loader(tmp_path) -> None:
     assert gt["question"].iloc[5] == "これは"  # upstream `q` field
 
 
-def test_unknown_frame_errors() -> None:
-    with pytest.raises(ValueError, match="lacks 'q_id' or 'answer'"):
-        unknown_frame([{"q_id": 1}])
-    with pytest.raises(ValueError, match="duplicate q_id 1"):
+def test_unknown_frame_errors_name_the_file_and_row() -> None:
+    from cvil.data.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match=r"u\.unknown: row 0: expected fields 'q_id' and 'answer', got keys \['q_id'\]"):
+        unknown_frame([{"q_id": 1}], "u.unknown")
+    with pytest.raises(DataFormatError, match="field 'q_id': expected a q_id used by one row only, got 1 twice"):
         unknown_frame([ROWS[0], ROWS[0]])
 
 

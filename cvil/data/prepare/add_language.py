@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cvil.data.errors import DataFormatError
-from cvil.data.prepare.common import load_json, progress, read_tsv, write_json
+from cvil.data.json_file import load_json
+from cvil.data.prepare.common import progress, read_tsv, write_json
 from cvil.data.text import english_words, target_words
 
 ORDERS = ("en-tgt", "tgt-en")

@@ -25,20 +25,6 @@ def progress(items: Iterable, *, desc: str, total: int | None = None, enabled: b
                      unit="it", leave=False))
 
 
-def load_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file; a syntax error names the line and column, a missing file says so."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise DataFormatError(path, "file", what, "no such file") from None
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"byte {exc.start}", "UTF-8 text", exc.reason) from None
-
-
 def read_tsv(path: str | Path, columns: int, what: str) -> Iterator[tuple[int, list[str]]]:
     """`(line number, fields)` of a TSV with exactly `columns` tab-separated fields per line (blank lines skipped)."""
     path = Path(path)

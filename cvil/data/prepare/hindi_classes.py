@@ -121,7 +121,7 @@ def load_merged_label_set(folder: str | Path) -> tuple[list[str], list[int]]:
     """The Hindi labels of `folder/hi_ans2label.json` and, per English label id of the folder's
     `trainval_ans2label.pkl`, its Hindi label id (taken from `en_label_to_hi_label`, else through `en_to_hi`)."""
     from cvil.data.label_maps import load_label_maps
-    from cvil.data.prepare.common import load_json
+    from cvil.data.json_file import load_json
 
     folder = Path(folder)
     path = folder / layout.HINDI_CLASSES

@@ -25,7 +25,8 @@ from cvil.data import layout
 from cvil.data.errors import DataFormatError
 from cvil.data.image_labels import read_image_labels
 from cvil.data.label_maps import save_label_maps
-from cvil.data.prepare.common import load_json, progress, write_json
+from cvil.data.json_file import load_json
+from cvil.data.prepare.common import progress, write_json
 
 PAPER_SPLIT_IMAGES = {"train": 59_550, "val": 1_984, "test": 37_674}
 REPORT = "prepare_report.json"

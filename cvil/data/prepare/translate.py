@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cvil.data.errors import DataFormatError
-from cvil.data.prepare.common import load_json, progress
+from cvil.data.json_file import load_json
+from cvil.data.prepare.common import progress
 
 
 def translate(sentences: Sequence[str], *, model_dir: str | Path, batch_size: int = 32, num_beams: int = 1,
