@@ -15,17 +15,14 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cvil.config import ConfigError, load_config
+    """A bad config or run folder raises a `CvilError` (`ConfigError`, `CheckpointError`, ...) before any data is
+    read; the dispatcher prints it as one line with exit code 2."""
+    from cvil.config import load_config
+    from cvil.train.preflight import check_run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-        from cvil.train.preflight import check_run
-
-        check_run(cfg, resume=args.resume, trust_unverified=args.trust_unverified)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"cvil train: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)
+    check_run(cfg, resume=args.resume, trust_unverified=args.trust_unverified)
     from cvil.train.api import run
     from cvil.train.stop_signals import RunInterrupted
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cvil.errors import CvilError
 
-from cvil.config import RunConfig, config_hash
+from cvil.config import ConfigError, RunConfig, config_hash
 from cvil.data import layout
 from cvil.train import run_layout
 
@@ -51,7 +51,7 @@ def check_run(cfg: RunConfig, *, resume: bool = False, trust_unverified: bool = 
             if resume_config_differs(verified_torch_load(ckpt, trust_unverified=trust_unverified)["progress"], cfg):
                 problems.append(f"--resume: {ckpt} was written with a different config; use a new output_dir")
     if problems:
-        raise ValueError("invalid run configuration:\n  - " + "\n  - ".join(problems))
+        raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
 
 
 # -- models and tokenizers: read from the folders' config files, before any model is built -----------------------------

@@ -211,6 +211,24 @@ def test_cli_prints_a_config_error_as_one_line_before_reading_any_data(synthetic
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_prints_every_preflight_problem_on_one_line(synthetic_config, capsys, tmp_path):
+    code = main(["train", "--config", str(synthetic_config("baseline.yaml")), "data.root=/nonexistent",
+                 "model.init=/nonexistent/init", f"output_dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("cvil train: invalid run configuration: - data.root")
+    assert "model.init '/nonexistent/init' does not exist" in err and not (tmp_path / "out").exists()
+
+
+def test_a_bug_in_the_train_command_keeps_its_traceback(synthetic_config, monkeypatch, tmp_path):
+    """Only `CvilError`s become one-line messages; before, any ValueError or FileNotFoundError did, bugs included."""
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("cvil.train.preflight.check_run", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["train", "--config", str(synthetic_config("baseline.yaml")), f"output_dir={tmp_path / 'out'}"])
+
+
 def test_kd_layers_are_checked_against_the_models_before_they_are_built(overrides_for, synthetic_config, tmp_path):
     cfg = load_config(synthetic_config("kd.yaml"), overrides_for(tmp_path / "kd", "kd.layers=[1,2,3,4]"))
     with pytest.raises(ConfigError, match=r"kd.layers \[1, 2, 3, 4\] do not fit kd.teacher \(4 layers\).*collapse"):
