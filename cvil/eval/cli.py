@@ -2,6 +2,9 @@
 
 ``eval`` is pure: it reads ground-truth files and an EvalAI results file and never touches a model. Producing one
 from a trained checkpoint is ``cvil predict`` (registered by :mod:`cvil.train.cli`, beside the code it runs).
+
+Bad input raises a ``CvilError`` (``DataFormatError``, ``ResultsFormatError``, ``UsageError``), which the ``cvil``
+dispatcher reports in one line with exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ from typing import Any
 from cvil.data.errors import DataFormatError
 from cvil.data.json_file import load_json
 from cvil.errors import UsageError
-
-# Bad input raises a `CvilError` (`DataFormatError`, `ResultsFormatError`, `UsageError`), which the `cvil` dispatcher
-# reports in one line with exit code 2; anything else is a bug and keeps its traceback.
 
 
 def _print_table(title: str, summary: dict[str, float], extra: dict[str, Any] | None = None) -> None:

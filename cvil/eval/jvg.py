@@ -23,7 +23,6 @@ import pandas as pd
 
 from cvil.data.errors import DataFormatError
 from cvil.data.json_file import load_json
-
 from cvil.eval import bleu as bleu_mod
 from cvil.eval import question_types as qt
 
