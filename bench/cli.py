@@ -13,12 +13,12 @@ from cvil.cli import build_lazy_parser, run_lazy_cli
 
 # command name -> module that registers it
 COMMANDS: dict[str, str] = {
-    "grid": "bench.grid_cli",
+    "grid": "bench.grid.cli",
     "search": "bench.search",
     "compare": "bench.compare",
     "leaderboard": "leaderboards.cli",
     "ui": "bench.ui",
-    "throughput": "bench.throughput",
+    "throughput": "bench.throughput.cli",
 }
 
 

@@ -7,7 +7,7 @@ A and B are each one of
 
 Accuracy-like metrics are compared by a two-level bootstrap-t over seeds and questions (`sig.compare_seeds`; the
 question-level paired permutation test on seed-averaged scores is reported beside it, with ASO over the seeds); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
-The same `bench.significance.compare_frames` drives the leaderboards' significance marks, so the CLI and the
+The same `bench.stats.by_metric.compare_frames` drives the leaderboards' significance marks, so the CLI and the
 tables agree.
 
     cvil-bench compare runs/base.csv runs/kd.csv
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import significance as sig
+from bench.stats import significance as sig
+from bench.stats.by_metric import compare_frames
 from cvil import tracking_schema as schema
 from cvil.errors import UsageError
 
@@ -79,7 +80,7 @@ def load_system(spec: str, *, tracking_uri: str | None = None, grid: str | None 
 def overall_by_seed(system: System, metric: str, tokenize: str = "ja-mecab",
                     bleu_preset: str | None = None) -> dict[str, float]:
     if metric == "bleu" and bleu_preset != "sacrebleu":
-        from bench.bleu_significance import column_values
+        from bench.stats.bleu_significance import column_values
         from cvil.eval.bleu import JVG_PRESET, resolve_options
 
         return column_values(system.frames, resolve_options(bleu_preset or JVG_PRESET))
@@ -96,7 +97,7 @@ def compare(a: System, b: System, *, metric: str = "accuracy", **kwargs) -> dict
     """The full report: each system's seed spread and the paired test of B vs A."""
     tokenize = kwargs.get("bleu_tokenize", "ja-mecab")
     spreads = [sig.seed_spread(overall_by_seed(s, metric, tokenize, kwargs.get("bleu_preset"))) for s in (a, b)]
-    result = sig.compare_frames(a.frames, b.frames, metric=metric, **kwargs)
+    result = compare_frames(a.frames, b.frames, metric=metric, **kwargs)
     return {
         "metric": metric,
         "systems": [{"name": s.label, "source": s.source, **sp.to_dict()} for s, sp in zip((a, b), spreads)],

@@ -121,11 +121,14 @@ try:
     summary["torch"] = torch.__version__
 except Exception as exc:  # the summary must still be written
     summary["device"] = f"unknown ({exc})"
-md = [f"# GPU check on {summary.get('device')}", "", "| check | result | seconds |", "|---|---|---|"]
-md += [f"| {c['check']} | {'ok' if c['passed'] else 'FAILED (rc %d)' % c['rc']} | {c['seconds']} |" for c in checks]
+from bench.markdown import markdown_table
+
+md = [f"# GPU check on {summary.get('device')}", "",
+      markdown_table(["check", "result", "seconds"],
+                     [[c["check"], "ok" if c["passed"] else "FAILED (rc %d)" % c["rc"], c["seconds"]] for c in checks])]
 report = out / "throughput_base.json"
 if report.is_file():
-    from bench.throughput import format_table
+    from bench.throughput.report import format_table
 
     data = json.loads(report.read_text())
     summary["throughput"] = {r["step"] + "/" + r["variant"]: {k: r[k] for k in ("samples_per_s", "vs_naive", "mfu")}

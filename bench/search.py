@@ -33,14 +33,14 @@ import socket
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import tracking
 from cvil import tracking_schema as schema
-from bench.argparse_util import allow_intermixed
-from bench.grid_spec import slug, world_overrides
+from bench.grid.spec import slug, world_overrides
 
 
 @dataclass(frozen=True)
@@ -162,41 +162,52 @@ def best_config_yaml(base_config: str, out_path: Path, layers, weights, note: st
 class KDWeightSearch:
     """One study: builds each trial's config, runs it in-process, reports to Optuna and MLflow."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, config: str, overrides: Sequence[str] = (), *, study: str | None = None, trials: int = 20,
+                 storage: str | None = None, metric: str = "val.accuracy", eval_metric: str = "score",
+                 stage_epochs: float | None = None, search_layers: bool = False,
+                 layer_candidates: Sequence[int] | None = None, pruner_startup_trials: int = 5,
+                 pruner_warmup_evals: int = 1, seed: int = 0, best_out: str | Path | None = None,
+                 experiment: str = "cvil", tracking_uri: str | None = None, runs_dir: str | Path = "runs",
+                 world_root: str | None = "worlds/small", world_preset: str = "small"):
+        """`world_root=None`: build no synthetic world, the config's paths are used as they are (real data). The other
+        parameters are the options of `cvil-bench search` (see `register`)."""
         from cvil.config import ConfigError, load_config
 
-        self.args = args
-        self.study_name = args.study or f"kd-weights-{slug(Path(args.config).stem)}"
-        self.uri = tracking.tracking_uri(args.tracking_uri)
-        user = tuple(args.overrides)
-        world = [] if args.no_world else world_overrides({"root": args.world_root, "preset": args.world_preset,
-                                                          "seed": 0}, None, user)
-        base = load_config(args.config, [*world, *user])
-        budget = [f"stages.{i}.epochs={args.stage_epochs}" for i in range(len(base.stages))] \
-            if args.stage_epochs is not None else []
+        self.config, self.trials, self.metric, self.eval_metric = config, trials, metric, eval_metric
+        self.stage_epochs, self.search_layers = stage_epochs, search_layers
+        self.seed, self.experiment = seed, experiment
+        self.pruner_startup_trials, self.pruner_warmup_evals = pruner_startup_trials, pruner_warmup_evals
+        self.best_out = best_out
+        self.study_name = study or f"kd-weights-{slug(Path(config).stem)}"
+        self.uri = tracking.tracking_uri(tracking_uri)
+        user = tuple(overrides)
+        world = [] if world_root is None else world_overrides({"root": world_root, "preset": world_preset,
+                                                               "seed": 0}, None, user)
+        base = load_config(config, [*world, *user])
+        budget = [f"stages.{i}.epochs={stage_epochs}" for i in range(len(base.stages))] \
+            if stage_epochs is not None else []
         self.overrides = [*world, *user, *budget]
         self.carried = [*world, *user]  # what best.yaml keeps (the short budget is the search's, not the result's)
-        cands = tuple(int(x) for x in args.layer_candidates.split(",")) if args.layer_candidates else base.kd.layers
+        cands = tuple(layer_candidates) if layer_candidates else base.kd.layers
         if not cands:
             raise ConfigError("no KD layers to search (kd.layers is empty; give --layer-candidates)")
-        self.space = LayerSpace(tuple(cands), args.search_layers)
-        self.storage = args.storage or str(Path(args.runs_dir) / "search" / f"{self.study_name}.journal")
-        self.out_dir = Path(args.runs_dir) / "search" / slug(self.study_name)
+        self.space = LayerSpace(tuple(cands), search_layers)
+        self.storage = storage or str(Path(runs_dir) / "search" / f"{self.study_name}.journal")
+        self.out_dir = Path(runs_dir) / "search" / slug(self.study_name)
 
     def run(self) -> int:
         from optuna.trial import TrialState
 
-        a = self.args
-        study, storage = open_study(self.study_name, self.storage, seed=a.seed, group=a.search_layers,
-                                    startup=a.pruner_startup_trials, warmup=a.pruner_warmup_evals)
+        study, storage = open_study(self.study_name, self.storage, seed=self.seed, group=self.search_layers,
+                                    startup=self.pruner_startup_trials, warmup=self.pruner_warmup_evals)
         _fail_dead_trials(study, storage)
         c = tracking.client(self.uri)
-        self.exp_id = tracking.experiment_id(c, a.experiment)
+        self.exp_id = tracking.experiment_id(c, self.experiment)
         self.parent = tracking.open_parent(c, self.exp_id, "search", self.study_name,
                                            tags={"cvil.search.storage": self.storage})
         self.client = c
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-        remaining = max(0, a.trials - done)
+        remaining = max(0, self.trials - done)
         print(f"[search {self.study_name}] {done} trials done, running {remaining} more "
               f"(storage {self.storage}, parent run {self.parent})", flush=True)
         if remaining:
@@ -220,13 +231,13 @@ class KDWeightSearch:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         layers, weights = self.space.suggest(trial)
         n = trial.number
-        cfg = load_config(self.args.config, [
+        cfg = load_config(self.config, [
             *self.overrides,
             f"kd.layers={list(layers)}",
             f"kd.layer_weights={list(weights)}",
             f"output_dir={self.out_dir / f'trial{n}'}",
             f"tracking.uri={self.uri}",
-            f"tracking.experiment={self.args.experiment}",
+            f"tracking.experiment={self.experiment}",
             f"tracking.parent_run_id={self.parent}",
             f"tracking.run_name={slug(self.study_name)}-t{n}",
             f"tracking.tags.{schema.STUDY}={self.study_name}",
@@ -236,20 +247,20 @@ class KDWeightSearch:
 
         def on_eval(stage: str, step: int, metrics: dict) -> None:
             nonlocal evals
-            value = metric_of(metrics, self.args.eval_metric)
+            value = metric_of(metrics, self.eval_metric)
             if value is None:
                 return
             trial.report(value, evals)  # a monotone step across stages: the eval count
             evals += 1
             if trial.should_prune():
-                raise StopTrial(f"{self.args.eval_metric}={value:.4f} at evaluation {evals} ({stage}, step {step})")
+                raise StopTrial(f"{self.eval_metric}={value:.4f} at evaluation {evals} ({stage}, step {step})")
 
         state, value = "FAIL", None
         try:
             metrics = api.run(cfg, on_eval=on_eval)
-            value = metric_of(metrics, self.args.metric)
+            value = metric_of(metrics, self.metric)
             if value is None:
-                raise KeyError(f"metric {self.args.metric!r} not in the run's final metrics {sorted(metrics)}")
+                raise KeyError(f"metric {self.metric!r} not in the run's final metrics {sorted(metrics)}")
             state = "COMPLETE"
             return value
         except StopTrial as exc:
@@ -258,7 +269,7 @@ class KDWeightSearch:
         finally:
             self._log_trial(n, layers, weights, state, value)
             print(f"[search {self.study_name}] trial {n} {state}"
-                  + (f" {self.args.metric}={value:.4f}" if value is not None else "")
+                  + (f" {self.metric}={value:.4f}" if value is not None else "")
                   + f" layers={list(layers)} weights={[round(w, 3) for w in weights]}", flush=True)
 
     def _log_trial(self, n: int, layers, weights, state: str, value: float | None) -> None:
@@ -294,20 +305,20 @@ class KDWeightSearch:
             return 1
         best = study.best_trial
         layers, weights = self.space.suggest(optuna_fixed(best.params))
-        out = Path(self.args.best_out) if self.args.best_out else self.out_dir / "best.yaml"
+        out = Path(self.best_out) if self.best_out else self.out_dir / "best.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)
         note = (f"Best KD layer weights from Optuna study {self.study_name!r}: trial {best.number}, "
-                f"{self.args.metric}={best.value:.6f} over {len(complete)} completed trials.\n"
+                f"{self.metric}={best.value:.6f} over {len(complete)} completed trials.\n"
                 f"Generated by `cvil-bench search`; lambda_m in [0, 1], not normalised (see bench/search.py).\n"
                 f"Carries the search's overrides {self.carried}"
-                + (f"; trials ran with --stage-epochs {self.args.stage_epochs} (not carried: this config trains "
-                   "at the base config's full length)." if self.args.stage_epochs is not None else "."))
-        out.write_text(best_config_yaml(self.args.config, out, layers, weights, note, self.carried), encoding="utf-8")
+                + (f"; trials ran with --stage-epochs {self.stage_epochs} (not carried: this config trains "
+                   "at the base config's full length)." if self.stage_epochs is not None else "."))
+        out.write_text(best_config_yaml(self.config, out, layers, weights, note, self.carried), encoding="utf-8")
         tracking.retry_locked(c.log_artifact, parent, str(out), "search")
         tracking.retry_locked(c.log_metric, parent, "best.objective", best.value)
         tracking.retry_locked(c.set_tag, parent, "cvil.search.best_trial", str(best.number))
         tracking.close_parent(c, parent, "FINISHED")
-        print(f"[search {self.study_name}] best trial {best.number}: {self.args.metric}={best.value:.4f} "
+        print(f"[search {self.study_name}] best trial {best.number}: {self.metric}={best.value:.4f} "
               f"layers={list(layers)} weights={[round(w, 3) for w in weights]} -> {out}", flush=True)
         return 0
 
@@ -355,8 +366,15 @@ def register(subparsers) -> None:
     p.add_argument("--no-world", action="store_true",
                    help="build no synthetic world: use the config's paths (real data) as they are")
     p.set_defaults(func=main)
-    allow_intermixed(p)
 
 
 def main(args: argparse.Namespace) -> int:
-    return KDWeightSearch(args).run()
+    layers = tuple(int(x) for x in args.layer_candidates.split(",")) if args.layer_candidates else None
+    return KDWeightSearch(
+        args.config, args.overrides, study=args.study, trials=args.trials, storage=args.storage, metric=args.metric,
+        eval_metric=args.eval_metric, stage_epochs=args.stage_epochs, search_layers=args.search_layers,
+        layer_candidates=layers, pruner_startup_trials=args.pruner_startup_trials,
+        pruner_warmup_evals=args.pruner_warmup_evals, seed=args.seed, best_out=args.best_out,
+        experiment=args.experiment, tracking_uri=args.tracking_uri, runs_dir=args.runs_dir,
+        world_root=None if args.no_world else args.world_root, world_preset=args.world_preset,
+    ).run()

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from cvil.cli_args import CommandParser, parse_args
 from cvil.errors import CvilError
 
 # command name -> module that registers it (one idea per module; see docs/architecture.md)
@@ -29,7 +30,7 @@ COMMANDS: dict[str, str] = {
 
 def build_lazy_parser(prog: str, description: str, commands: dict[str, str], argv: list[str]) -> argparse.ArgumentParser:
     """A parser whose subcommands register themselves; only the module of the command being run is imported."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = CommandParser(prog=prog, description=description)  # key=value overrides may follow options
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = argv[0] if argv and argv[0] in commands else None
     registered: set[str] = set()
@@ -49,22 +50,11 @@ def build_lazy_parser(prog: str, description: str, commands: dict[str, str], arg
     return parser
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """`parse_args`, except that `key=value` overrides may also come after options (`train --config F a=1 --resume
-    b=2`): argparse stops a `nargs="*"` positional at the first option and would reject the rest."""
-    args, extra = parser.parse_known_args(argv)
-    if extra and isinstance(getattr(args, "overrides", None), list) and all(
-            "=" in item and not item.startswith("-") for item in extra):
-        args.overrides = [*args.overrides, *extra]
-        return args
-    return parser.parse_args(argv)  # reports the unrecognised arguments as argparse always has
-
-
 def run_lazy_cli(prog: str, description: str, commands: dict[str, str], argv: list[str] | None) -> int:
     """Parse `argv` (default: the process arguments) and run the chosen subcommand's `func`; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_lazy_parser(prog, description, commands, argv)
-    args = _parse(parser, argv)
+    args = parse_args(parser, argv)
     if not hasattr(args, "func"):
         if args.command:
             print(f"{prog} {args.command}: (not available in this build)", file=sys.stderr)

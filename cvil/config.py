@@ -9,10 +9,7 @@ type-checked against the dataclass annotations, and the resolved config is saved
 
 from __future__ import annotations
 
-from cvil.errors import CvilError
-
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,14 +18,14 @@ from typing import Any, Literal
 
 import yaml
 
+from cvil.config_values import check_values
+from cvil.errors import ConfigError  # defined beside the other error types; `cvil.config.ConfigError` stays its name
+from cvil.suggest import did_you_mean
+
 
 # The folder holding the shipped `configs/` (inside the package, so a pip-installed cvil has them; the repository's
 # top-level `configs` is a link to it). Shipped grids name their cells' configs relative to this folder.
 SHIPPED_CONFIG_ROOT = Path(__file__).resolve().parent
-
-
-class ConfigError(CvilError, ValueError):
-    """A configuration problem found before any training starts."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +83,10 @@ class KDConfig:
     # "linear": a learned student -> teacher hidden map (TinyBERT's W_h, one for all layers), trained with the
     # student and saved with it (key `kd_projection.*`); needed when the hidden sizes differ. Off in the paper.
     projection: Literal["none", "linear"] = "none"
+    # code-mix draws replace n = min(max(1, round(rate * count)), #candidates) words (Python round); count = the
+    # student's subwords of the question (the release) or the target words of its alignment (the paper's 15 % of words)
+    codemix_rate: float = 0.15
+    codemix_unit: Literal["subwords", "words"] = "subwords"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ class StageConfig:
         """Whether the stage's loss has a KD term (and so needs the teacher's side of the batch)."""
         return self.objective != "task"
 
+    @property
+    def task_loss_weight(self) -> float:
+        """The weight of the task loss: `task_weight` when the stage mixes both losses, 1 for task, 0 for pure KD."""
+        return self.task_weight if self.objective == "task+kd" else float(self.objective == "task")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -122,8 +128,14 @@ class TrainConfig:
     adam_eps: float = 1e-8
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
-    grad_accum: int = 1
+    grad_accum: int = 1  # micro-batches per optimizer step; the loss is normalised over the whole window
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, fp32 on CPU
+    # the task loss: bce = BCE-with-logits x num_labels on the soft scores (the released code); ce = softmax
+    # cross-entropy against the soft scores normalised per example (the paper's text; cvil.models.oscar)
+    loss: Literal["bce", "ce"] = "bce"
+    # pooler/classifier in a stage whose loss never reaches them (pure KD): frozen = out of the optimiser, unchanged;
+    # decay_only = in the optimiser with zero gradient, so AdamW's weight decay alone shrinks them (the release)
+    kd_head: Literal["frozen", "decay_only"] = "frozen"
     optimizer_impl: Literal["auto", "fused", "foreach", "plain"] = "auto"
     compile: bool = False
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
@@ -171,8 +183,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         key, value = _split_override(item)
         _set_dotted(raw, key, value)
     cfg = from_dict(RunConfig, raw, where="")
-    from cvil.config_values import check_values  # the range rules import this module's schema
-
     check_values(cfg)
     return cfg
 
@@ -252,8 +262,7 @@ def from_dict(cls: type, data: Any, *, where: str) -> Any:
     unknown = [k for k in data if k not in names]
     if unknown:
         key = unknown[0]
-        guess = difflib.get_close_matches(key, names, n=1)
-        hint = f"; did you mean {_join(where, guess[0])!r}?" if guess else f"; valid keys: {', '.join(names)}"
+        hint = did_you_mean(key, names, show=lambda n: _join(where, n)) or f"; valid keys: {', '.join(names)}"
         raise ConfigError(f"unknown config key {_join(where, key)!r}{hint}")
     kwargs = {k: _coerce(hints[k], v, where=_join(where, k)) for k, v in data.items()}
     return cls(**kwargs)

@@ -2,15 +2,19 @@
 
 Kept apart from `cvil.config` (the schema, loading and overrides) because the rules grow with every option; the
 loader calls `check_values` on every config it returns, and `cvil.train.api.run` again on configs built in code.
-All problems are reported at once, in one line, as a `ConfigError` (exit 2 in the CLI).
+All problems are reported at once, in one line, as a `ConfigError` (exit 2 in the CLI). `cvil.config` imports this
+module, so nothing here imports it back: the config is only read, and `RunConfig` is named for the type checker.
 """
 
 from __future__ import annotations
 
-import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cvil.config import ConfigError, RunConfig
+from cvil.errors import ConfigError
+from cvil.suggest import unknown_choice
+
+if TYPE_CHECKING:  # never executed: not an import at run time
+    from cvil.config import RunConfig
 
 SCHEDULES = ("baseline", "aug", "kd", "teacher")
 SPLITS = ("train", "val", "test")
@@ -20,9 +24,7 @@ KD_REFERENCE_DEPTH = 12  # kd.layers are numbered on a 12-layer model (cvil.dist
 def _name_problem(where: str, value: str, valid: tuple[str, ...]) -> str | None:
     if value in valid:
         return None
-    guess = difflib.get_close_matches(value, valid, n=1)
-    hint = f"did you mean {guess[0]!r}?" if guess else f"expected one of {', '.join(map(repr, valid))}"
-    return f"{where}: unknown name {value!r}; {hint}"
+    return f"{where}: {unknown_choice('name', value, valid)}"
 
 
 def _range_problems(cfg: RunConfig) -> list[str]:
@@ -47,6 +49,7 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         ("train.adam_betas", list(cfg.train.adam_betas), all(0 <= b < 1 for b in cfg.train.adam_betas),
          "each in [0, 1)"),
         ("kd.logit_weight", cfg.kd.logit_weight, cfg.kd.logit_weight >= 0, ">= 0"),
+        ("kd.codemix_rate", cfg.kd.codemix_rate, 0 < cfg.kd.codemix_rate <= 1, "in (0, 1]"),
     ]
     for i, stage in enumerate(cfg.stages):
         at = f"stages.{i}"

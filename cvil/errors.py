@@ -12,6 +12,10 @@ class CvilError(Exception):
     """A user-facing error: its message is the whole report (one line: ``where: what was expected, got what``)."""
 
 
+class ConfigError(CvilError, ValueError):
+    """A configuration problem found before any training starts (also importable as `cvil.config.ConfigError`)."""
+
+
 class UsageError(CvilError, ValueError):
     """A command was asked for something it cannot do (unknown name, bad option value, refused overwrite)."""
 

@@ -4,7 +4,9 @@ Why one atomic write: a run killed mid-write (preemption, OOM, Ctrl-C) must leav
 one, never half of one, and on a crash of the machine the rename must not reach the disk before the data. So every
 writer goes through `atomic_paths`: write temporary siblings (`NAME.tmp`), fsync each, rename each over its target
 in order, fsync the folder. Several files renamed together (a checkpoint and its checksum, a packed store's data and
-its index) are all complete before the first rename; the last one named is the one a reader checks for.
+its index) are all complete before the first rename; the last one named is the one a reader checks for. The rename
+replaces a symlink at the target rather than writing through it, and a stale `NAME.tmp` (or a link planted there) is
+removed first, so an atomic write never lands outside the folder it names.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
     in the order given, and the folders are fsynced. On an exception nothing is renamed and the temporaries go."""
     targets = [Path(p) for p in paths]
     tmps = [tmp_path(p) for p in targets]
-    for target in targets:
+    for target, tmp in zip(targets, tmps):
         target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)  # a leftover, or a symlink planted there: never write through it
     try:
         yield tmps
         for tmp in tmps:

@@ -24,6 +24,7 @@ VQA_EVALUATOR = "cvil.vqa_evaluator"
 BLEU_SIGNATURE = "cvil.bleu_signature"
 MODEL_PATH = "cvil.model_path"
 LOCAL_RESULTS = "cvil.local_results"
+EFFECTIVE_BATCH_SIZE = "effective_batch_size"  # a param: data.batch_size x processes x train.grad_accum
 
 # grids and searches (bench): set on the children through `tracking.tags.*`, on the parents by bench.tracking
 GRID = "cvil.grid"
@@ -36,6 +37,11 @@ FAILURE_TAGS = ("cvil.error", "cvil.failure", "cvil.failure_reason", NOTE)  # wh
 
 # artifacts (relative to the run's artifact root; the same names as in the run folder, cvil.train.run_layout)
 PREDICTIONS_DIR = "predictions"
+
+
+def row_keys_tag(split: str) -> str:
+    """What a split's per-question `question_id`s are: `q_id`, or `position@<file digest>` (`cvil.data.qla`)."""
+    return f"{split}.row_keys"
 
 
 def answer_source_tag(split: str) -> str:

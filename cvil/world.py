@@ -39,6 +39,25 @@ class WorldPaths:
                 f"kd.teacher_tokenizer={self.root / 'tokenizers' / 'teacher'}"]
 
 
+def read_world_manifest(root: str | Path) -> dict:
+    """The synthetic world's manifest `root/world.json` (written last by `cvil synth`); a truncated or damaged one is
+    a `CvilError` naming it and saying to rebuild the world (what it describes cannot be trusted)."""
+    from cvil.data.errors import DataFormatError
+    from cvil.data.json_file import load_json
+    from cvil.errors import CvilError
+
+    manifest = Path(root) / "world.json"
+    rebuild = f"rebuild the world: delete {root} and run the command again"
+    try:
+        built = load_json(manifest, "the synthetic world's manifest")
+    except DataFormatError as exc:
+        raise CvilError(f"{exc} (a truncated or damaged world manifest); {rebuild}") from None
+    if not isinstance(built, dict):
+        raise CvilError(f"{manifest}: top level: expected the synthetic world's manifest (a JSON object), got "
+                        f"{type(built).__name__}; {rebuild}")
+    return built
+
+
 def check_world_matches(root: str | Path, preset: str, seed: int) -> None:
     """Refuse to reuse a world built with another preset or seed (a UsageError naming both), and an unknown preset.
 
@@ -52,7 +71,7 @@ def check_world_matches(root: str | Path, preset: str, seed: int) -> None:
     manifest = Path(root) / "world.json"
     if not manifest.is_file():
         return
-    built = json.loads(manifest.read_text(encoding="utf-8"))
+    built = read_world_manifest(root)
     if (built.get("preset"), built.get("seed")) != (preset, seed):
         raise UsageError(f"{root} holds the synthetic world preset {built.get('preset')!r} seed {built.get('seed')}, "
                          f"not preset {preset!r} seed {seed}: choose another folder (--root) or the matching preset")

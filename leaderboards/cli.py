@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench import runs as run_store
 from cvil.errors import UsageError
+from cvil.suggest import did_you_mean
 from leaderboards import plots, render
 from leaderboards.spec import SPEC_DIR, load_published, load_specs
 from leaderboards.table import Table, build_table
@@ -26,9 +27,11 @@ def generate(mlflow_client, out_dir: str | Path, *, grid: str | None = None, tab
     """Build, render and write every selected table; returns the tables and the written paths."""
     specs = load_specs(spec_dir)
     if table_ids:
-        unknown = set(table_ids) - {s.id for s in specs}
+        known = [s.id for s in specs]
+        unknown = sorted(set(table_ids) - set(known))
         if unknown:
-            raise UsageError(f"unknown table id(s) {sorted(unknown)}; known: {[s.id for s in specs]}")
+            hints = "".join(did_you_mean(u, known) for u in unknown)
+            raise UsageError(f"unknown table id(s) {unknown}; known: {known}{hints}")
         specs = [s for s in specs if s.id in table_ids]
     published = load_published()
     tables = [build_table(s, mlflow_client, grid=grid, published=published, **build_kwargs) for s in specs]

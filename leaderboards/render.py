@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.markdown import markdown_table
 from leaderboards.spec import OURS_LABEL, PUBLISHED_LABEL, published_number
 from leaderboards.table import Entry, Table
 
@@ -127,9 +128,9 @@ def _md(text: str) -> str:
 def to_markdown(table: Table) -> str:
     frame = display_frame(table)
     align = ["---", "---", "--:"] + ["--:"] * (frame.shape[1] - 3)
-    lines = [f"## {_md(title(table))}", "",
-             "| " + " | ".join(_md(c) for c in frame.columns) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(_md(v) for v in rec) + " |" for rec in frame.itertuples(index=False)]
+    body = markdown_table([_md(c) for c in frame.columns],
+                          ([_md(v) for v in rec] for rec in frame.itertuples(index=False)), align)
+    lines = [f"## {_md(title(table))}", "", body]
     lines += ["", "Notes:", ""] + [f"{i}. {_md(n)}" for i, n in enumerate(notes(table), 1)]
     lines += ["", "Provenance:", ""] + [f"- {k}: {_md(v)}" for k, v in provenance_lines(table)]
     return "\n".join(lines) + "\n"

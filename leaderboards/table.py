@@ -2,7 +2,7 @@
 
 Every cell says what it is: a value with its 95 % t-interval over seeds and the number of seeds, or "missing" /
 "failed: reason" (never an empty or zero cell). Significance is always relative to the spec's reference row; the
-stars are the seed-aware test (two-level bootstrap-t over seeds and questions, `bench.significance.compare_seeds`),
+stars are the seed-aware test (two-level bootstrap-t over seeds and questions, `bench.stats.significance.compare_seeds`),
 BLEU columns a paired test of the column's own BLEU, and the p-values of the whole table are Holm-corrected together.
 The question-level test (seed-averaged per question, models treated as fixed) stays in the CSV, Holm-corrected over
 the same family.
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench import runs as run_store
-from bench import significance as sig
-from bench.significance import compare_frames
+from bench.stats import significance as sig
+from bench.stats.by_metric import compare_frames
+from bench.stats.results import TestResult
 from cvil.eval.question_types import decode as decode_types
 from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
 
@@ -42,7 +43,7 @@ class Entry:
     ci_high: float | None = None
     seeds: tuple[str, ...] = ()
     n_questions: int | None = None
-    test: sig.TestResult | None = None
+    test: TestResult | None = None
     mark: str = ""
 
     @property
@@ -205,7 +206,7 @@ def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_s
     return out + sorted(notes)
 
 
-def _same_delta(result: sig.TestResult, entry: Entry, ref: Entry, col: Column) -> bool:
+def _same_delta(result: TestResult, entry: Entry, ref: Entry, col: Column) -> bool:
     """Does the test's Δ (recomputed BLEU) equal the Δ of the column's logged values? Guards the stars' meaning."""
     logged = entry.mean - ref.mean
     return abs(result.delta * col.delta_scale - logged) <= 1e-6 * max(1.0, abs(logged))

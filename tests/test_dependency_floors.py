@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (distribution, first version with the API, file that calls it, the call) — the call must still be there
 CALLS = [
-    ("scipy", "1.15", "bench/significance.py", "rng=np.random.default_rng"),  # rng= of permutation_test/bootstrap
+    ("scipy", "1.15", "bench/stats/significance.py", "rng=np.random.default_rng"),  # rng= of permutation_test/bootstrap
     ("optuna", "4.0", "bench/search.py", "JournalFileBackend"),  # renamed from JournalFileStorage in 4.0
     ("torch", "2.6", "cvil/train/checkpointing.py", "weights_only=True"),  # safe torch.load of checkpoints
     ("transformers", "5.0", "cvil/data/tokenizers.py", "transformers 5"),  # tokenizer loading written for v5

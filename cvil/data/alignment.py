@@ -40,6 +40,7 @@ class KDSelection:
 
     `tags=False` also drops the first `[SEP]`, as in the reference. `codemix=True` both code-mixes the student's
     question (train split) and distills the code-mix matches. `fix_continuation_overrun` see the module docstring.
+    `codemix_rate`/`codemix_unit`: how many words a code-mix draw replaces (`cvil.data.codemix.CodeMixer`).
     """
 
     cls: bool = True
@@ -47,6 +48,8 @@ class KDSelection:
     tags: bool = True
     codemix: bool = False
     fix_continuation_overrun: bool = False
+    codemix_rate: float = 0.15
+    codemix_unit: str = "subwords"
 
 
 Pair = tuple[int, int]  # (student position, teacher position), text-relative

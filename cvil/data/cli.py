@@ -38,7 +38,8 @@ def _prepare_jvg(args: argparse.Namespace) -> int:
     from cvil.data.prepare.jvg import prepare_jvg
 
     _print_report(prepare_jvg(qa=args.qa, tags=args.tags, out=args.out, splits=args.splits, top_k=args.top_k,
-                              min_conf=args.min_conf, seed=args.seed, features=args.features or ()))
+                              ans2label=args.ans2label, min_conf=args.min_conf, seed=args.seed,
+                              features=args.features or (), allow_empty_splits=args.allow_empty_splits))
     return 0
 
 
@@ -166,11 +167,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jvg.add_argument("--out", required=True, help="dataset folder to write, e.g. ROOT/vg")
     jvg.add_argument("--splits", help="folder with train.txt, val.txt, test.txt image ids (default: seeded split "
                                       "with the paper's proportions 59,550/1,984/37,674)")
-    jvg.add_argument("--top-k", type=int, default=3000, help="answer classes: the K most frequent train answers")
+    jvg.add_argument("--top-k", type=int, help="answer classes: the K most frequent train answers (default 3000)")
+    jvg.add_argument("--ans2label", metavar="FILE",
+                     help="answer classes from a file instead of --top-k: a JSON object {answer: id} with ids 0..N-1 "
+                          "(UC2's misc/ans2label_ja.json) or a JSON list of answers")
     jvg.add_argument("--min-conf", type=float, help="keep detections with conf >= this as tags (default: all)")
     jvg.add_argument("--seed", type=int, default=0, help="seed of the split when --splits is not given")
     jvg.add_argument("--features", action="append", metavar="TSV|OFFSET_MAP",
                      help="feature TSV or its offset map JSON: report images without features (repeatable)")
+    jvg.add_argument("--allow-empty-splits", action="store_true",
+                     help="write a split with no images or no questions, with a warning, instead of refusing "
+                          "(training selects checkpoints on val and scores test)")
     jvg.set_defaults(func=_prepare_jvg)
 
     lang = commands.add_parser("add-language", help="add a translated question + {lang}-en alignment to a QLA file",

@@ -8,7 +8,9 @@ candidates and how many to replace. The reference's candidate filter, followed e
 - the *English* word is split identically by both tokenizers (`teacher.tokenize(w) == student.tokenize(w)`), so the
   replaced word can be found again by whole-word string match in alignment B.
 `n = min(max(1, round(0.15 * |student pieces of the question|)), |candidates|)` with Python's `round` (banker's
-rounding): 15 % of the *subwords*, not of the words as the paper says.
+rounding): 15 % of the *subwords*, not of the words as the paper says. Both are options (`kd.codemix_rate`,
+`kd.codemix_unit`): `unit="words"` counts the target-language words of the alignment entries (the plan's `words`)
+instead of the student's pieces; the defaults (0.15, "subwords") are the release's.
 
 Per draw: shuffle the candidates, replace the first n (in sentence order) by ` {en_word} ` where `en_word` is the
 alignment *entry's own* English word (`run_vqa_student.py:560-566` @98f288b), which differs from the NLTK token used
@@ -31,7 +33,8 @@ from dataclasses import dataclass
 from cvil.data.encoding import tokenize_batch
 from cvil.data.text import english_words
 
-CODEMIX_RATE = 0.15
+CODEMIX_RATE = 0.15  # the release's share (of subwords); the paper's share of words with unit="words"
+CODEMIX_UNITS = ("subwords", "words")
 JOINERS = {"ja": "", "hi": " "}
 
 
@@ -95,10 +98,16 @@ def codemix_alignment(student_question: Sequence[str], teacher_question: Sequenc
 class CodeMixer:
     """Builds `CodeMixPlan`s for one language and tokenizer pair, memoising the same-tokenisation test per word."""
 
-    def __init__(self, teacher_tokenizer, student_tokenizer, lang: str) -> None:
+    def __init__(self, teacher_tokenizer, student_tokenizer, lang: str, *, rate: float = CODEMIX_RATE,
+                 unit: str = "subwords") -> None:
         if lang not in JOINERS:
             raise ValueError(f"code-mixing is defined for {sorted(JOINERS)}, not {lang!r}")
+        if not 0 < rate <= 1:
+            raise ValueError(f"the code-mix rate must be in (0, 1], not {rate!r}")
+        if unit not in CODEMIX_UNITS:
+            raise ValueError(f"the code-mix unit must be one of {CODEMIX_UNITS}, not {unit!r}")
         self.teacher, self.student, self.lang = teacher_tokenizer, student_tokenizer, lang
+        self.rate, self.unit = rate, unit
         self._same: dict[str, bool] = {}
 
     def same_tokenization(self, words: Sequence[str]) -> list[bool]:
@@ -110,7 +119,8 @@ class CodeMixer:
         return [self._same[w] for w in words]
 
     def plan(self, entries: list | None, english: str, n_question_pieces: int, q_id: object) -> CodeMixPlan:
-        """The plan of one example; `n_question_pieces` = `len(student.tokenize(question))` (untruncated)."""
+        """The plan of one example; `n_question_pieces` = `len(student.tokenize(question))` (untruncated; unused
+        with `unit="words"`)."""
         return self.plan_many([entries], [english], [n_question_pieces], [q_id])[0]
 
     def plan_many(
@@ -127,8 +137,8 @@ class CodeMixer:
         for e, row, n_pieces in zip(entries, aligned, n_question_pieces):
             freq = Counter(w for _, w, _ in row)  # the filter looks at the NLTK word, the draw writes the entry's
             cands = tuple((i, entry_word) for i, w, entry_word in row if freq[w] == 1 and self._same[w])
-            n = min(max(1, round(CODEMIX_RATE * n_pieces)), len(cands))
             words = tuple(str(entry[0]) for entry in e)
+            n = min(max(1, round(self.rate * (n_pieces if self.unit == "subwords" else len(words)))), len(cands))
             plans.append(CodeMixPlan(words, cands, n, JOINERS[self.lang]))
         return plans
 
@@ -137,12 +147,12 @@ def _aligned_words(entries: list | None, english: str, lang: str, q_id: object) 
     """`(word index, NLTK English word at en_idx, the entry's own English word)` of the aligned entries; clear
     errors for missing or malformed fields."""
     if entries is None:
-        raise AlignmentFieldError(f"question q_id={q_id} has no '{lang}-en' alignment field, needed for code-mixing")
+        raise AlignmentFieldError(f"question {q_id} has no '{lang}-en' alignment field, needed for code-mixing")
     tokens = english_words(english)
     out = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, (list, tuple)) or len(entry) == 0:
-            raise AlignmentFieldError(f"question q_id={q_id}: '{lang}-en' entry {i} is {entry!r}, not [word, ...]")
+            raise AlignmentFieldError(f"question {q_id}: '{lang}-en' entry {i} is {entry!r}, not [word, ...]")
         if len(entry) >= 3:
             try:
                 idx = int(entry[2])
@@ -150,7 +160,7 @@ def _aligned_words(entries: list | None, english: str, lang: str, q_id: object) 
                 idx = -1
             if not 0 <= idx < len(tokens):
                 raise AlignmentFieldError(
-                    f"question q_id={q_id}: '{lang}-en' entry {i} {entry!r} has an en_idx outside the "
+                    f"question {q_id}: '{lang}-en' entry {i} {entry!r} has an en_idx outside the "
                     f"{len(tokens)} English words {list(tokens)}"
                 )
             out.append((i, tokens[idx], str(entry[1])))

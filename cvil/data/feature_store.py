@@ -4,18 +4,34 @@ Training reads region features for every sample; opening one `.pt` file per imag
 costs far more than the model needs. `pack_features` converts any `FeatureSource` once into
 
     features.f16   raw little-endian float16, shape [total_regions, D] (read with numpy.memmap)
-    index.json     {"dim": D, "dtype": "float16", "ids": {img_id: [offset, n]}}
+    index.json     {"dim": D, "dtype": "float16", "ids": {img_id: [offset, n]},
+                    "checksum": {"algorithm": "sha256", "block_bytes": B, "blocks": [hex digest per B-byte block]}}
 
 and `PackedFeatureStore` serves `[max_regions, D]` float32 tensors, truncated to the first `max_regions` regions and
 zero-padded, as the reference does. fp16 halves the size (the reference's teacher cache is fp16 too); values beyond
-the fp16 range are rejected at pack time rather than stored as inf.
+the fp16 range, NaN and inf are rejected at pack time rather than stored.
+
+Integrity: bytes changed in `features.f16` after packing (a bad copy, a disk fault, a stray write: NaN features
+train silently with NaN losses) are caught when the store is opened. The digests are per block (16 MiB), so the
+error names the block and the images in it. Hashing is done up front, not lazily per read: DataLoader workers each
+read nearly every block in an epoch, so lazy checks would hash the store once per worker and fail mid-epoch.
+Opening a store hashes it once (about 1 s per GB) and then leaves a marker (`.{store}.verified.json` beside the
+store folder, plus an in-process cache) keyed by the file's size, mtime, ctime and inode, so later opens of an
+unchanged 2 GB store cost one `stat`. As with git's index, a marker written within 2 s of the file's last change is
+not trusted (a write in the same timestamp tick would keep the mtime). A store packed by an older cvil has no
+digests: it opens with a warning. `PackedFeatureStore(path, verify=True)` hashes regardless of the marker (bit rot
+that leaves the timestamps alone is only caught that way).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -28,8 +44,44 @@ from cvil.fileio import atomic_paths
 
 FEATURES_FILE = "features.f16"
 INDEX_FILE = "index.json"
+VERIFIED_SUFFIX = ".verified.json"  # cache marker `.{store}.verified.json` BESIDE the store folder (not in it: the
+# run metadata digests the store folder's file list): the features file's stat when its blocks last hashed clean
 DTYPE = np.dtype("<f2")
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: block checksums
+BLOCK_BYTES = 16 << 20
+RACY_NS = 2_000_000_000  # a marker this close to the file's last change is not trusted (see the module docstring)
+REPACK = "re-run `cvil data pack` (or delete the store: training re-packs it from the per-image files)"
+
+log = logging.getLogger(__name__)
+_verified: dict[tuple, int] = {}  # in-process cache: marker key -> verified_at_ns
+_warned_unverifiable: set[Path] = set()
+
+
+class _BlockHasher:
+    """The sha256 of each `block_bytes` block of a stream written in pieces of any size."""
+
+    def __init__(self, block_bytes: int) -> None:
+        self.block_bytes, self.blocks = block_bytes, []
+        self._digest, self._filled = hashlib.sha256(), 0
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while len(view):
+            take = min(len(view), self.block_bytes - self._filled)
+            self._digest.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.block_bytes:
+                self._finish()
+
+    def _finish(self) -> None:
+        self.blocks.append(self._digest.hexdigest())
+        self._digest, self._filled = hashlib.sha256(), 0
+
+    def result(self) -> list[str]:
+        if self._filled:
+            self._finish()
+        return self.blocks
 
 
 def _progress(items: Sequence[int], description: str, show: bool | None) -> Iterable[int]:
@@ -41,7 +93,7 @@ def _progress(items: Sequence[int], description: str, show: bool | None) -> Iter
 
 def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] | None = None,
                   dim: int | None = None, progress: bool | None = None,
-                  source_key: str | None = None) -> "PackedFeatureStore":
+                  source_key: str | None = None, block_bytes: int = BLOCK_BYTES) -> "PackedFeatureStore":
     """Pack `source` (all its images, or `ids`) into `out/`; same input -> byte-identical files.
 
     `source_key` (e.g. `source_fingerprint` of a per-image folder) is stored in the index, so that a user of the
@@ -49,6 +101,7 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
 
     Every tensor is validated (2-D, one width across images, finite, within fp16 range). Files are written under
     temporary names and renamed at the end (`cvil.fileio.atomic_paths`), so an interrupted pack never leaves a store that looks complete.
+    The sha256 of every `block_bytes` block of `features.f16` goes into the index (checked when the store is opened).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +109,8 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
     wanted = sorted(set(source.ids() if ids is None else ids))
     index: dict[str, list[int]] = {}
     offset = 0
+    hasher = _BlockHasher(block_bytes)
+    _marker_path(out).unlink(missing_ok=True)
     with atomic_paths(out / FEATURES_FILE, out / INDEX_FILE) as (tmp_features, tmp_index):  # the index last
         with open(tmp_features, "wb") as handle:
             for img_id in _progress(wanted, f"packing {source.path.name}", progress):
@@ -70,17 +125,25 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
                         raise DataFormatError(source.path, f"img_id {img_id}",
                                               "values within the float16 range (|x| <= 65504)",
                                               f"max |x| = {float(np.abs(array).max()):g}")
-                    handle.write(half.tobytes())
+                    data = half.tobytes()
+                    handle.write(data)
+                    hasher.update(data)
                 index[str(img_id)] = [offset, int(array.shape[0])]
                 offset += array.shape[0]
         if dim is None:
             raise DataFormatError(source.path, "all images",
                                   "at least one image with regions (to know the feature dim)", "none")
-        meta = {"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index}
+        meta = {"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index,
+                "checksum": {"algorithm": "sha256", "block_bytes": block_bytes, "blocks": hasher.result()}}
         if source_key is not None:
             meta["source_key"] = source_key
         tmp_index.write_text(json.dumps(meta), encoding="utf-8")
-    return PackedFeatureStore(out)
+    return PackedFeatureStore(out, verify=False)  # its digests were just taken from the bytes written
+
+
+def _marker_path(store: Path) -> Path:
+    store = store.resolve()
+    return store.parent / f".{store.name}{VERIFIED_SUFFIX}"
 
 
 def _odd_dim_error(source: FeatureSource, ids: list[int], expected: int | None) -> DataFormatError:
@@ -126,15 +189,15 @@ def packed_from(packed: str | Path, source_dir: str | Path) -> bool:
 class PackedFeatureStore:
     """Read-only access to a packed store; safe to pass to DataLoader workers (the memmap is reopened lazily)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, verify: bool | None = None) -> None:
+        """Open the store at `path`. `verify`: None (default) hashes `features.f16` against the index's block
+        digests unless an unchanged copy of it was verified before (module docstring); True always hashes; False
+        never does (the pack that just wrote it)."""
+        from cvil.data.json_file import load_json
+
         self.path = Path(path)
         index_path = self.path / INDEX_FILE
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataFormatError(index_path, "file", "a packed-store index (run `cvil data pack`)", "no such file") from None
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(index_path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
+        index = load_json(index_path, "a packed-store index (run `cvil data pack`)")
         if not isinstance(index, dict) or index.get("dtype") != "float16" or not isinstance(index.get("dim"), int):
             raise DataFormatError(index_path, "top level", '{"dim": int, "dtype": "float16", "ids": {...}}', repr(index)[:80])
         self.dim: int = index["dim"]
@@ -154,6 +217,71 @@ class PackedFeatureStore:
             if offset < 0 or n < 0 or offset + n > self.total_regions:
                 raise DataFormatError(index_path, f"img_id {img_id}", f"rows inside [0, {self.total_regions})", [offset, n])
         self._array: np.memmap | None = None
+        if verify is not False:
+            self._verify(index.get("checksum"), expected, always=bool(verify))
+
+    def _verify(self, checksum: object, size: int, *, always: bool) -> None:
+        """Hash `features.f16` block by block against the digests the pack recorded (once per unchanged file)."""
+        index_path, features = self.path / INDEX_FILE, self.path / FEATURES_FILE
+        if checksum is None:
+            if self.path not in _warned_unverifiable:
+                _warned_unverifiable.add(self.path)
+                log.warning("packed store %s has no block checksums (packed by an older cvil), so changed bytes in "
+                            "%s cannot be detected; %s to add them", self.path, FEATURES_FILE, REPACK)
+            return
+        block_bytes = checksum.get("block_bytes") if isinstance(checksum, dict) else None
+        blocks = checksum.get("blocks") if isinstance(checksum, dict) else None
+        n_blocks = -(-size // block_bytes) if type(block_bytes) is int and block_bytes > 0 else None
+        if (n_blocks is None or checksum.get("algorithm") != "sha256" or not isinstance(blocks, list)
+                or len(blocks) != n_blocks or not all(isinstance(b, str) and len(b) == 64 for b in blocks)):
+            raise DataFormatError(index_path, "checksum", f'{{"algorithm": "sha256", "block_bytes": int > 0, '
+                                  f'"blocks": [one hex digest per block of the {size}-byte {FEATURES_FILE}]}}',
+                                  repr(checksum)[:80])
+        info = os.stat(features)
+        key = (str(features.resolve()), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino,
+               hashlib.sha256(json.dumps(checksum, sort_keys=True).encode()).hexdigest())
+        changed_ns = max(info.st_mtime_ns, info.st_ctime_ns)
+        if not always and (_verified.get(key, 0) - changed_ns >= RACY_NS or self._marker_trusts(key, changed_ns)):
+            return
+        verified_at = time.time_ns()
+        self._check_blocks(blocks, block_bytes, size)
+        _verified[key] = verified_at
+        marker = _marker_path(self.path)
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        try:  # best effort: a store in a read-only folder is hashed once per process instead
+            tmp.unlink(missing_ok=True)  # never write through a leftover (or planted) link
+            tmp.write_text(json.dumps({"key": list(key), "verified_at_ns": verified_at}), encoding="utf-8")
+            os.replace(tmp, marker)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def _check_blocks(self, blocks: list[str], block_bytes: int, size: int) -> None:
+        with open(self.path / FEATURES_FILE, "rb") as handle:
+            for i, digest in enumerate(blocks):
+                if hashlib.sha256(handle.read(block_bytes)).hexdigest() != digest:
+                    raise self._bad_block(i, len(blocks), block_bytes, size)
+
+    def _marker_trusts(self, key: tuple, changed_ns: int) -> bool:
+        try:
+            marker = json.loads(_marker_path(self.path).read_text(encoding="utf-8"))
+            trusted = tuple(marker["key"]) == key and int(marker["verified_at_ns"]) - changed_ns >= RACY_NS
+        except (OSError, ValueError, KeyError, TypeError):  # absent or damaged marker: hash again
+            return False
+        if trusted:
+            _verified[key] = int(marker["verified_at_ns"])
+        return trusted
+
+    def _bad_block(self, block: int, n_blocks: int, block_bytes: int, size: int) -> DataFormatError:
+        start, end = block * block_bytes, min(size, (block + 1) * block_bytes)
+        row_bytes = self.dim * DTYPE.itemsize
+        first_row, last_row = start // row_bytes, (end - 1) // row_bytes
+        ids = sorted(i for i, (offset, n) in self._entries.items()
+                     if n and offset <= last_row and offset + n > first_row)
+        images = f"img_id {ids[0]}" if len(ids) == 1 else f"img_ids {ids[0]}..{ids[-1]} ({len(ids)} images)"
+        return DataFormatError(self.path / FEATURES_FILE, f"block {block} of {n_blocks} (bytes {start}-{end - 1}, "
+                               f"{images})", f"the sha256 recorded in {INDEX_FILE} when the store was packed",
+                               f"another: packed store {self.path} changed after packing; {REPACK}")
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_array": None}

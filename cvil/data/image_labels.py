@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvil.data.errors import DataFormatError
+from cvil.data.json_file import text_lines
 
 
 @dataclass(frozen=True)
@@ -36,24 +37,25 @@ def read_image_labels(path: str | Path) -> dict[int, list[DetectedObject]]:
     """Objects per image id, in file order; a duplicate image id is an error (the file would be ambiguous)."""
     path = Path(path)
     labels: dict[int, list[DetectedObject]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            key, sep, payload = line.rstrip("\r\n").partition("\t")
-            if not sep:
-                raise DataFormatError(path, f"line {line_no}", "img_id \\t JSON", "no tab")
-            try:
-                img_id = int(key)
-            except ValueError:
-                raise DataFormatError(path, f"line {line_no}", "an integer image id", repr(key)) from None
-            if img_id in labels:
-                raise DataFormatError(path, f"line {line_no}", "each img_id once", f"img_id {img_id} again")
-            try:
-                value = json.loads(payload)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, f"line {line_no} column {len(key) + 1 + exc.colno}", "valid JSON", exc.msg) from None
-            if not isinstance(value, dict) or not isinstance(value.get("objects"), list):
-                raise DataFormatError(path, f"line {line_no}", '{"objects": [...]}', repr(value)[:80])
-            labels[img_id] = [_parse_object(path, f"line {line_no} object {k}", obj) for k, obj in enumerate(value["objects"])]
+    for line_no, line in text_lines(path, 'an image_labels.tsv (img_id \\t {"objects": [...]})'):
+        if not line.strip():
+            continue
+        key, sep, payload = line.rstrip("\r\n").partition("\t")
+        if not sep:
+            raise DataFormatError(path, f"line {line_no}", "img_id \\t JSON", "no tab")
+        try:
+            img_id = int(key)
+        except ValueError:
+            raise DataFormatError(path, f"line {line_no}", "an integer image id", repr(key)) from None
+        if img_id in labels:
+            raise DataFormatError(path, f"line {line_no}", "each img_id once", f"img_id {img_id} again")
+        try:
+            value = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(path, f"line {line_no} column {len(key) + 1 + exc.colno}", "valid JSON", exc.msg) from None
+        except RecursionError:
+            raise DataFormatError(path, f"line {line_no}", "JSON nested at most ~1000 levels deep", "deeper") from None
+        if not isinstance(value, dict) or not isinstance(value.get("objects"), list):
+            raise DataFormatError(path, f"line {line_no}", '{"objects": [...]}', repr(value)[:80])
+        labels[img_id] = [_parse_object(path, f"line {line_no} object {k}", obj) for k, obj in enumerate(value["objects"])]
     return labels

@@ -34,7 +34,7 @@ def relabel(rows, folder: Path, label_set: str):
     out = []
     for row in rows:
         if any(not 0 <= a < len(mapping) for a in row.answer_ids):
-            raise DataSetupError(f"{folder}: q_id {row.q_id} has label ids {list(row.answer_ids)} outside the "
+            raise DataSetupError(f"{folder}: question {row.key} has label ids {list(row.answer_ids)} outside the "
                                  f"{len(mapping)} answers that {layout.HINDI_CLASSES} maps")
         ids, scores = remap_targets(row.answer_ids, row.scores, mapping)
         out.append(dataclasses.replace(row, answer_ids=ids, scores=scores))

@@ -11,8 +11,6 @@ image fails with its id instead of turning into NaN losses hours later.
 from __future__ import annotations
 
 import binascii
-import difflib
-import json
 import mmap
 import os
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from cvil.data.errors import DataFormatError
+from cvil.data.json_file import load_json
 from cvil.errors import UsageError
+from cvil.suggest import unknown_choice
 
 
 @runtime_checkable
@@ -146,12 +146,7 @@ class TsvSource:
         self._map: mmap.mmap | None = None
 
     def _read_offset_map(self, map_path: Path, size: int) -> dict[int, int]:
-        try:
-            raw = json.loads(map_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataFormatError(map_path, "file", "an offset map JSON {img_id: byte offset}", "no such file") from None
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(map_path, f"line {exc.lineno} column {exc.colno}", "valid JSON", exc.msg) from None
+        raw = load_json(map_path, "an offset map JSON {img_id: byte offset}")
         if not isinstance(raw, dict):
             raise DataFormatError(map_path, "top level", "a dict {img_id: byte offset}", type(raw).__name__)
         offsets = {}
@@ -236,9 +231,7 @@ def open_feature_source(kind: str, path: str | Path, offset_map: str | Path | No
                         dim: int | None = None) -> FeatureSource:
     """Open a feature source by format name (`pt-dir`, `vinvl-pt`, `tsv`)."""
     if kind not in SOURCES:
-        close = difflib.get_close_matches(kind, SOURCES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"unknown feature source {kind!r}: expected one of {', '.join(SOURCES)}{hint}")
+        raise UsageError(unknown_choice("feature source", kind, SOURCES))
     if offset_map is not None and kind != "tsv":
         raise UsageError(f"--offset-map only applies to tsv sources, not {kind!r}")
     return SOURCES[kind](os.fspath(path), offset_map, dim)

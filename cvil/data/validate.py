@@ -43,6 +43,7 @@ class SplitReport:
     labelled_rows: int = 0
     alignments: dict[str, AlignmentStats] = field(default_factory=dict)
     answers_matching_label: int | None = None  # `.unknown` only: covered rows whose answer string is the label's
+    row_keys: str = ""  # how rows are keyed: `q_id`, or `position@<digest>` (no unique q_ids: real train/val)
 
 
 @dataclass
@@ -167,9 +168,12 @@ def _check_split(folder: Path, split: str, labels: LabelMaps | None, report: Dat
         report.errors.append(str(exc))
         return
     split_report.rows, split_report.dropped = len(qla.rows), dict(qla.dropped.by_reason)
-    if split == "train" and not unknown and not qla.rows:
+    split_report.row_keys = qla.key_description
+    if split in ("train", "val") and not unknown and not qla.rows:  # (train and val rows without a label are dropped)
         total = qla.dropped.total
-        report.errors.append(str(DataFormatError(path, "all rows", "at least one labelled row to train on",
+        purpose = ("to train on" if split == "train" else
+                   "(runs score the val split to select checkpoints: `select: val_score`)")
+        report.errors.append(str(DataFormatError(path, "all rows", f"at least one labelled row {purpose}",
                                                  f"{total} rows, none labelled" if total else "no rows")))
     report.splits.append(split_report)
     if split not in features:  # the `.unknown` file shares the test split's features: open (and report) them once
@@ -229,12 +233,15 @@ PREPARE_REPORT = "prepare_report.json"  # written by `cvil data prepare-jvg`
 
 def _check_prepare_report(folder: Path, report: DatasetReport) -> None:
     """Files edited or re-prepared after `prepare-jvg` disagree with its report: say which, so a stale mix is seen."""
-    import json
+    from cvil.data.json_file import load_json
 
     try:
-        prepared = json.loads((folder / PREPARE_REPORT).read_text(encoding="utf-8"))
+        prepared = load_json(folder / PREPARE_REPORT, "a prepare-jvg report")
         expected = {s: prepared["splits"][s]["rows_written"] for s in layout.SPLITS}
         expected["unknown"], labels = prepared["splits"]["test"]["unknown_rows"], prepared["num_labels"]
+    except DataFormatError as exc:
+        report.errors.append(str(exc))
+        return
     except (ValueError, KeyError, TypeError) as exc:
         report.errors.append(f"{folder / PREPARE_REPORT}: expected a prepare-jvg report, got {type(exc).__name__}: {exc}")
         return
@@ -280,12 +287,18 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "n/a"
 
 
+def _describe_keys(row_keys: str) -> str:
+    if row_keys.startswith("position"):
+        return f"their position in the file ({row_keys}: the rows carry no unique non-zero q_id, as the release's)"
+    return row_keys or "?"
+
+
 def format_report(report: DatasetReport) -> str:
     """A human-readable summary: one block per split, then warnings and every error."""
     lines = [f"{report.folder}: {report.num_labels if report.num_labels is not None else '?'} labels"]
     for s in report.splits:
         total = s.rows + sum(s.dropped.values())
-        lines.append(f"  {s.name}: {s.rows} rows kept of {total}")
+        lines.append(f"  {s.name}: {s.rows} rows kept of {total}; rows keyed by {_describe_keys(s.row_keys)}")
         for reason, count in sorted(s.dropped.items()):
             lines.append(f"    dropped {count} ({_pct(count, total)}): {reason}")
         lines.append(f"    images: {s.images} distinct, {s.images_with_features} with features "

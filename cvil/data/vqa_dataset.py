@@ -7,7 +7,8 @@ workers share it copy-on-write. Per `__getitem__` only the feature lookup and, w
 draw happen (a fresh sentence, its tokenisation, alignment B and a cached tag walk).
 
 Example keys: `input_ids`, `token_type_ids` (1-D LongTensors, unpadded), `img_feats` `[R, D]`, `n_regions`,
-`labels` (`SparseLabels`), `question_id`; with `kd`: `teacher_input_ids`, `teacher_token_type_ids`, `kd_text_pairs`
+`labels` (`SparseLabels`), `question_id` (the row's key in its split, `QLARow.key`: its q_id, or its position in the
+file where the file has no unique q_ids; `row_identity` says which, e.g. `position@<digest>`); with `kd`: `teacher_input_ids`, `teacher_token_type_ids`, `kd_text_pairs`
 `[P, 3]` (student_pos, teacher_pos, component), `kd_image` (whether the collate adds the image slots).
 
 Code-mix draws depend on (seed, epoch, index) only: call `set_epoch` before iterating an epoch (with persistent
@@ -73,7 +74,7 @@ def _question(row, lang: str) -> str:
     try:
         return row.questions[lang]
     except KeyError:
-        raise KeyError(f"question q_id={row.q_id} has no {lang!r} question (has {sorted(row.questions)})") from None
+        raise KeyError(f"question {row.key} has no {lang!r} question (has {sorted(row.questions)})") from None
 
 
 def _segments(length: int, first_sep: int) -> torch.Tensor:
@@ -101,12 +102,14 @@ class VQADataset(Dataset):
         kd: KDSelection | None = None,
         seed: int = 0,
         max_text_len: int = MAX_TEXT_LEN,
+        row_identity: str = "q_id",
     ) -> None:
         if kd is not None and teacher_tokenizer is None:
             raise ValueError("a KD dataset needs the teacher's tokenizer")
         self.student, self.teacher, self.features = student_tokenizer, teacher_tokenizer, features
         self.label_count, self.lang, self.max_regions, self.kd = label_count, lang, max_regions, kd
         self.seed, self.epoch, self.max_text_len = seed, 0, max_text_len
+        self.row_identity = row_identity  # QLAFile.key_description of the rows' file: what `question_ids` mean
         # ([CLS], [SEP]) ids, read once: the tokenizer's attribute lookup costs more than assembling a text
         self._s_special = (student_tokenizer.cls_token_id, student_tokenizer.sep_token_id)
         if teacher_tokenizer is not None:
@@ -117,7 +120,7 @@ class VQADataset(Dataset):
     def _precompute(self, rows: Sequence) -> None:
         """Encode every example (student, and teacher for KD), its KD text pairs and its code-mix plan."""
         lang, kd = self.lang, self.kd
-        self.question_ids = np.array([row.q_id for row in rows], dtype=np.int64)
+        self.question_ids = np.array([row.key for row in rows], dtype=np.int64)
         self.img_ids = np.array([row.img_id for row in rows], dtype=np.int64)
         self._label_ids = _Ragged([row.answer_ids for row in rows], np.int64)
         self._label_scores = _Ragged([row.scores for row in rows], np.float32)
@@ -141,7 +144,8 @@ class VQADataset(Dataset):
             self._tag_index = np.array([position[k] for k in tag_keys], np.int64)
             self._tag_ids = _Ragged([ids for _, ids in tag_pieces.values()], np.int64)
             self._tag_text = np.array([bool(k) for k in tag_pieces], bool)  # raw tag text non-empty (the budget)
-            self._plans = CodeMixer(self.teacher, self.student, lang).plan_many(
+            self._plans = CodeMixer(self.teacher, self.student, lang, rate=kd.codemix_rate,
+                                    unit=kd.codemix_unit).plan_many(
                 [r.alignments.get(lang) for r in rows], english, [len(p) for p, _ in q_pieces], self.question_ids
             )
 

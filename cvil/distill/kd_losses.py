@@ -11,6 +11,13 @@ The selected positions arrive as flat index tensors built by the collate functio
   rows; L_tag = Σ A_ij MSE / t² with t the example's object-tag token count; L_CM = Σ B_ij MSE / n² with n its
   question token count; the four are summed, averaged over the batch, and λ-weighted over layers.
 
+  The `[SEP]` rows: the tag walk (`cvil.data.alignment.tag_alignment`) puts the first `[SEP]` into component 2 on
+  purpose (`pairs = [(0, 0)]`, as the released code distilled it) and pairs the final `[SEP]` too whenever the walk
+  reaches it in step (`[SEP] == [SEP]`). Neither is an object-tag token, and Eq. 4 sums only over the t tag tokens,
+  so `per_component` leaves every component-2 pair whose *student* position is a `[SEP]` (the last segment-0 token,
+  or the last real text token) out of L_tag: L_tag = (1/t²) Σ_{i,j ∈ tags} A_ij MSE(O_i^S, O_j^T), with t counted
+  over the same tag tokens (segment 1 without the final `[SEP]`). `pooled` keeps the `[SEP]` rows, as the release.
+
 All maths runs in fp32 whatever the autocast dtype. An empty selection contributes 0 (with a warning), never NaN.
 """
 
@@ -29,12 +36,16 @@ def map_layers(reference_layers: tuple[int, ...], depth: int, reference_depth: i
 
     HF `hidden_states` numbering: layer m is the output of the m-th encoder layer (1-based), so 12 is the last.
     Identity when depth == 12 (the paper's BERT-base teacher and student).
+
+    Rule: round half up, `max(1, floor(m * depth / reference_depth + 1/2))`, computed in integers (no float ties and
+    no banker's rounding): 6 layers -> (2, 3, 5, 6), 4 layers -> (1, 2, 3, 4). Two layers landing on the same
+    layer is an error, never a silent merge.
     """
     mapped = []
     for m in reference_layers:
         if not 1 <= m <= reference_depth:
             raise ValueError(f"KD layer {m} is outside 1..{reference_depth} (HF hidden_states numbering)")
-        mapped.append(max(1, round(m * depth / reference_depth)))
+        mapped.append(max(1, (2 * m * depth + reference_depth) // (2 * reference_depth)))
     if len(set(mapped)) != len(mapped):
         raise ValueError(f"KD layers {reference_layers} collapse to {mapped} on a {depth}-layer model")
     return mapped
@@ -82,7 +93,11 @@ def distillation_loss(
     if b.numel() == 0:
         warnings.warn("KD selection is empty for this batch: distillation loss is 0", RuntimeWarning, stacklevel=2)
         return out
-    norms = _component_norms(batch) if reduction == "per_component" else None
+    if reduction == "per_component":
+        norms = _component_norms(batch)
+        in_loss = _per_component_mask(batch, b, s_pos, comp)
+    else:
+        norms = in_loss = None
     for ref, sl, tl, w in zip(layers, s_layers, t_layers, weights):
         student_rows = student_hidden[sl][b, s_pos].float()
         if projection is not None:
@@ -92,7 +107,8 @@ def distillation_loss(
         if reduction == "pooled":
             layer_loss = per_pair.mean()
         else:
-            layer_loss = _per_component_loss(per_pair, b, comp, norms, batch_size=batch["input_ids"].shape[0])
+            layer_loss = _per_component_loss(per_pair, b, comp, norms, in_loss,
+                                             batch_size=batch["input_ids"].shape[0])
         total = total + w * layer_loss
         if not detail:
             continue
@@ -122,9 +138,26 @@ def _component_norms(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.ones_like(tags), image, tags.pow(2), words.pow(2)], dim=1).float()  # [B, 4]
 
 
-def _per_component_loss(per_pair, b, comp, norms, *, batch_size: int) -> torch.Tensor:
-    """Σ over examples and components of (Σ pair MSE / norm), divided by the batch size (Eq. 2–6)."""
-    weighted = per_pair / norms[b, comp]
+def _per_component_mask(batch: dict[str, torch.Tensor], b, s_pos, comp) -> torch.Tensor:
+    """Which pairs enter the `per_component` loss: all but the tag (component 2) pairs on a student `[SEP]`.
+
+    The student's `[SEP]`s are its last segment-0 token (the first `[SEP]`) and its last real text token (the final
+    `[SEP]`, or the first one again when the text has no tags); see `cvil.data.encoding.assemble`.
+    """
+    text_len = batch["input_ids"].shape[1]
+    real = batch["attention_mask"][:, :text_len].bool()
+    first_sep = ((batch["token_type_ids"] == 0) & real).sum(1) - 1
+    last_sep = real.sum(1) - 1
+    on_sep = (s_pos == first_sep[b]) | (s_pos == last_sep[b])
+    return ~((comp == 2) & on_sep)
+
+
+def _per_component_loss(per_pair, b, comp, norms, in_loss, *, batch_size: int) -> torch.Tensor:
+    """Σ over examples and components of (Σ pair MSE / norm), divided by the batch size (Eq. 2–6).
+
+    Pairs outside `in_loss` (the tag `[SEP]` rows) contribute exactly 0.
+    """
+    weighted = torch.where(in_loss, per_pair / norms[b, comp], torch.zeros((), device=per_pair.device))
     return weighted.sum() / batch_size
 
 

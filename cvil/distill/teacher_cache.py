@@ -13,8 +13,9 @@ Layout of `out_dir`:
   reference does). Stored in the declared dtype (fp16 by default).
 - `manifest.json` (written last, so a cache without it is incomplete): format version, the KD `layers` as
   configured (12-layer numbering, like `kd.layers`) and the `teacher_layers` they map to, the dtype, hidden size,
-  `max_regions`, `count`, the question ids and their text lengths (same order), the shards (file, ids, sha256), a
-  `content_hash` over all of it, and the teacher's checkpoint path and config hash.
+  `max_regions`, `count`, the question ids and their text lengths (same order), `row_keys` (what the ids are:
+  `q_id`, or `position@<file digest>` for train/val files without unique q_ids, `cvil.data.qla`), the shards (file,
+  ids, sha256), a `content_hash` over all of it, and the teacher's checkpoint path and config hash.
 
 `TeacherCache(out_dir)` checks on load that the tensors present are exactly the manifest's (missing and extra
 question ids are named), that counts agree, that every tensor has the declared dtype and shape `[L + R, H]`, that
@@ -38,6 +39,7 @@ from cvil.errors import CvilError
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,8 @@ from cvil.fileio import atomic_write, sha256_file
 FORMAT = "cvil.teacher_cache"
 VERSION = 1
 MANIFEST = "manifest.json"
+ROW_KEYS_Q_ID = "q_id"  # `cvil.data.qla.KEY_Q_ID`: what a manifest without `row_keys` was keyed by
+_SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 
@@ -102,6 +106,8 @@ def _content_hash(manifest: dict) -> str:
     core = {k: manifest[k] for k in ("layers", "teacher_layers", "dtype", "hidden_size", "max_regions",
                                       "question_ids", "text_lengths")}
     core["shards"] = [s["sha256"] for s in manifest["shards"]]
+    if "row_keys" in manifest:  # caches written before row keys existed were keyed by q_id
+        core["row_keys"] = manifest["row_keys"]
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
 
 
@@ -196,7 +202,7 @@ def build_teacher_cache(
         "layers": [int(x) for x in layers], "teacher_layers": teacher_layers, "num_hidden_layers": depth,
         "dtype": dtype_name, "hidden_size": hidden, "max_regions": int(max_regions or 0),
         "count": len(question_ids), "question_ids": question_ids, "text_lengths": text_lengths,
-        "shards": shards,
+        "row_keys": getattr(dataset, "row_identity", ROW_KEYS_Q_ID), "shards": shards,
         "teacher": {"path": str(teacher_path) if teacher_path is not None else "", "config_hash": config_hash(config)},
     }
     manifest["content_hash"] = _content_hash(manifest)
@@ -213,6 +219,7 @@ class TeacherCache:
         out_dir: str | Path,
         *,
         expected_question_ids: Iterable[int] | None = None,
+        expected_row_keys: str | None = None,
         teacher_config: Any = None,
         verify_hash: bool = True,
     ) -> None:
@@ -249,12 +256,19 @@ class TeacherCache:
                     f"teacher cache {self.dir} does not match the dataset it should serve: "
                     + "; ".join(p for p in (f"missing {_names(missing)}" if missing else "",
                                             f"extra {_names(extra)}" if extra else "") if p))
+        row_keys = m.get("row_keys", ROW_KEYS_Q_ID)
+        if expected_row_keys is not None and row_keys != expected_row_keys:
+            raise TeacherCacheError(f"teacher cache {self.dir} keys its rows by {row_keys}, the dataset it should serve "
+                                    f"by {expected_row_keys} (built from another file?); rebuild it")
         if teacher_config is not None and config_hash(teacher_config) != m["teacher"]["config_hash"]:
             raise TeacherCacheError(f"teacher cache {self.dir} was built by a teacher with another config "
                                     f"({m['teacher']['path'] or 'path not recorded'}); rebuild it")
         self._shard_of: dict[int, str] = {}
         listed: list[int] = []
         for shard in m["shards"]:
+            if not isinstance(shard.get("file"), str) or not _SHARD_NAME.fullmatch(shard["file"]):
+                raise TeacherCacheError(f"{path}: shard file name {shard.get('file')!r} is not shard-NNNNN.safetensors "
+                                        "(a cache reads only its own folder)")
             for q in shard["question_ids"]:
                 self._shard_of[int(q)] = shard["file"]
             listed.extend(int(q) for q in shard["question_ids"])

@@ -20,7 +20,7 @@ NLTK's corpus BLEU-4 is then ~0 even for a perfect system (and warns). That is B
 
 Significance: :func:`segment_stats` + :func:`bleu_from_stats` redo NLTK's corpus aggregation on any resample of the
 segments (equal to ``corpus_bleu`` to the last digit on the full corpus, pinned by a test), so a paired bootstrap
-can resample questions and recompute exactly the column's BLEU (``bench.bleu_significance``).
+can resample questions and recompute exactly the column's BLEU (``bench.stats.bleu_significance``).
 
 Scale: ``score`` is 0-100 for every backend (NLTK's 0-1 value is multiplied by 100; ``raw`` keeps the library value).
 """

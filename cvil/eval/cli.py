@@ -177,7 +177,8 @@ def register(subparsers: Any) -> None:
     truth = jvg.add_mutually_exclusive_group(required=True)
     truth.add_argument("--unknown", help="test-dev2015_qla_mrcnn.json.unknown (all test rows, with answer strings)")
     truth.add_argument("--qla", help="a labelled QLA file (e.g. vg/val2014_qla_mrcnn.json), scored through the "
-                       "trainval_label2ans.pkl beside it (rows without a label are left out)")
+                       "trainval_label2ans.pkl beside it (rows without a label are left out; a file without unique "
+                       "q_ids, as the release's train/val, names its rows by position: question_id 0, 1, ...)")
     jvg.add_argument("--results", required=True)
     jvg.add_argument("--bleu-tokenizer", default="fugashi", choices=["fugashi", "ja-mecab", "char", "none"])
     _add_bleu_options(jvg)

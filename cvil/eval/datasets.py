@@ -5,40 +5,56 @@ points at), as lm-eval's task YAML and MTEB's task metadata declare theirs, inst
 a field's presence or the language:
 
 - `vqa` (VQA v2 / mVQA): the official VQA accuracy from the raw annotator answers of the official annotation file
-  (`v2_mscoco_<stem>_annotations.json`); Hindi questions (`lang: hi`) with the merged Hindi classes present
-  (`hi_ans2label.json`) are scored over those classes.
+  (`v2_mscoco_<stem>_annotations.json`); Hindi questions (`lang: hi`) are scored over the merged Hindi classes
+  (`hi_ans2label.json`); without that file, over the English classes, with a warning naming it (declared fallback).
 - `vg` (JVG-like): exact match, coverage and BLEU against answer strings: the `.unknown` file's for test, else
   `label2ans[an[0]]` over the labelled rows (`cvil.eval.jvg_truth`).
 
+Each declares the metrics its splits produce, with their units (`metrics`, `main_score`; `cvil.eval.metrics`).
 A name that is not declared is refused with the closest declared names; `register` declares another.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import logging
+
 from cvil.data import layout
 from cvil.errors import UsageError
+from cvil.eval.metrics import MAIN_SCORE, Metric, declared
+from cvil.suggest import did_you_mean
 
 MetricKind = Literal["vqa", "jvg", "hindi"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvalDataset:
     name: str  # the dataset folder name under data.root
     metric: MetricKind  # what every split is scored with (unless `by_language` says otherwise)
-    answers: Literal["annotations", "answer_strings"]  # official annotation file, or `.unknown` strings / label map
     splits: tuple[str, ...] = layout.SPLITS  # the splits it can be scored on
     by_language: Mapping[str, MetricKind] = field(default_factory=dict)  # e.g. {"hi": "hindi"}
 
+    def metrics(self, lang: str) -> tuple[Metric, ...]:
+        """The metrics a split asked in `lang` produces (`<split>.<name>` in the tracking store), with units."""
+        return declared(self.by_language.get(lang, self.metric))
+
+    def main_score(self, lang: str) -> str:
+        return MAIN_SCORE[self.by_language.get(lang, self.metric)]
+
     def metric_for(self, lang: str, folder: str | Path) -> MetricKind:
-        """The metric of a split asked in `lang`; `hindi` needs the merged classes file, else the default metric."""
+        """The metric of a split asked in `lang`. `hindi` needs the merged classes file; without it the split is
+        scored with the default metric, and the fallback is said (never silent)."""
         kind = self.by_language.get(lang, self.metric)
-        if kind == "hindi" and not (Path(folder) / layout.HINDI_CLASSES).is_file():
+        classes = Path(folder) / layout.HINDI_CLASSES
+        if kind == "hindi" and not classes.is_file():
+            log.warning("%s is missing: %s questions of %s are scored with the %s metric over the English classes, "
+                        "not over the merged Hindi classes (build them with `cvil data hindi-classes`)",
+                        classes, lang, self.name, self.metric)
             return self.metric
         return kind
 
@@ -56,15 +72,14 @@ def register(dataset: EvalDataset) -> EvalDataset:
     return dataset
 
 
-register(EvalDataset("vqa", metric="vqa", answers="annotations", by_language={"hi": "hindi"}))
-register(EvalDataset("vg", metric="jvg", answers="answer_strings"))
+register(EvalDataset("vqa", metric="vqa", by_language={"hi": "hindi"}))
+register(EvalDataset("vg", metric="jvg"))
 
 
 def eval_dataset(name: str) -> EvalDataset:
     """The declared evaluation of dataset `name`; an unknown name is refused with the closest declared ones."""
     if name in DATASETS:
         return DATASETS[name]
-    close = difflib.get_close_matches(name, DATASETS, n=3, cutoff=0.4)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, DATASETS, n=3, cutoff=0.4)
     raise UsageError(f"no evaluation is declared for dataset {name!r}{hint} (declared: {', '.join(sorted(DATASETS))}; "
                      "cvil.eval.datasets.register declares another)")

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from cvil.eval import hindi as hindi_mod
+from cvil.eval import metrics as declared_metrics
 from cvil.eval import jvg as jvg_mod
 from cvil.eval.results_io import PER_QUESTION_COLUMNS, validate_results
 from cvil.eval.vqa_official import DEFAULT_EVALUATOR, VQAAccuracy, evaluate_vqa, evaluator_label
@@ -49,8 +50,9 @@ class EvalResult:
         yield self.per_question
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        """Summary under tracking names, e.g. ``metrics("test")`` -> ``{"test.accuracy": ...}``."""
-        return {f"{prefix}.{k}": float(v) for k, v in self.summary.items()}
+        """Summary under tracking names, e.g. ``metrics("test")`` -> ``{"test.accuracy": ...}`` (declared names and
+        units: :mod:`cvil.eval.metrics`)."""
+        return declared_metrics.prefixed(prefix, self.summary)
 
 
 def _vqa_table(annotations: list[Mapping[str, Any]], predictions: Mapping[int, str], acc: VQAAccuracy) -> pd.DataFrame:
@@ -135,4 +137,6 @@ def evaluate_predictions(kind: str, rows: Any, predictions: Mapping[int, str], *
     handlers = {"vqa": _evaluate_vqa, "jvg": _evaluate_jvg, "hindi": _evaluate_hindi}
     if kind not in handlers:
         raise ValueError(f"unknown evaluation kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return handlers[kind](rows, predictions, **options)
+    result = handlers[kind](rows, predictions, **options)
+    declared_metrics.check_declared(kind, result.summary)
+    return result

@@ -1,5 +1,8 @@
 """JVG ground-truth answer strings for any split, and where they came from.
 
+Records are keyed by the row's key (`QLARow.key`: its q_id in test files, its position in real train/val files,
+which carry no q_id), under the `q_id` name the `.unknown` frame reads.
+
 Real JVG train/val/test-dev rows carry label ids only (`an`, `s`); only the test `.unknown` file has answer strings
 (reference §4.6). Scoring val rows by an `answer` field therefore scores every question 0 on real data. The truth of
 a labelled row is `label2ans[an[0]]` (JVG rows have one label); a row with neither a label nor a string has no known
@@ -46,14 +49,14 @@ def jvg_truth(rows: Sequence[QLARow], label2ans: Sequence[str], *, file: str | P
             continue
         label = r.answer_ids[0]
         if not 0 <= label < len(label2ans):
-            raise DataFormatError(file, f"row {i} (q_id {r.q_id}) field 'an'",
+            raise DataFormatError(file, f"row {i} (question {r.key}) field 'an'",
                                   f"a label id below {len(label2ans)} (the label map's size)", label)
         records.append(_record(r, label2ans[label], lang))
     return JVGTruth(records, LABEL_MAP, len(rows) - len(records))
 
 
 def _record(row: QLARow, answer: str, lang: str) -> dict:
-    return {"q_id": row.q_id, "answer": answer, lang: row.questions.get(lang, ""), "an": list(row.answer_ids)}
+    return {"q_id": row.key, "answer": answer, lang: row.questions.get(lang, ""), "an": list(row.answer_ids)}
 
 
 def qla_ground_truth(path: str | Path) -> tuple[pd.DataFrame, JVGTruth]:

@@ -19,6 +19,16 @@ here (the paper is silent on all of them):
    adjectival どのような ("what kind of") is not matched by it.
 6. どれくらい/どのくらい/どれぐらい/どのぐらい are dorekurai; they contain no other type's word, and neither do
    どこ, どんな, いくつ (いくつ does not contain いつ).
+7. **Kanji spellings of other types.** 何故 (なぜ, "why") is naze and 何処 (どこ, "where") is doko; nani masks both,
+   so they are not nani as well. Rule 4 is unchanged: 何時, 何人, 何色 stay nani.
+8. **いつ and どう only as whole words.** These two kana words occur inside many other words (しょくどう "dining
+   hall", すいどう, ほどう, てつどう; あいつ/こいつ/そいつ/どいつ "that guy"), so they are masked when the
+   character before them is a hiragana other than a particle that can precede a question word (``_PARTICLES``:
+   は が を に で も と て へ や の ら ば; e.g. 天気はどう, 写真がいつ, したらどう), or than the い of いったい ("on
+   earth"). A question word at the start, or after kanji, katakana or punctuation, counts. This also masks
+   かどうか ("whether"). いつ further excludes いつつ ("five") unless つ starts a verb (いつつくられ "when was it
+   made": いつ + つく, kept). The rule is a character heuristic, not a tokenisation: kanji + okurigana + つく
+   (追いつく, 思いつく) still contains いつ and counts as itsu.
 
 Everything is data: pass another map to :func:`classify` to change any rule.
 """
@@ -45,17 +55,31 @@ class QuestionWord:
 #: なんで meaning "why": not なんです / なんでしょう ("what is it") and not なんでも ("anything")
 _NANDE_WHY = "なんで(?!す|しょう|も)"
 
+#: hiragana that may stand right before a question word (particles, and the ら/ば of たら/れば): rule 8
+_PARTICLES = "はがをにでもとてへやのらば"
+
+
+def _inside_word(word: str) -> str:
+    """Rule 8: the kana question word ``word`` inside a longer word (after a hiragana that is no particle)."""
+    return f"(?<=[ぁ-ゖ])(?<![{_PARTICLES}])(?<!いったい){word}"
+
+
+#: いつつ ("five"), but not いつ + a verb つく/つか/つけ/... (いつつくられましたか, "when was it made")
+_ITSUTSU = "いつつ(?![かきくけこっ])"
+
 # Order = the row order of Table I(b).
 JAPANESE_QUESTION_TYPES: dict[str, QuestionWord] = {
-    "nani": QuestionWord(("何", "なに", "なん"), exclude=(_NANDE_WHY, "なんでも")),
+    "nani": QuestionWord(("何", "なに", "なん"), exclude=(_NANDE_WHY, "なんでも", "何故", "何処")),
     "dare": QuestionWord(("誰", "だれ")),
-    "doko": QuestionWord(("どこ",)),
+    "doko": QuestionWord(("どこ", "何処")),
     "donna": QuestionWord(("どんな",)),
     "dorekurai": QuestionWord(("どれくらい", "どのくらい", "どれぐらい", "どのぐらい")),
-    "dou": QuestionWord(("どう", "どのように"), exclude=("どうして", "ぶどう", "どうぶつ", "どうろ")),
-    "itsu": QuestionWord(("いつ",), exclude=("いつも",)),
+    "dou": QuestionWord(
+        ("どう", "どのように"), exclude=("どうして", "ぶどう", "どうぶつ", "どうろ", _inside_word("どう"))
+    ),
+    "itsu": QuestionWord(("いつ",), exclude=("いつも", _ITSUTSU, _inside_word("いつ"))),
     "ikutsu": QuestionWord(("いくつ",)),
-    "naze": QuestionWord(("なぜ", "どうして", "なんで"), exclude=("なんです", "なんでしょう", "なんでも")),
+    "naze": QuestionWord(("なぜ", "何故", "どうして", "なんで"), exclude=("なんです", "なんでしょう", "なんでも")),
 }
 
 

@@ -13,6 +13,7 @@ into NaN.
 from __future__ import annotations
 
 from cvil.errors import CvilError
+from cvil.fileio import atomic_write
 
 import json
 from collections.abc import Collection, Iterable, Mapping
@@ -91,11 +92,7 @@ def write_results(path: str | Path, predictions: Mapping[int, str] | Iterable[tu
     data = [{"question_id": q, "answer": a} for q, a in items]
     validate_results(data)
     data.sort(key=lambda e: e["question_id"])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False)
-    return path
+    return atomic_write(path, json.dumps(data, ensure_ascii=False))
 
 
 def write_per_question(path: str | Path, table: pd.DataFrame) -> Path:
@@ -104,10 +101,7 @@ def write_per_question(path: str | Path, table: pd.DataFrame) -> Path:
     if absent:
         raise ValueError(f"per-question table lacks columns {absent}")
     extra = [c for c in table.columns if c not in PER_QUESTION_COLUMNS]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table[list(PER_QUESTION_COLUMNS) + extra].to_csv(path, index=False, encoding="utf-8")
-    return path
+    return atomic_write(path, table[list(PER_QUESTION_COLUMNS) + extra].to_csv(index=False))
 
 
 def read_per_question(path: str | Path) -> pd.DataFrame:

@@ -50,10 +50,6 @@ class SoftScore:
         n = self.n_scored + self.n_dropped
         return self.total / n if n else 0.0
 
-    def as_metrics(self) -> dict[str, float]:
-        """Percent values under the tracking names (``vqa_score`` is the filtered one, as the reference logs it)."""
-        return {"vqa_score": 100 * self.filtered, "vqa_score_unfiltered": 100 * self.unfiltered}
-
 
 def soft_score(logits: Any, targets: Any, n_dropped: int = 0) -> SoftScore:
     """The soft score of one set of logits ``[N, C]`` against soft targets ``[N, C]``."""

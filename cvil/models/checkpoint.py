@@ -28,14 +28,19 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from cvil.fileio import atomic_write
 from cvil.models.config import config_from_dict, config_to_dict, read_config_json
-from cvil.models.oscar import OscarVQA
+
+# The model class is the caller's (`OscarVQA.from_pretrained` passes itself): `cvil.models.oscar` imports this module,
+# so nothing here imports it back. A model here is an `OscarVQA`-shaped module: built from a `BertConfig` as
+# `model_cls(config)`, Oscar key names in its state dict, the config as `.config`.
+Model = TypeVar("Model", bound=nn.Module)
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +156,13 @@ def _checkpoint_num_labels(raw_config: dict[str, Any], state: dict[str, torch.Te
 def load_model(
     folder: str | Path,
     *,
+    model_cls: type[Model],
     num_labels: int | None = None,
     img_feature_dim: int | None = None,
     attn_implementation: str | None = None,
     **config_overrides: Any,
-) -> tuple[OscarVQA, LoadReport]:
-    """Build an `OscarVQA` from a checkpoint folder (see the module docstring). Returned in eval mode."""
+) -> tuple[Model, LoadReport]:
+    """Build a `model_cls` (`OscarVQA`) from a checkpoint folder (see the module docstring). Returned in eval mode."""
     raw_config = read_config_json(folder)
     raw_state, path = read_state_dict(folder)
     state, renamed, ignored = normalise_keys(raw_state)
@@ -190,7 +196,7 @@ def load_model(
         state = {k: v for k, v in state.items() if k.startswith("bert.") and not k.startswith(fresh_prefixes)}
 
     config = config_from_dict(raw_config, num_labels=num_labels, img_feature_dim=img_feature_dim, **overrides)
-    model = OscarVQA(config)
+    model = model_cls(config)
     _fill(model, state, fresh_prefixes, report, folder)
     model.eval()
     logger.info(report.summary())
@@ -200,7 +206,7 @@ def load_model(
 
 
 def _fill(
-    model: OscarVQA, state: dict[str, torch.Tensor], fresh_prefixes: tuple[str, ...], report: LoadReport, folder: Any
+    model: nn.Module, state: dict[str, torch.Tensor], fresh_prefixes: tuple[str, ...], report: LoadReport, folder: Any
 ) -> None:
     """Copy `state` into `model`; keys under `fresh_prefixes` may be absent (they keep their fresh init)."""
     expected = model.state_dict()
@@ -224,16 +230,16 @@ def _fill(
 
 
 # -- saving ------------------------------------------------------------------------------------------------------------
-def _cpu_state(model: OscarVQA) -> dict[str, torch.Tensor]:
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
-def _write_config(model: OscarVQA, folder: Path) -> None:
+def _write_config(model: nn.Module, folder: Path) -> None:
     text = json.dumps(config_to_dict(model.config), indent=2, sort_keys=True) + "\n"
     atomic_write(folder / CONFIG_NAME, text)
 
 
-def save_safetensors_checkpoint(model: OscarVQA, folder: str | Path) -> Path:
+def save_safetensors_checkpoint(model: nn.Module, folder: str | Path) -> Path:
     """Our format: `model.safetensors` + `config.json`, nothing else. Returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,7 +249,7 @@ def save_safetensors_checkpoint(model: OscarVQA, folder: str | Path) -> Path:
     return folder
 
 
-def save_oscar_checkpoint(model: OscarVQA, folder: str | Path, vocab_file: str | Path | None = None) -> Path:
+def save_oscar_checkpoint(model: nn.Module, folder: str | Path, vocab_file: str | Path | None = None) -> Path:
     """The original Oscar format: `pytorch_model.bin` (torch.save of the Oscar-named state dict) + `config.json`
     (+ `vocab.txt` copied from `vocab_file`, a vocab file or a tokenizer folder holding one). The synthetic teacher is
     saved this way so it goes through the same loading path as a real OSCAR+ checkpoint."""

@@ -33,6 +33,7 @@ from transformers import BertConfig
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertPooler
 
+from cvil.models.checkpoint import load_model, save_safetensors_checkpoint
 from cvil.models.config import check_attn_implementation
 
 
@@ -61,6 +62,25 @@ def instance_bce_with_logits(logits: torch.Tensor, labels: torch.Tensor) -> torc
     """
     loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="mean")
     return loss * logits.size(1)
+
+
+def soft_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy against the soft scores normalised to a distribution, averaged over the batch
+    (`train.loss: ce`, the paper's "we minimize the cross-entropy loss"; the released code used BCE).
+
+    Per example: target = labels / labels.sum() (the VQA soft scores min(1, #annotators/3) are not a distribution:
+    several answers can score 1), loss = -Σ_c target_c · log_softmax(logits)_c. A row whose scores are all zero has
+    no answer to put mass on: it contributes 0 but still counts in the batch mean, so the loss is a mean over
+    examples like the BCE and the example-count normalisation of accumulation and DDP holds. fp32 throughout.
+    """
+    labels = labels.float()
+    mass = labels.sum(dim=1, keepdim=True)
+    target = labels / mass.clamp(min=torch.finfo(torch.float32).tiny)  # all-zero rows stay all zero
+    per_example = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return per_example.mean()
+
+
+TASK_LOSSES = {"bce": instance_bce_with_logits, "ce": soft_cross_entropy}  # `train.loss`
 
 
 class OscarBert(nn.Module):
@@ -198,10 +218,9 @@ class OscarVQA(nn.Module):
         model is returned in eval mode, as pytorch-transformers' `from_pretrained` did; the `LoadReport` is
         attached as `model.load_report`.
         """
-        from cvil.models.checkpoint import load_model
-
         model, report = load_model(
             folder,
+            model_cls=cls,
             num_labels=num_labels,
             img_feature_dim=img_feature_dim,
             attn_implementation=attn_implementation,
@@ -212,6 +231,4 @@ class OscarVQA(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write `model.safetensors` + `config.json` (nothing else) into `folder`."""
-        from cvil.models.checkpoint import save_safetensors_checkpoint
-
         save_safetensors_checkpoint(self, folder)

@@ -17,18 +17,41 @@ from pathlib import Path
 import torch
 
 from cvil.config import RunConfig, config_hash, flatten, to_yaml
-from cvil.config_values import check_values
 from cvil import tracking_schema as schema
 from cvil.errors import StopTrial, UsageError
+from cvil.fileio import atomic_write
 from cvil.tracking import MLflowTracker, NullTracker, git_commit
+from cvil.tracking_local import JsonlTracker, TeeTracker
 from cvil.train import run_layout
-from cvil.train.config_checks import check_against_models
+from cvil.train import preflight
 from cvil.train.distributed import broadcast_object, setup_distributed, teardown_distributed
 from cvil.train.run_lock import RunLock
 from cvil.train.stop_signals import stop_on_signals
 from cvil.train.trainer import EvalCallback, Trainer, seed_everything
 
 log = logging.getLogger(__name__)
+
+PAPER_EFFECTIVE_BATCH = 128  # 32 per GPU x 4 GPUs x no accumulation (reference §2.8)
+
+
+def effective_batch_size(cfg: RunConfig, world_size: int) -> int:
+    """Examples per optimizer step: per-process `data.batch_size` x processes x `train.grad_accum`."""
+    return cfg.data.batch_size * world_size * cfg.train.grad_accum
+
+
+def report_effective_batch(cfg: RunConfig, world_size: int) -> int:
+    """The effective batch, with one warning line when it is not the paper's 128."""
+    size = effective_batch_size(cfg, world_size)
+    if size != PAPER_EFFECTIVE_BATCH:
+        log.warning("effective batch %d = data.batch_size %d x %d process(es) x train.grad_accum %d, not the paper's "
+                    "%d (32 per GPU x 4 GPUs): set train.grad_accum or data.batch_size to match it",
+                    size, cfg.data.batch_size, world_size, cfg.train.grad_accum, PAPER_EFFECTIVE_BATCH)
+    return size
+
+
+def run_params(cfg: RunConfig, world_size: int) -> dict:
+    """The MLflow params of a run: the flattened config and the effective batch size."""
+    return {**flatten(cfg), schema.EFFECTIVE_BATCH_SIZE: effective_batch_size(cfg, world_size)}
 
 
 def _run_tags(cfg: RunConfig, digest: str) -> dict:
@@ -55,8 +78,17 @@ def _describe_run(tracker, cfg: RunConfig) -> None:
 
 
 def _make_tracker(cfg: RunConfig, is_main: bool, run_id: str, digest: str):
-    if not (is_main and cfg.tracking.enabled):
+    """Rank 0: the run folder's `metrics.jsonl` and (unless tracking is off) MLflow, fed by one `TeeTracker`, so both
+    hold every metric; other ranks track nothing."""
+    if not is_main:
         return NullTracker()
+    local = JsonlTracker(run_layout.metrics_path(cfg.output_dir))
+    if not cfg.tracking.enabled:
+        return TeeTracker(local)
+    return TeeTracker(local, _mlflow_tracker(cfg, run_id, digest))
+
+
+def _mlflow_tracker(cfg: RunConfig, run_id: str, digest: str) -> MLflowTracker:
     return MLflowTracker(uri=cfg.tracking.uri, experiment=cfg.tracking.experiment, run_name=cfg.tracking.run_name,
                          run_id=run_id or None, parent_run_id=cfg.tracking.parent_run_id, tags=_run_tags(cfg, digest),
                          local_dir=Path(cfg.output_dir).absolute())
@@ -94,15 +126,13 @@ def _finished_metrics(cfg: RunConfig, progress, out: Path) -> dict | None:
 
 def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = None,
         init_method: str | None = None, overwrite: bool = False, trust_unverified: bool = False) -> dict:
-    check_values(cfg)  # configs built in code (grids, searches) get the checks load_config makes
-    check_against_models(cfg)
-    from cvil.train.final_eval import check_declared_evaluation
-
-    check_declared_evaluation(cfg)  # an undeclared dataset fails now, not after training
+    preflight.check_run(cfg)  # the one pre-run gate, for every caller
     out = Path(cfg.output_dir)
     stale = existing_outputs(out, resume=resume, overwrite=overwrite)  # every rank, before any rank writes
     dist = setup_distributed(init_method)
     lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
+    if dist.is_main:
+        report_effective_batch(cfg, dist.world_size)
     if stale and dist.is_main:
         log.warning("--overwrite: removing the earlier run's %s from %s", ", ".join(p.name for p in stale), out)
         _remove(stale)
@@ -127,9 +157,9 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
     trainer.progress.run_id = broadcast_object(tracker.run_id or "")
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        run_layout.config_path(out).write_text(to_yaml(cfg), encoding="utf-8")
+        atomic_write(run_layout.config_path(out), to_yaml(cfg))
         if resume_state is None:
-            tracker.log_params(flatten(cfg))
+            tracker.log_params(run_params(cfg, dist.world_size))
             _describe_run(tracker, cfg)
         tracker.log_artifact(run_layout.config_path(out))
     status = "FAILED"

@@ -18,12 +18,10 @@ def _train(args: argparse.Namespace) -> int:
     """A bad config or run folder raises a `CvilError` (`ConfigError`, `CheckpointError`, ...) before any data is
     read; the dispatcher prints it as one line with exit code 2."""
     from cvil.config import load_config
-    from cvil.train.preflight import check_run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.overrides)
-    check_run(cfg, resume=args.resume, trust_unverified=args.trust_unverified)
-    from cvil.train.api import run
+    from cvil.train.api import run  # its first step is the pre-run gate (cvil.train.preflight.check_run)
     from cvil.train.stop_signals import RunInterrupted
 
     try:

@@ -118,11 +118,14 @@ def kd_selection(kd: KDConfig, *, split: str):
     from cvil.data.vqa_dataset import KDSelection
 
     return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix and split == "train",
-                       fix_continuation_overrun=kd.fix_tag_continuation)
+                       fix_continuation_overrun=kd.fix_tag_continuation, codemix_rate=kd.codemix_rate,
+                       codemix_unit=kd.codemix_unit)
 
 
 def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: DataConfig, tokenizer,
-                  dist: DistInfo, teacher_tokenizer=None, kd: KDConfig | None = None, seed: int = 0):
+                  dist: DistInfo, teacher_tokenizer=None, kd: KDConfig | None = None, seed: int = 0,
+                  row_identity: str = "q_id"):
+    """`row_identity`: `QLAFile.key_description` of the file `rows` come from (teacher caches check it)."""
     from cvil.data.vqa_dataset import VQADataset
 
     use_kd = stage.distils and kd is not None
@@ -137,6 +140,7 @@ def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: D
         kd=kd_selection(kd, split=split) if use_kd else None,
         seed=seed,
         max_text_len=data.max_text_len,
+        row_identity=row_identity,
     )
 
 
@@ -161,12 +165,19 @@ def build_stage_data(stage: StageConfig, data: DataConfig, kd: KDConfig, *, toke
     if data.max_train_examples:
         train_rows = train_rows[: data.max_train_examples]
     val_file = split_rows(folder, "val")
+    if stage.select == "val_score" and not val_file.rows:
+        what = (f"{val_file.dropped.total} rows, none with an in-vocabulary answer" if val_file.dropped.total
+                else "an empty split")
+        raise DataSetupError(f"{val_file.path}: no labelled val rows ({what}); stage {stage.name!r} selects its "
+                             f"checkpoint on the val score (select: val_score): add labelled val rows, or set "
+                             f"select: last for this stage")
     for qla in (train_file, val_file):
         check_label_ids(qla, len(label_maps(folder)))
     common = dict(folder=folder, stage=stage, data=data, tokenizer=tokenizer, dist=dist,
                   teacher_tokenizer=teacher_tokenizer, kd=kd, seed=seed)
-    train_ds = build_dataset(train_rows, split="train", **common)
-    val_ds = build_dataset(of_types(val_file.rows, stage.question_types, folder), split="val", **common)
+    train_ds = build_dataset(train_rows, split="train", row_identity=train_file.key_description, **common)
+    val_ds = build_dataset(of_types(val_file.rows, stage.question_types, folder), split="val",
+                           row_identity=val_file.key_description, **common)
     sampler = ResumableSampler(len(train_ds), seed=seed, rank=dist.rank, world_size=dist.world_size)
     loader_kw = dict(collate_fn=make_collate(data), num_workers=data.num_workers,
                      pin_memory=data.pin_memory and dist.device.type == "cuda",

@@ -26,11 +26,12 @@ from cvil import tracking_schema as schema
 from cvil.config import DataConfig, RunConfig, StageConfig
 from cvil.data import layout
 from cvil.data.collate import model_inputs
-from cvil.data.qla import QLARow, read_qla, read_unknown
+from cvil.data.qla import KEY_Q_ID, QLAFile, QLARow, read_qla, read_unknown
 from cvil.eval.datasets import eval_dataset
 from cvil.eval.evaluate import EvalResult, evaluate_predictions
 from cvil.eval.jvg_truth import jvg_truth
 from cvil.eval.results_io import write_per_question, write_results
+from cvil.fileio import atomic_write
 from cvil.data.label_sets import label_maps
 from cvil.train.data_setup import build_dataset, dataset_folder, make_collate, to_device
 from cvil.train import run_layout
@@ -41,11 +42,11 @@ from cvil.train.sampling import ShardSampler
 log = logging.getLogger(__name__)
 
 
-def split_rows_for_eval(folder: Path, split: str) -> list[QLARow]:
+def split_rows_for_eval(folder: Path, split: str) -> QLAFile:
     """Every question of a split, covered or not (test: the `.unknown` file when there is one)."""
     if split == "test" and layout.unknown_path(folder).is_file():
-        return read_unknown(layout.unknown_path(folder)).rows
-    return read_qla(layout.qla_path(folder, split), drop_empty=False).rows
+        return read_unknown(layout.unknown_path(folder))
+    return read_qla(layout.qla_path(folder, split), drop_empty=False)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class EvalContext:
 
 @torch.no_grad()
 def predict(ctx: EvalContext, folder: Path, split: str, rows: list[QLARow]) -> dict[int, str]:
-    """{question id: predicted answer string} for `rows`, computed on every rank's shard and gathered."""
+    """{row key (`QLARow.key`): predicted answer string} for `rows`, computed on every rank's shard and gathered."""
     dist = ctx.dist
     ds = build_dataset(rows, folder=folder, split=split, stage=dataclasses.replace(ctx.stage, objective="task"),
                        data=ctx.data, tokenizer=ctx.tokenizer, dist=dist, seed=ctx.seed)
@@ -98,7 +99,7 @@ def _score_jvg(ctx: EvalContext, folder: Path, split: str, rows: list[QLARow], l
     if not truth.records:
         return None
     wanted = truth.question_ids
-    predictions = predict(ctx, folder, split, [r for r in rows if r.q_id in wanted])
+    predictions = predict(ctx, folder, split, [r for r in rows if r.key in wanted])
     if not ctx.dist.is_main:
         return None
     result = evaluate_predictions("jvg", truth.records, predictions)
@@ -112,26 +113,64 @@ def score_split(ctx: EvalContext, folder: Path, split: str) -> EvalResult | None
     declared = eval_dataset(folder.name)
     declared.check_split(split)
     metric = declared.metric_for(lang, folder)
-    rows = split_rows_for_eval(folder, split)
+    qla = split_rows_for_eval(folder, split)
+    rows = qla.rows
     if not rows:
         return None
     if metric == "jvg":
-        return _score_jvg(ctx, folder, split, rows, lang)
-    predictions = predict(ctx, folder, split, rows)
-    if not ctx.dist.is_main:
-        return None
+        result = _score_jvg(ctx, folder, split, rows, lang)
+    else:
+        result = _score_vqa(ctx, folder, split, qla, metric)
+    if result is not None:  # what the per-question ids are, so that pairing two runs can check it (bench.stats.by_metric)
+        result.report["row_keys"] = qla.key_description
+        result.per_question["row_keys"] = qla.key_description
+    return result
+
+
+def _score_vqa(ctx: EvalContext, folder: Path, split: str, qla: QLAFile, metric: str) -> EvalResult | None:
+    """The official VQA accuracy against the annotation file, joined by `question_id`: only for rows keyed by q_id
+    (the release's train/val rows carry `q_id: 0`, so there is nothing to join them on)."""
     annotations = folder / f"v2_mscoco_{layout.QLA_STEM[split]}_annotations.json"
     if not annotations.is_file():
         log.warning("no official annotations at %s: %s is not scored", annotations, split)
         return None
+    if qla.key_source != KEY_Q_ID:
+        log.warning("%s: its rows carry no unique q_id (keyed by %s), so they cannot be joined with %s: %s is not "
+                    "scored", qla.path, qla.key_description, annotations.name, split)
+        return None
+    rows = qla.rows
+    predictions = predict(ctx, folder, split, rows)
+    if not ctx.dist.is_main:
+        return None
     anns = json.loads(annotations.read_text(encoding="utf-8"))["annotations"]
-    wanted = {r.q_id for r in rows}
+    wanted = {r.key for r in rows}
     anns = [a for a in anns if int(a["question_id"]) in wanted]
     if metric == "hindi":
         from cvil.eval.hindi import load_hindi_classes
 
         return evaluate_predictions("hindi", anns, predictions, classes=load_hindi_classes(folder / layout.HINDI_CLASSES))
     return evaluate_predictions("vqa", anns, predictions)
+
+
+def record_scored_split(result: EvalResult, split: str, results: Path, tracker) -> dict[str, float]:
+    """Save a scored split (the EvalAI results file `results` and the per-question CSV beside it), attach both to the
+    tracked run with the tags that say how it was scored, and return its metrics (`split.*`) for the caller to log.
+    The end of a run and `cvil predict --run-id` both record a split through here."""
+    per_question = run_layout.per_question_beside(results)
+    write_results(results, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
+    write_per_question(per_question, result.per_question)
+    tracker.log_artifact(results, schema.PREDICTIONS_DIR)
+    tracker.log_artifact(per_question, schema.PREDICTIONS_DIR)
+    report = result.report
+    tags = {schema.row_keys_tag(split): report["row_keys"]} if "row_keys" in report else {}
+    if "answer_source" in report:  # JVG: `.unknown` strings or label2ans (real val rows have no strings)
+        tags[schema.answer_source_tag(split)] = report["answer_source"]
+    if "evaluator" in report:
+        tags[schema.VQA_EVALUATOR] = report["evaluator"]
+    if "bleu" in report:
+        tags[schema.BLEU_SIGNATURE] = json.dumps(report["bleu"].get("signature", ""))
+    tracker.set_tags(tags)
+    return result.metrics(split)
 
 
 def check_declared_evaluation(cfg: RunConfig) -> None:
@@ -161,25 +200,14 @@ def finish_run(cfg: RunConfig, ctx: EvalContext, tracker, *, step: int) -> dict[
     metrics: dict[str, float] = {}
     for split in cfg.evaluate:
         result = score_split(ctx, folder, split)
-        if result is None:
-            continue
-        metrics.update(result.metrics(split))
-        results, per_question = run_layout.results_path(out, split), run_layout.per_question_path(out, split)
-        write_results(results, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
-        write_per_question(per_question, result.per_question)
-        tracker.log_artifact(results, schema.PREDICTIONS_DIR)
-        tracker.log_artifact(per_question, schema.PREDICTIONS_DIR)
-        if "answer_source" in result.report:  # JVG: `.unknown` strings or label2ans (real val rows have no strings)
-            tracker.set_tags({schema.answer_source_tag(split): result.report["answer_source"]})
-        if "evaluator" in result.report:
-            tracker.set_tags({schema.VQA_EVALUATOR: result.report["evaluator"]})
-        if "bleu" in result.report:
-            tracker.set_tags({schema.BLEU_SIGNATURE: json.dumps(result.report["bleu"].get("signature", ""))})
+        if result is not None:
+            metrics.update(record_scored_split(result, split, run_layout.results_path(out, split), tracker))
     if ctx.dist.is_main:
         tracker.log_metrics(metrics, step)
         tracker.log_model_pointer(  # a pointer to final/ (no copy of the weights)
             run_layout.final_dir(out), name=cfg.tracking.run_name or f"{cfg.schedule}-s{cfg.train.seed}",
             params={"schedule": cfg.schedule, "seed": cfg.train.seed, "init": cfg.model.init},
             step=step)
-        run_layout.final_metrics_path(out).write_text(json.dumps(metrics, indent=2, sort_keys=True), encoding="utf-8")
+        # the resume-done marker (`api.run`): never half-written
+        atomic_write(run_layout.final_metrics_path(out), json.dumps(metrics, indent=2, sort_keys=True))
     return metrics

@@ -2,7 +2,8 @@
 
 The score is the reference's `compute_score_with_logits` (soft target of the argmax class), summed over ranks on
 unpadded shards so each question counts once. It is reported over the filtered val set (rows with an
-in-vocabulary answer, the reference's denominator) and over all val questions (`score_unfiltered`).
+in-vocabulary answer, the reference's denominator) and over all val questions (`score_unfiltered`), in percent as
+every accuracy cvil logs (declared in `cvil.eval.metrics.IN_LOOP`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ def evaluate_in_loop(model, data: StageData, objective: StageObjective, *, preci
     for batch in data.val:
         batch = to_device(batch, device)
         with autocast(precision, device):
-            out = model(*model_inputs(batch), labels=batch["labels"], output_hidden_states=use_kd)
+            out = model(*model_inputs(batch), output_hidden_states=use_kd)
         n = batch["input_ids"].shape[0]
         sums[0] += batch_score_sum(out.logits, batch["labels"])
         sums[1] += n
-        sums[3] += float(out.loss) * n
+        sums[3] += float(objective.task(out.logits, batch["labels"])) * n  # `train.loss`, whatever the stage weighs
         if use_kd:
             kd = objective.distillation(out, batch, objective.teacher.outputs(batch, "val"))
             sums[2] += float(kd.total) * n
@@ -40,8 +41,8 @@ def evaluate_in_loop(model, data: StageData, objective: StageObjective, *, preci
     model.train(was_training)
     n = max(sums[1].item(), 1.0)
     score = SoftScore(sums[0].item(), int(sums[1].item()), data.val_dropped)
-    metrics = {"score": score.filtered, "task_loss": sums[3].item() / n, "n": sums[1].item(),
-               "score_unfiltered": score.unfiltered}
+    metrics = {"score": 100 * score.filtered, "task_loss": sums[3].item() / n, "n": sums[1].item(),
+               "score_unfiltered": 100 * score.unfiltered}
     if use_kd:
         metrics["kd_loss"] = sums[2].item() / n
     return metrics

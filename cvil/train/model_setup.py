@@ -4,8 +4,10 @@ The student starts from `model.init` (an mBERT-style HF BERT folder, or an Oscar
 from scratch for the TEACHER schedule. Per stage, the classifier is re-initialised when the label set changes or
 the stage asks for it (the reference's missing `remove-classifier.py`), and parameters are frozen as the stage says:
 head-only stages train `classifier.*` alone (as the reference's `--only_classifier`); a pure KD stage freezes the
-pooler and the classifier, which the KD loss never reaches, so DDP needs no `find_unused_parameters` (the reference
-instead let weight decay shrink them by ≈0.88 over the stage).
+pooler and the classifier, which the KD loss never reaches, so DDP needs no `find_unused_parameters`
+(`train.kd_head: frozen`, the default). The reference instead kept them in the optimiser with a zero gradient, so
+AdamW's decoupled weight decay alone shrank them by ≈0.88 over the stage: `train.kd_head: decay_only` does that (the
+objective adds them × 0 to the loss, so every parameter DDP wraps gets a gradient).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cvil.config import KDConfig, RunConfig, StageConfig
+from cvil.config import ConfigError, KDConfig, RunConfig, StageConfig
+from cvil.data.errors import DataSetupError
 from cvil.models.config import oscar_config
 from cvil.models.oscar import OscarVQA
 from cvil.train.checkpointing import atomic_torch_save, verified_torch_load
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class ResumeError(CvilError, ValueError):
-    pass
+    """A checkpoint cannot be resumed by this run (written with another config)."""
 
 
 def _first_stage_shapes(cfg: RunConfig) -> tuple[int, int]:
@@ -44,14 +47,13 @@ def _first_stage_shapes(cfg: RunConfig) -> tuple[int, int]:
     else:  # packed (again) when the stage starts; that pass names any image of another width
         first = next(iter(sorted(layout.feature_dir(folder, "train").glob("*.pt"))), None)
         if first is None:
-            raise ResumeError(f"no region features under {layout.feature_dir(folder, 'train')}")
+            raise DataSetupError(f"no region features under {layout.feature_dir(folder, 'train')}")
         dim = int(load_torch_file(first, what="a region-feature tensor").shape[-1])
     return len(label_maps(folder, cfg.data.label_set)), dim
 
 
 def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
-    if not cfg.stages:
-        raise ResumeError(f"schedule {cfg.schedule!r} has no stages")
+    """The student, for a config that passed `cvil.train.preflight.check_run`."""
     num_labels, img_dim = _first_stage_shapes(cfg)
     torch.manual_seed(cfg.train.seed)  # fresh parts (image embedding, head) depend on the seed only
     dropout: dict = dict(hidden_dropout_prob=cfg.model.hidden_dropout_prob,
@@ -79,8 +81,6 @@ def add_kd_projection(model: OscarVQA, cfg: RunConfig) -> None:
     a submodule of the student, so the optimiser, DDP, checkpoints and `save_pretrained` all carry it."""
     from cvil.models.config import read_config_json
 
-    if not cfg.kd.teacher:
-        raise ResumeError("kd.projection: linear needs kd.teacher (its config.json gives the teacher's hidden size)")
     teacher_hidden = int(read_config_json(cfg.kd.teacher).get("hidden_size", 768))
     gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
     proj = nn.Linear(model.config.hidden_size, teacher_hidden)
@@ -97,7 +97,7 @@ def kd_projection(model: nn.Module) -> nn.Module | None:
 
 def load_teacher(cfg: RunConfig, device: torch.device) -> OscarVQA:
     if not cfg.kd.teacher:
-        raise ResumeError("a KD stage needs kd.teacher (an Oscar-format teacher checkpoint folder)")
+        raise ConfigError("a KD stage needs kd.teacher (an Oscar-format teacher checkpoint folder)")
     model = OscarVQA.from_pretrained(cfg.kd.teacher, attn_implementation=cfg.model.attn_implementation)
     return model.to(device).eval()
 
@@ -127,24 +127,32 @@ def match_head(model: OscarVQA, state: dict) -> None:
 
 def kd_reaches_head(stage: StageConfig, kd: KDConfig) -> bool:
     """Whether any loss term of the stage reaches the pooler/classifier."""
-    from cvil.train.objective import task_weight
-
-    return task_weight(stage) != 0 or (stage.distils and kd.logit_weight != 0)
+    return stage.task_loss_weight != 0 or (stage.distils and kd.logit_weight != 0)
 
 
-def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig, *, train_pooler: bool = True) -> None:
+def set_trainable(model: OscarVQA, stage: StageConfig, kd: KDConfig, *, train_pooler: bool = True,
+                  kd_head: str = "frozen") -> None:
     if stage.trainable == "head":
         model.requires_grad_(False)
         model.classifier.requires_grad_(True)
         return
     model.requires_grad_(True)
-    if not kd_reaches_head(stage, kd):
+    if not kd_reaches_head(stage, kd) and kd_head == "frozen":
         model.bert.pooler.requires_grad_(False)
         model.classifier.requires_grad_(False)
     if kd_projection(model) is not None:  # trained only where KD reaches it (DDP needs a grad for every trainable)
         kd_projection(model).requires_grad_(stage.distils)
     if not train_pooler:  # `model.train_pooler: false` (see ModelConfig)
         model.bert.pooler.requires_grad_(False)
+
+
+def decay_only_parameters(model: OscarVQA, stage: StageConfig, kd: KDConfig,
+                          kd_head: str = "frozen") -> tuple[nn.Parameter, ...]:
+    """`train.kd_head: decay_only`: the trainable pooler/classifier parameters no loss term of the stage reaches
+    (they get an exact zero gradient, so only weight decay moves them); () otherwise."""
+    if kd_head != "decay_only" or stage.trainable == "head" or kd_reaches_head(stage, kd):
+        return ()
+    return tuple(p for p in (*model.bert.pooler.parameters(), *model.classifier.parameters()) if p.requires_grad)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:

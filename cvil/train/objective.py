@@ -1,9 +1,13 @@
-"""The loss a stage optimises, decided once per stage: task BCE, KD over aligned hidden states, or a weighted sum.
+"""The loss a stage optimises, decided once per stage: task loss, KD over aligned hidden states, or a weighted sum.
 
 `build_objective(stage, kd, teacher)` answers the questions every caller used to ask for itself (does the stage
 distil? with what weights? which teacher?). The teacher is a `TeacherSource`: the online `FrozenTeacher`
 (`OnlineTeacher`) or the offline cache (`CachedTeacher`), which is opened per split with its identity checks: the
 question ids of the dataset it serves and the hash of the configured teacher's config (`cvil.distill.teacher_cache`).
+
+One optimizer step averages over a `LossWindow`: every micro-batch of the gradient-accumulation window on every
+rank. Each term is rescaled by its micro-batch's share of the window (examples, or selected KD pairs for the pooled
+KD mean), so `grad_accum` micro-batches on N processes give the gradient of one process on the whole batch.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from torch import nn
 from cvil.config import ConfigError, KDConfig, RunConfig, StageConfig
 from cvil.distill.kd_losses import KDLoss, distillation_loss, teacher_logit_loss
 from cvil.distill.teacher import FrozenTeacher
-from cvil.models.oscar import instance_bce_with_logits
+from cvil.models.oscar import TASK_LOSSES
 from cvil.train.distributed import DistInfo, all_reduce_sum
 
 
@@ -70,7 +74,8 @@ class CachedTeacher:
             ids = frozenset(int(q) for q in dataset.question_ids)
             if split in self._caches and self._caches[split][0] == ids:
                 continue  # already opened and checked for exactly these questions
-            cache = TeacherCache(self.root / split, expected_question_ids=ids, teacher_config=self.teacher_config)
+            cache = TeacherCache(self.root / split, expected_question_ids=ids, teacher_config=self.teacher_config,
+                                 expected_row_keys=getattr(dataset, "row_identity", None))
             self._caches[split] = (ids, cache)
 
     def outputs(self, batch: dict, split: str) -> TeacherOutputs:
@@ -102,6 +107,26 @@ def _teacher_config(path: str):
 
 
 @dataclass(frozen=True)
+class LossWindow:
+    """What one optimizer step averages over: every micro-batch of the accumulation window, on every rank.
+
+    `examples` and `kd_pairs` are totals over the window; `terms` is the number of per-micro-batch losses the
+    gradient is divided over: `grad_accum` (the step divides each micro-batch's loss by it) × the world size (DDP
+    averages the ranks' gradients). A micro-batch holding `local` of a window's `total` items then weighs its mean
+    by `local × terms / total`, and the divisions give Σ (local mean × local) / total: the mean over the whole
+    window, whatever the micro-batch sizes or KD pair counts (a short last window of an epoch included). (The
+    reference's DataParallel averaged the unequal per-replica means, and divided each micro-batch's mean by accum.)
+    """
+
+    examples: float
+    kd_pairs: float
+    terms: int = 1
+
+    def share(self, local: float, total: float) -> float:
+        return local * self.terms / max(total, 1.0)
+
+
+@dataclass(frozen=True)
 class StageObjective:
     """A stage's loss; `loss(out, batch)` returns the total (fp32) and, when `detail`, its parts as floats."""
 
@@ -111,31 +136,67 @@ class StageObjective:
     kd: KDConfig
     teacher: TeacherSource | None = None
     projection: nn.Module | None = None  # the student's KD projection (`kd.projection: linear`)
-    dist: DistInfo | None = None  # for the DDP rescaling of the pooled KD mean (`pooled_share`)
+    dist: DistInfo | None = None  # for the window totals over ranks (`window`)
+    task_loss: str = "bce"  # `train.loss` (cvil.models.oscar.TASK_LOSSES)
+    # `train.kd_head: decay_only`: parameters no loss term reaches, given an exact zero gradient (× 0 in the graph,
+    # as the release's `loss += 0 * BCE`), so AdamW decays them and DDP sees a gradient for every parameter
+    zero_grad_params: tuple[nn.Parameter, ...] = ()
 
-    def loss(self, out, batch: dict, *, split: str = "train", detail: bool = False) -> tuple[torch.Tensor, dict]:
+    def task(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The task loss (`train.loss`), a mean over the batch's examples, in fp32."""
+        return TASK_LOSSES[self.task_loss](logits.float(), labels)
+
+    def window(self, batches: list[dict], grad_accum: int = 1) -> LossWindow:
+        """The `LossWindow` of one optimizer step made of `batches` (this rank's micro-batches), with `grad_accum`
+        the divisor the step applies to each micro-batch's loss. Under DDP the totals are summed over ranks (one
+        collective per step)."""
+        counts = torch.tensor([float(sum(b["input_ids"].shape[0] for b in batches)),
+                               float(sum(b["kd_batch"].numel() for b in batches if "kd_batch" in b))],
+                              dtype=torch.float64)
+        world = 1
+        if self.dist is not None and self.dist.enabled:
+            all_reduce_sum(counts)
+            world = self.dist.world_size
+        return LossWindow(examples=counts[0].item(), kd_pairs=counts[1].item(), terms=grad_accum * world)
+
+    def loss(self, out, batch: dict, *, split: str = "train", detail: bool = False,
+             window: LossWindow | None = None) -> tuple[torch.Tensor, dict]:
+        """The micro-batch's loss, each term weighted by the micro-batch's share of `window` (no weighting without
+        one: the batch's own means, as evaluation wants). The logged parts are the unweighted means."""
         parts: dict[str, float] = {}
         total = torch.zeros((), device=out.logits.device)
+        plain = 0.0
+        examples = pairs = 1.0
+        if window is not None:
+            examples = window.share(batch["input_ids"].shape[0], window.examples)
+            if self.distils:
+                pairs = window.share(batch["kd_batch"].numel(), window.kd_pairs)
         if self.task_weight:
-            task = instance_bce_with_logits(out.logits.float(), batch["labels"])
-            total = total + self.task_weight * task
+            task = self.task(out.logits, batch["labels"])
+            total = total + self.task_weight * task * examples
             if detail:
                 parts["loss.task"] = float(task.detach())
+                plain += self.task_weight * parts["loss.task"]
         if self.distils:
             teacher = self.teacher.outputs(batch, split)
             kd = self.distillation(out, batch, teacher, detail=detail)
-            total = total + self.kd_weight * kd.total * self.pooled_share(batch)
+            # the pooled KD term is a mean over selected pairs, per_component a mean over examples
+            total = total + self.kd_weight * kd.total * (pairs if self.kd.reduction == "pooled" else examples)
             if detail:
                 parts["loss.kd"] = float(kd.total.detach())
+                plain += self.kd_weight * parts["loss.kd"]
                 parts.update({f"kd.layer{k}": v for k, v in kd.per_layer.items()})
                 parts.update({f"kd.{k}": v for k, v in kd.per_component.items()})
             if self.kd.logit_weight:
                 logit = teacher_logit_loss(out.logits, teacher.logits)
-                total = total + self.kd.logit_weight * logit
+                total = total + self.kd.logit_weight * logit * examples
                 if detail:
                     parts["loss.kd_logits"] = float(logit.detach())
+                    plain += self.kd.logit_weight * parts["loss.kd_logits"]
+        if self.zero_grad_params:
+            total = total + 0.0 * sum(p.sum() for p in self.zero_grad_params)
         if detail:
-            parts["loss"] = float(total.detach())
+            parts["loss"] = plain
         return total, parts
 
     def distillation(self, out, batch: dict, teacher: TeacherOutputs, *, detail: bool = False) -> KDLoss:
@@ -144,29 +205,14 @@ class StageObjective:
                                  weights=self.kd.layer_weights, reduction=self.kd.reduction, detail=detail,
                                  projection=self.projection)
 
-    def pooled_share(self, batch: dict) -> float:
-        """Under DDP, rescale this rank's pooled KD mean so that averaging over ranks gives the mean over ALL pairs.
-
-        Ranks select different numbers of positions; DDP averages per-rank losses, which would weight each rank's
-        pairs unequally. With this factor (local pairs × world size / global pairs) a DDP step equals a single
-        process on the same global batch. (The reference's DataParallel averaged the unequal per-replica means.)
-        """
-        if self.dist is None or not self.dist.enabled or self.kd.reduction != "pooled":
-            return 1.0
-        counts = torch.tensor([float(batch["kd_batch"].numel())], device=self.dist.device)
-        local = counts.item()
-        all_reduce_sum(counts)
-        return local * self.dist.world_size / max(counts.item(), 1.0)
-
-
-def task_weight(stage: StageConfig) -> float:
-    """The weight of the task BCE: `task_weight` when the stage mixes both losses, 1 for task, 0 for pure KD."""
-    return stage.task_weight if stage.objective == "task+kd" else float(stage.objective == "task")
-
 
 def build_objective(stage: StageConfig, kd: KDConfig, teacher: TeacherSource | None, *,
-                    projection: nn.Module | None = None, dist: DistInfo | None = None) -> StageObjective:
+                    projection: nn.Module | None = None, dist: DistInfo | None = None, task_loss: str = "bce",
+                    zero_grad_params: tuple[nn.Parameter, ...] = ()) -> StageObjective:
     if stage.distils and teacher is None:
         raise ValueError(f"stage {stage.name!r} distils but no teacher source was given")
-    return StageObjective(distils=stage.distils, task_weight=task_weight(stage), kd_weight=stage.kd_weight, kd=kd,
-                          teacher=teacher if stage.distils else None, projection=projection, dist=dist)
+    if task_loss not in TASK_LOSSES:
+        raise ConfigError(f"train.loss: {task_loss!r} is not one of {', '.join(map(repr, TASK_LOSSES))}")
+    return StageObjective(distils=stage.distils, task_weight=stage.task_loss_weight, kd_weight=stage.kd_weight, kd=kd,
+                          teacher=teacher if stage.distils else None, projection=projection, dist=dist,
+                          task_loss=task_loss, zero_grad_params=tuple(zero_grad_params))

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from cvil.errors import UsageError
-from cvil.tracking_schema import PREDICTIONS_DIR
 from cvil.train import run_layout
 
 
@@ -25,7 +24,7 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
     from cvil.train.final_eval import EvalContext
     from cvil.precision import resolve_precision
 
-    run_dir = checkpoint if run_layout.config_path(checkpoint).is_file() else checkpoint.parent
+    run_dir = _run_dir(checkpoint)
     if not run_layout.config_path(run_dir).is_file():
         raise UsageError(f"{checkpoint}: no config.yaml in it or its parent (expected a `cvil train` run folder)")
     model_dir = checkpoint if (checkpoint / "config.json").is_file() else run_layout.final_dir(run_dir)
@@ -44,29 +43,38 @@ def load_for_prediction(checkpoint: Path, data: str | None, overrides: list[str]
 
 
 def main(args) -> int:
-    from cvil.eval.results_io import write_per_question, write_results
-    from cvil.train.final_eval import score_split
+    from cvil.train.final_eval import record_scored_split, score_split
 
     if not args.checkpoint:
         raise UsageError("--checkpoint RUN_DIR (or RUN_DIR/final) is required")
-    ctx, folder = load_for_prediction(Path(args.checkpoint), args.data, [],
+    checkpoint = Path(args.checkpoint)
+    ctx, folder = load_for_prediction(checkpoint, args.data, [],
                                       trust_unverified=getattr(args, "trust_unverified", False))
     result = score_split(ctx, folder, args.split)
     if result is None:
         raise UsageError(f"nothing to score in {folder} ({args.split})")
     out = Path(args.out or run_layout.results_path(args.checkpoint, args.split))
-    write_results(out, dict(zip(result.per_question["question_id"], result.per_question["prediction"])))
-    per_question = run_layout.per_question_beside(out)
-    write_per_question(per_question, result.per_question)
-    metrics = result.metrics(args.split)
-    if getattr(args, "run_id", None):
-        from cvil.tracking import MLflowTracker
-
-        tracker = MLflowTracker(run_id=args.run_id)
+    tracker = _run_tracker(checkpoint, getattr(args, "run_id", None))
+    try:
+        metrics = record_scored_split(result, args.split, out, tracker)
         tracker.log_metrics(metrics)
-        tracker.log_artifact(out, PREDICTIONS_DIR)
-        tracker.log_artifact(per_question, PREDICTIONS_DIR)
+    finally:
         tracker.close()
     print(json.dumps(metrics, indent=2, sort_keys=True))
-    print(f"wrote {out} and {per_question}")
+    print(f"wrote {out} and {run_layout.per_question_beside(out)}")
     return 0
+
+
+def _run_tracker(checkpoint: Path, run_id: str | None):
+    """`--run-id`: the tracked run and the run folder's `metrics.jsonl`, so both hold the same metrics; else none."""
+    from cvil.tracking import MLflowTracker, NullTracker
+    from cvil.tracking_local import JsonlTracker, TeeTracker
+
+    if not run_id:
+        return NullTracker()
+    return TeeTracker(JsonlTracker(run_layout.metrics_path(_run_dir(checkpoint))), MLflowTracker(run_id=run_id))
+
+
+def _run_dir(checkpoint: Path) -> Path:
+    """`--checkpoint` names a run folder or its `final/`."""
+    return checkpoint if run_layout.config_path(checkpoint).is_file() else checkpoint.parent

@@ -1,5 +1,11 @@
-"""Checks that fail fast, before any model is built: paths exist, stages make sense, a resume is compatible, and
-the models and tokenizers fit together (`check_models`, run by the trainer before it builds them)."""
+"""The pre-run gate: checks that fail fast, before any data is read or any model is built.
+
+`check_run` is the one gate, entered once by `cvil.train.api.run` (so `cvil train`, `cvil demo`, the world builder,
+grids and searches all pass it): value ranges (`config_values`), paths and stages, KD layers against the models'
+depths, declared evaluations. All problems are listed in one `ConfigError`. Whether a resumed checkpoint matches the
+config is checked once, where the checkpoint is loaded (`Trainer.load_resume_state`). `check_models` (the models
+and tokenizers fit together) runs in the trainer once the tokenizers are loaded.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,6 @@ from cvil.errors import CvilError
 
 from cvil.config import ConfigError, RunConfig, config_hash
 from cvil.data import layout
-from cvil.train import run_layout
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,21 @@ def resume_config_differs(progress: dict, cfg: RunConfig) -> bool:
     return bool(saved) and saved not in (config_hash(cfg), config_hash(cfg, with_output_dir=True))
 
 
-def check_run(cfg: RunConfig, *, resume: bool = False, trust_unverified: bool = False) -> None:
+def check_run(cfg: RunConfig) -> None:
+    """Refuse a run that cannot work, naming every problem found (one `ConfigError`), before anything is built."""
+    from cvil.config_values import check_values
+    from cvil.train.config_checks import check_against_models
+    from cvil.train.final_eval import check_declared_evaluation
+
+    check_values(cfg)  # configs built in code (grids, searches) get the checks load_config makes
+    problems = _path_problems(cfg)
+    if problems:
+        raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
+    check_against_models(cfg)
+    check_declared_evaluation(cfg)  # an undeclared dataset fails now, not after training
+
+
+def _path_problems(cfg: RunConfig) -> list[str]:
     problems: list[str] = []
     if not cfg.stages:
         problems.append(f"schedule {cfg.schedule!r} has no stages")
@@ -37,21 +56,17 @@ def check_run(cfg: RunConfig, *, resume: bool = False, trust_unverified: bool = 
             problems.append(f"stages.{i} ({stage.name}): missing {layout.qla_path(folder, 'train')}")
         if stage.distils and not cfg.kd.teacher:
             problems.append(f"stages.{i} ({stage.name}) distils but kd.teacher is not set")
+    distils = any(s.distils for s in cfg.stages)
     for key, path in (("model.init", cfg.model.init), ("model.tokenizer", cfg.model.tokenizer),
-                      ("kd.teacher", cfg.kd.teacher if any(s.distils for s in cfg.stages) else "")):
+                      ("kd.teacher", cfg.kd.teacher if distils else ""),
+                      ("kd.teacher_tokenizer", cfg.kd.teacher_tokenizer if distils else "")):
         if path and not Path(path).exists():
             problems.append(f"{key} {path!r} does not exist")
     if not cfg.model.init and not cfg.model.tokenizer:
         problems.append("training from scratch (model.init empty) needs model.tokenizer")
-    if resume:
-        ckpt = run_layout.checkpoint_path(cfg.output_dir)
-        if ckpt.exists():
-            from cvil.train.checkpointing import verified_torch_load
-
-            if resume_config_differs(verified_torch_load(ckpt, trust_unverified=trust_unverified)["progress"], cfg):
-                problems.append(f"--resume: {ckpt} was written with a different config; use a new output_dir")
-    if problems:
-        raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
+    if cfg.kd.projection == "linear" and not cfg.kd.teacher:
+        problems.append("kd.projection: linear needs kd.teacher (its config.json gives the teacher's hidden size)")
+    return problems
 
 
 # -- models and tokenizers: read from the folders' config files, before any model is built -----------------------------

@@ -1,5 +1,6 @@
-"""One training step as two public functions: `loss_step` (forward + backward of a micro-batch) and
-`optimizer_step` (unscale, clip, step, schedule). The trainer's loop and the throughput benchmark call the same code.
+"""One training step as public functions: `accumulate` (forward + backward of every micro-batch of one optimizer
+step), `loss_step` (one micro-batch) and `optimizer_step` (unscale, clip, step, schedule). The trainer's loop and the
+throughput benchmark call the same code.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from cvil.data.collate import model_inputs
-from cvil.train.objective import StageObjective
+from cvil.train.objective import LossWindow, StageObjective
 from cvil.precision import autocast
 
 
@@ -26,17 +27,36 @@ class StepSettings:
     max_grad_norm: float = 1.0
 
 
+def accumulate(model, batches: list[dict], objective: StageObjective, settings: StepSettings, *,
+               detail: bool = False) -> dict:
+    """Forward + backward of the micro-batches of one optimizer step (at most `grad_accum`; fewer at an epoch's
+    end), normalised over all of them (and over all ranks): the gradient equals that of one process on the whole
+    batch. DDP all-reduces on the last micro-batch only. The loss parts of the last micro-batch when `detail`."""
+    window = objective.window(batches, settings.grad_accum)
+    parts: dict = {}
+    for i, batch in enumerate(batches):
+        last = i + 1 == len(batches)
+        parts = loss_step(model, batch, objective, settings, no_sync=not last, detail=detail and last, window=window)
+    return parts
+
+
 def loss_step(model, batch: dict, objective: StageObjective, settings: StepSettings, *, no_sync: bool = False,
-              detail: bool = False) -> dict:
-    """Forward + backward of one micro-batch (the loss divided by `grad_accum`); returns the loss parts for logging,
-    only when `detail` (reading them is a host sync per number on a GPU). `no_sync` skips DDP's gradient all-reduce
-    (every micro-batch of an accumulation but the last)."""
+              detail: bool = False, window: LossWindow | None = None) -> dict:
+    """Forward + backward of one micro-batch; returns the loss parts for logging, only when `detail` (reading them is
+    a host sync per number on a GPU). `no_sync` skips DDP's gradient all-reduce (every micro-batch of an
+    accumulation but the last).
+
+    The loss is weighted by the micro-batch's share of `window` and divided by `grad_accum` (`accumulate` makes
+    the window). Without a window, the window is this micro-batch alone: each micro-batch's own mean, divided by
+    `grad_accum`."""
     ddp = getattr(model, "_orig_mod", model)
     ctx = ddp.no_sync() if no_sync and isinstance(ddp, DistributedDataParallel) else contextlib.nullcontext()
+    if window is None:
+        window = objective.window([batch])
     with ctx:
         with autocast(settings.precision, settings.device):
             out = model(*model_inputs(batch), output_hidden_states=objective.distils)
-        loss, parts = objective.loss(out, batch, detail=detail)
+        loss, parts = objective.loss(out, batch, detail=detail, window=window)
         settings.scaler.scale(loss / settings.grad_accum).backward()
     return parts
 

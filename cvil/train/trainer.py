@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cvil.config import RunConfig, StageConfig
+from cvil.config import ConfigError, RunConfig, StageConfig
+from cvil.fileio import atomic_write
 from cvil.tracking import NullTracker, Tracker
 from cvil.train import model_setup, progress_report, run_layout
 from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
@@ -37,7 +38,7 @@ from cvil.train.distributed import DistInfo, barrier
 from cvil.train.objective import StageObjective, build_objective, teacher_source
 from cvil.train.optim import build_optimizer, build_scheduler
 from cvil.precision import grad_scaler, resolve_precision
-from cvil.train.step import StepSettings, loss_step, optimizer_step
+from cvil.train.step import StepSettings, accumulate, optimizer_step
 from cvil.train.stop_signals import RunInterrupted
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,11 @@ class Trainer:
 
     def _prepare_stage(self, index: int, stage: StageConfig, data: StageData) -> None:
         model_setup.prepare_head(self.model, stage, data.num_labels, seed=self.cfg.train.seed + index)
-        model_setup.set_trainable(self.model, stage, self.cfg.kd, train_pooler=self.cfg.model.train_pooler)
+        self._set_trainable(stage)
+
+    def _set_trainable(self, stage: StageConfig) -> None:
+        model_setup.set_trainable(self.model, stage, self.cfg.kd, train_pooler=self.cfg.model.train_pooler,
+                                  kd_head=self.cfg.train.kd_head)
 
     def _run_stage(self, index: int, stage: StageConfig, resume_state: dict | None) -> None:
         cfg, dist = self.cfg, self.dist
@@ -141,7 +146,6 @@ class Trainer:
                                 teacher_tokenizer=self.teacher_tokenizer, dist=dist,
                                 seed=cfg.train.seed + 1000 * index)
         self._report_data(index, stage, data)
-        objective = self.objective_for(stage, data)
         mid_stage = resume_state is not None and _is_mid_stage(resume_state["progress"])
         if resume_state is not None:  # weights first: the checkpoint's head may not have this stage's label count
             model_setup.match_head(self.model, resume_state["model"])
@@ -152,7 +156,8 @@ class Trainer:
             self.progress.epoch = self.progress.batches_in_epoch = self.progress.stage_step = 0
             self.progress.best_value, self.progress.best_step = None, -1
         else:
-            model_setup.set_trainable(self.model, stage, cfg.kd, train_pooler=cfg.model.train_pooler)
+            self._set_trainable(stage)
+        objective = self.objective_for(stage, data)  # after the head is settled (`kd_head: decay_only` holds it)
         batches_per_epoch = math.ceil(data.train_sampler.per_rank / cfg.data.batch_size)
         steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum))
         epochs = max(1, math.ceil(stage.epochs))
@@ -178,20 +183,15 @@ class Trainer:
             if hasattr(data.train.dataset, "set_epoch"):
                 data.train.dataset.set_epoch(epoch)
             self.model.train()
-            accum = 0
-            for batch in self._progress_bar(data.train, f"{stage.name} ep{epoch}"):
+            for batches in _windows(self._progress_bar(data.train, f"{stage.name} ep{epoch}"),
+                                    cfg.train.grad_accum):
                 if self.progress.stage_step >= total_steps:
                     break
-                batch = to_device(batch, dist.device)
+                batches = [to_device(batch, dist.device) for batch in batches]
                 logging_step = (self.progress.global_step + 1) % log_every == 0
-                parts = loss_step(wrapped, batch, objective, self.step_settings,
-                                  no_sync=accum + 1 < cfg.train.grad_accum, detail=logging_step)
-                timer.add(batch["input_ids"].shape[0] * dist.world_size)
-                self.progress.batches_in_epoch += 1
-                accum += 1
-                if accum < cfg.train.grad_accum:
-                    continue
-                accum = 0
+                parts = accumulate(wrapped, batches, objective, self.step_settings, detail=logging_step)
+                timer.add(sum(batch["input_ids"].shape[0] for batch in batches) * dist.world_size)
+                self.progress.batches_in_epoch += len(batches)
                 grad_norm = optimizer_step(optimizer, scheduler, self.step_settings)
                 self.progress.stage_step += 1
                 self.progress.global_step += 1
@@ -246,7 +246,9 @@ class Trainer:
         if stage.distils and data is not None:
             self.teacher.prepare({"train": data.train.dataset, "val": data.val.dataset})
         return build_objective(stage, self.cfg.kd, self.teacher, projection=model_setup.kd_projection(self.model),
-                               dist=self.dist)
+                               dist=self.dist, task_loss=self.cfg.train.loss,
+                               zero_grad_params=model_setup.decay_only_parameters(self.model, stage, self.cfg.kd,
+                                                                                  self.cfg.train.kd_head))
 
     # ------------------------------------------------------------------------------------------- evaluation
     def eval_context(self):
@@ -280,8 +282,8 @@ class Trainer:
                   "best_step": self.progress.best_step if stage.select != "last" else self.progress.global_step}
         if self.dist.is_main:
             self._stage_dir(index).mkdir(parents=True, exist_ok=True)
-            run_layout.selection_path(self._stage_dir(index)).write_text(json.dumps(choice, indent=2))
-            self.tracker.log_metrics({f"{stage.name}.selected_step": choice["best_step"]}, self.progress.global_step)
+            atomic_write(run_layout.selection_path(self._stage_dir(index)), json.dumps(choice, indent=2))
+            self._log_metrics({f"{stage.name}.selected_step": choice["best_step"]}, self.progress.global_step)
 
     # -------------------------------------------------------------------------------------------------- logs
     def _log_step(self, parts: dict, grad_norm: float, lr: float, timer: "_Throughput", stage: StageConfig) -> None:
@@ -290,12 +292,9 @@ class Trainer:
         self._log_metrics(metrics, self.progress.global_step)
 
     def _log_metrics(self, metrics: dict, step: int) -> None:
-        if not self.dist.is_main:
-            return
-        self.tracker.log_metrics(metrics, step)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(run_layout.metrics_path(self.out), "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        """To the run's tracker: `metrics.jsonl` and MLflow on rank 0 (`cvil.tracking_local.TeeTracker`)."""
+        if self.dist.is_main:
+            self.tracker.log_metrics(metrics, step)
 
     def _progress_bar(self, iterable, desc: str):
         if not (self.show_progress and self.dist.is_main):
@@ -303,6 +302,19 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _windows(batches, size: int):
+    """The micro-batches of each optimizer step: lists of `size` (the last of an epoch may be shorter; it is a step
+    of its own, normalised over what it holds, as `steps_per_epoch` counts it)."""
+    window: list = []
+    for batch in batches:
+        window.append(batch)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
 
 
 def _is_mid_stage(progress: dict) -> bool:
@@ -334,7 +346,7 @@ class _Throughput:
 
 
 def _required(cfg: RunConfig, key: str):
-    raise model_setup.ResumeError(f"config key {key} is required for schedule {cfg.schedule!r}")
+    raise ConfigError(f"config key {key} is required for schedule {cfg.schedule!r}")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

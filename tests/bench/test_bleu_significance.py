@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.bleu_significance import SEED_AWARE_BLEU_TEST, bleu_compare_seeds, column_values
+from bench.stats.bleu_significance import SEED_AWARE_BLEU_TEST, bleu_compare_seeds, column_values
 from cvil.eval.bleu import PRESETS, corpus_bleu
 
 ANSWERS = ["赤", "白い", "木の上", "木の下", "2匹", "テーブルの上", "男性", "晴れ", "犬", "白い犬"]
@@ -54,7 +54,7 @@ def test_sentence_level_and_significance_direction():
 
 def test_bleu_ratio_study_reproduces_the_documented_ordering():
     """docs/metrics.md: only corpus BLEU-1 lands near the paper's 0.93-0.96; auto_reweigh sentence BLEU is >= 1."""
-    from bench import bleu_ratio
+    from bench.stats import bleu_ratio
 
     preds, gts = bleu_ratio.simulate(np.random.default_rng(0), n=800, near_miss=0.25)
     acc = np.mean([p == g for p, g in zip(preds, gts)])

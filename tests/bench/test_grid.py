@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from bench import tracking
-from bench.grid import GridRunner, has_checkpoint
+from bench.grid.runner import GridRunner, has_checkpoint
 from cvil.config import load_config
-from bench.grid_spec import expand, load_grid, shipped_grids, slug
+from bench.grid.spec import expand, load_grid, shipped_grids, slug
 from cvil.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,7 +231,7 @@ def test_bad_cells_or_overrides_fail_before_any_work(argv, message, tmp_path, mo
 
 
 def test_plan_skips_resumes_or_reruns(tmp_path, monkeypatch):
-    from bench.grid import _plan
+    from bench.grid.runner import _plan
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.yaml").write_text("schedule: kd\n")
@@ -297,7 +297,7 @@ def test_shipped_grids_name_their_cells_and_configs():
 
 
 def test_world_keys_on_the_command_line_skip_the_world():
-    from bench.grid_spec import world_overrides
+    from bench.grid.spec import world_overrides
 
     user = ("data.root=/real", "kd.teacher=/t", "model.init=/s")
     assert world_overrides({"root": "worlds/small"}, None, user) == []  # no world built

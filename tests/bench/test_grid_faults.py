@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from bench import tracking
-from bench.grid import GridRunner
-from bench.grid_spec import load_grid
+from bench.grid.runner import GridRunner
+from bench.grid.spec import load_grid
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,9 +168,9 @@ def test_a_job_killed_before_closing_its_run_leaves_one_finished_run_after_the_r
 
 def test_a_job_refused_by_its_folder_lock_is_reported_held_not_failed(grid_file, tmp_path):
     """The race the up-front check cannot close: another trainer took the folder between the check and the start."""
-    from bench.grid import _Plan
-    from bench.grid_spec import expand
-    from bench.launchers import Outcome
+    from bench.grid.runner import _Plan
+    from bench.grid.spec import expand
+    from bench.grid.launchers import Outcome
     from cvil.train.run_lock import RunFolderLocked
 
     runner = GridRunner(load_grid(str(grid_file)), echo=lambda line: None)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import significance as sig
-from bench.bleu_significance import bleu_paired_test
+from bench.stats import significance as sig
+from bench.stats.bleu_significance import bleu_paired_test
 
 R = 999  # resamples: enough for the assertions below, fast on a shared CPU
 
@@ -230,7 +230,7 @@ def _brute_force_two_level(a, b, confidence=0.95):
 
 
 def test_two_level_bootstrap_matches_brute_force_on_a_tiny_case():
-    from bench import two_level
+    from bench.stats import two_level
 
     rng = np.random.default_rng(3)
     a = rng.uniform(0.0, 1.0, (2, 4))
@@ -245,7 +245,7 @@ def test_two_level_bootstrap_matches_brute_force_on_a_tiny_case():
 @pytest.mark.slow
 def test_aso_over_seed_scores():
     pytest.importorskip("deepsig")
-    from bench import two_level
+    from bench.stats import two_level
 
     better, why = two_level.aso_score([0.40, 0.41, 0.42, 0.43], [0.50, 0.51, 0.52, 0.53], seed=0)
     worse, _ = two_level.aso_score([0.50, 0.51, 0.52, 0.53], [0.40, 0.41, 0.42, 0.43], seed=0)

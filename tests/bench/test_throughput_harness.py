@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import flops
-from bench.reference_align import reference_get_align
-from bench.speed_gate import Decision, base_decision, format_gate, ratio_decision
-from bench.throughput import (
-    NAIVE, REPORT_KEYS, ROW_KEYS, SIZES, Harness, Variant, default_variant, format_table, reference_kd_loss,
-    run_benchmark, variants_for, walk_to_pairs,
-)
+from bench.throughput import flops
+from bench.throughput.cli import run_benchmark
+from bench.throughput.harness import Harness, reference_kd_loss, walk_to_pairs
+from bench.throughput.reference_align import reference_get_align
+from bench.throughput.report import REPORT_KEYS, ROW_KEYS, format_table
+from bench.throughput.speed_gate import Decision, base_decision, format_gate, ratio_decision
+from bench.throughput.variants import NAIVE, SIZES, Variant, default_variant, variants_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,15 +202,15 @@ def test_the_speed_gate_copies_a_self_contained_harness(tmp_path):
     import shutil
     import sys
 
-    from bench import speed_gate
+    from bench.throughput import speed_gate
 
     package = tmp_path / speed_gate.HARNESS_PACKAGE
     package.mkdir()
     (package / "__init__.py").write_text("")
     for name in speed_gate.HARNESS_FILES:
-        shutil.copy2(ROOT / "bench" / name, package / name)
+        shutil.copy2(ROOT / "bench" / "throughput" / name, package / name)
     code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(tmp_path)!r}]; "
-            f"import {speed_gate.HARNESS_PACKAGE}.speed_gate, {speed_gate.HARNESS_PACKAGE}.throughput as t; "
+            f"import {speed_gate.HARNESS_PACKAGE}.speed_gate, {speed_gate.HARNESS_PACKAGE}.harness as t; "
             "assert t.Harness.__module__.startswith('cvil_speed_harness.'), t.Harness.__module__")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -28,7 +28,7 @@ from cvil.data.encoding import encode_text
 from cvil.data.qla import QLARow
 from cvil.data.vqa_dataset import VQADataset
 from cvil.data.alignment import KDSelection
-from bench.reference_align import reference_get_align
+from bench.throughput.reference_align import reference_get_align
 
 N_IMAGES, PER_IMAGE, WORDS = 400, 5, 300
 N = N_IMAGES * PER_IMAGE

@@ -17,7 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.throughput import NAIVE, Harness, default_variant, variants_for
+from bench.throughput.harness import Harness
+from bench.throughput.variants import NAIVE, default_variant, variants_for
 
 SIZES = ["tiny", "small"]
 ROUNDS = {"tiny": 7, "small": 3}

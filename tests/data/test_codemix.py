@@ -76,9 +76,9 @@ def test_no_candidate_rebuilds_the_sentence_from_the_alignment_words(ja_mixer):
 
 
 def test_missing_or_bad_alignment_field_names_the_question(ja_mixer):
-    with pytest.raises(AlignmentFieldError, match="q_id=777.*'ja-en'"):
+    with pytest.raises(AlignmentFieldError, match="question 777.*'ja-en'"):
         ja_mixer.plan(None, "What?", 2, q_id=777)
-    with pytest.raises(AlignmentFieldError, match="q_id=778"):
+    with pytest.raises(AlignmentFieldError, match="question 778"):
         ja_mixer.plan([["猫", "cat", 9]], "What cat?", 2, q_id=778)
     with pytest.raises(ValueError, match="code-mixing is defined"):
         CodeMixer(None, None, "fr")
@@ -123,3 +123,44 @@ def test_the_entry_s_own_english_word_is_written(ja_mixer):
     assert draw(dataclasses.replace(plan, n=3), NoShuffle()) == "cats は what colour ですか"
     # "racket" (NLTK word) splits differently in the two tokenizers: out, whatever the entry says
     assert ja_mixer.plan([["ラケット", "cat", 1]], "a racket", 3, q_id=10).candidates == ()
+
+
+@pytest.mark.parametrize(("unit", "rate", "n"), [
+    ("subwords", 0.15, 4),  # round(0.15 * 30) = round(4.5) = 4 (banker's): the release
+    ("words", 0.15, 1),  # round(0.15 * 9 target words) = round(1.35) = 1: the paper's "15 % of words"
+    ("subwords", 0.5, 9),  # round(15) capped by the 9 candidates
+    ("words", 0.5, 4),  # round(4.5) = 4
+])
+def test_rate_and_unit_choose_what_n_counts(teacher_tok, student_tok, unit, rate, n):
+    words = "what color is the cat on a table man".split()
+    entries = [[f"w{i}", w, i] for i, w in enumerate(words)]
+    mixer = CodeMixer(teacher_tok, student_tok, "ja", rate=rate, unit=unit)
+    plan = mixer.plan(entries, " ".join(words), 30, q_id=1)
+    assert len(plan.words) == 9 and len(plan.candidates) == 9
+    words_n = min(max(1, round(rate * 9)), 9)
+    assert plan.n == n == (min(max(1, round(rate * 30)), 9) if unit == "subwords" else words_n)
+
+
+@pytest.mark.parametrize(("unit", "rate", "n"), [("subwords", 0.15, 1), ("words", 0.15, 1),
+                                                 ("subwords", 0.4, 3), ("words", 0.4, 2)])
+def test_rate_and_unit_on_a_real_question(teacher_tok, student_tok, ja_rows, unit, rate, n):
+    # 猫は何色ですか: 5 target words, 7 student pieces, 3 candidates; 0.4 * 7 = 2.8 -> 3, 0.4 * 5 = 2
+    plan = _plan(CodeMixer(teacher_tok, student_tok, "ja", rate=rate, unit=unit), ja_rows[0], "ja", student_tok)
+    assert (len(plan.words), len(student_tok.tokenize(ja_rows[0].questions["ja"])), len(plan.candidates)) == (5, 7, 3)
+    assert plan.n == n
+
+
+def test_defaults_are_the_release_s_and_bad_options_are_refused(teacher_tok, student_tok, ja_rows):
+    from cvil.config import KDConfig
+    from cvil.data.alignment import KDSelection
+    from cvil.data.codemix import CODEMIX_RATE
+
+    assert KDConfig().codemix_rate == KDSelection().codemix_rate == CODEMIX_RATE == 0.15
+    assert KDConfig().codemix_unit == KDSelection().codemix_unit == "subwords"
+    default, explicit = CodeMixer(teacher_tok, student_tok, "ja"), CodeMixer(teacher_tok, student_tok, "ja",
+                                                                             rate=0.15, unit="subwords")
+    assert [_plan(default, r, "ja", student_tok) for r in ja_rows] == [_plan(explicit, r, "ja", student_tok)
+                                                                      for r in ja_rows]
+    for kw in ({"rate": 0.0}, {"rate": 1.5}, {"unit": "pieces"}):
+        with pytest.raises(ValueError, match="code-mix"):
+            CodeMixer(teacher_tok, student_tok, "ja", **kw)

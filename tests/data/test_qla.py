@@ -55,12 +55,15 @@ def test_invalid_json_names_line_and_column(tmp_path):
         read_qla(path)
 
 
-@pytest.mark.parametrize("field", ["o", "an", "s", "img_id", "q_id"])
-def test_missing_required_field_names_row_and_field(tmp_path, field):
-    bad = row()
+@pytest.mark.parametrize("field, name", [("o", "train2014_qla_mrcnn.json"), ("an", "train2014_qla_mrcnn.json"),
+                                         ("s", "train2014_qla_mrcnn.json"), ("img_id", "val2014_qla_mrcnn.json"),
+                                         ("q_id", "test-dev2015_qla_mrcnn.json")])
+def test_missing_required_field_names_row_and_field(tmp_path, field, name):
+    """`q_id` is required in test files only: the release reads it nowhere else (issue 23)."""
+    bad = row(q_id=71)
     del bad[field]
     with pytest.raises(DataFormatError, match=rf"row 1: expected field\(s\) {field}"):
-        read_qla(write(tmp_path, [row(), bad]))
+        read_qla(write(tmp_path, [row(), bad], name), drop_empty=False)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -91,9 +94,12 @@ def test_unknown_file_requires_answer_strings(tmp_path):
         read_unknown(write(tmp_path, [row(answer="白"), row(q_id=71)], "t.unknown"))
 
 
-def test_a_q_id_used_twice_names_both_rows(tmp_path):
-    """Issue 19: results, teacher caches and predictions are keyed by q_id; a duplicate used to pass silently."""
+def test_a_q_id_used_twice_in_a_test_file_names_both_rows(tmp_path):
+    """Issue 19: test predictions go to EvalAI by q_id; a duplicate used to pass silently. Issue 23: only test files:
+    the release's train/val rows carry `q_id: 0` on every row, and are keyed by position instead."""
     rows = [row(q_id=70), row(q_id=71), row(q_id=70, an=[], s=[])]
-    with pytest.raises(DataFormatError, match=r"train2014_qla_mrcnn.json: row 2 field 'q_id': expected a q_id used "
-                                              r"by one row only, got 70, already the q_id of row 0"):
-        read_qla(write(tmp_path, rows))
+    with pytest.raises(DataFormatError, match=r"test-dev2015_qla_mrcnn.json: row 2 field 'q_id': expected a q_id "
+                                              r"used by one row only \(a test file\), got 70, already the q_id of row 0"):
+        read_qla(write(tmp_path, rows, "test-dev2015_qla_mrcnn.json"), drop_empty=False)
+    train = read_qla(write(tmp_path, rows))
+    assert train.key_source == "position" and [r.key for r in train.rows] == [0, 1]

@@ -150,7 +150,7 @@ def test_codemix_draws_per_epoch_and_alignment_b(teacher_tok, student_tok, featu
 def test_codemix_needs_the_alignment_field(teacher_tok, student_tok, features, ja_rows):
     rows = [*ja_rows, QLARow(questions={"en": "What?", "ja": "何"}, tags="cat", answer_ids=(0,), scores=(1.0,),
                              img_id=1, q_id=4242)]
-    with pytest.raises(AlignmentFieldError, match="q_id=4242"):
+    with pytest.raises(AlignmentFieldError, match="question 4242"):
         _dataset(rows, student_tok, features, teacher_tok, KDSelection(codemix=True))
     _dataset(rows, student_tok, features, teacher_tok, KDSelection())  # only code-mixing needs it
 
@@ -170,7 +170,7 @@ def test_hindi_codemix_and_truncation(teacher_tok, student_tok, features, hi_row
 def test_errors(teacher_tok, student_tok, features, ja_rows):
     with pytest.raises(ValueError, match="teacher's tokenizer"):
         _dataset(ja_rows, student_tok, features, None, KDSelection())
-    with pytest.raises(KeyError, match="q_id=101 has no 'hi'"):
+    with pytest.raises(KeyError, match="question 101 has no 'hi'"):
         _dataset(ja_rows, student_tok, features, lang="hi")
     ds = _dataset(ja_rows, student_tok, features)
     with pytest.raises(ValueError, match="fixed_text_len=4"):
@@ -204,3 +204,16 @@ def test_empty_tags_follow_the_release_for_student_and_teacher(teacher_tok, stud
         assert not ex["token_type_ids"].any() and not ex["teacher_token_type_ids"].any()
         tag_pairs = [tuple(p[:2]) for p in ex["kd_text_pairs"].tolist() if p[2] == COMPONENT_TAG]
         assert tag_pairs == [(s_sep, t_sep)]
+
+
+def test_codemix_rate_and_unit_reach_the_plans(teacher_tok, student_tok, features, ja_rows):
+    from cvil.config import KDConfig
+    from cvil.train.data_setup import kd_selection
+
+    kd = kd_selection(KDConfig(codemix_rate=0.4, codemix_unit="words"), split="train")
+    assert (kd.codemix, kd.codemix_rate, kd.codemix_unit) == (True, 0.4, "words")
+    words = _dataset(ja_rows, student_tok, features, teacher_tok, kd)
+    subwords = _dataset(ja_rows, student_tok, features, teacher_tok, dataclasses.replace(kd, codemix_unit="subwords"))
+    default = _dataset(ja_rows, student_tok, features, teacher_tok, KDSelection(codemix=True))
+    # row 0 (猫は何色ですか): 5 words, 7 student pieces, 3 candidates
+    assert (words._plans[0].n, subwords._plans[0].n, default._plans[0].n) == (2, 3, 1)

@@ -105,6 +105,18 @@ def test_layer_mapping_is_identity_for_base_and_proportional_otherwise():
         map_layers((13,), 12)
 
 
+def test_layer_mapping_rounds_half_up_not_to_even():
+    # 3, 6, 9, 12 on 6 layers: 1.5, 3, 4.5, 6 -> 2, 3, 5, 6 (Python's round gave 2, 3, 4, 6)
+    assert map_layers((3, 6, 9, 12), 6) == [2, 3, 5, 6]
+    assert map_layers((3, 6, 9, 12), 4) == [1, 2, 3, 4]  # exact thirds: no tie
+    assert map_layers((3, 6, 9, 12), 12) == [3, 6, 9, 12]
+    assert map_layers(tuple(range(1, 13)), 12) == list(range(1, 13))  # identity on every layer
+    assert map_layers((6,), 5) == [3]  # 2.5 -> 3 (round gave 2)
+    assert map_layers((1,), 6) == [1]  # 0.5 -> 1
+    with pytest.raises(ValueError, match="collapse"):
+        map_layers((3, 6, 9, 12), 2)
+
+
 def test_layer_weights_must_match_layers():
     batch, _ = _batch()
     with pytest.raises(ValueError, match="weights"):
@@ -117,3 +129,56 @@ def test_teacher_logit_loss_uses_probabilities_and_scales_by_labels():
     p = torch.sigmoid(t)
     expected = -(p * torch.log(torch.sigmoid(s)) + (1 - p) * torch.log(1 - torch.sigmoid(s))).mean() * 3
     assert teacher_logit_loss(s, t).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def _tag_example():
+    """One example through the real tag walk and collate: tags `dog cat tree`, the student splits `cat` as `ca ##t`.
+
+    The walk pairs the first `[SEP]`, `dog`, `tree` and the final `[SEP]` (component 2): A over the tag tokens has
+    exactly two ones, dog-dog and tree-tree, and t = 4 student tag tokens (dog ca ##t tree).
+    """
+    from cvil.data.alignment import KDSelection, tag_alignment, text_pairs
+    from cvil.data.collate import collate
+
+    teacher = ["[CLS]", "what", "[SEP]", "dog", "cat", "tree", "[SEP]"]
+    student = ["[CLS]", "何", "の", "[SEP]", "dog", "ca", "##t", "tree", "[SEP]"]
+    tags = tag_alignment(teacher, student)
+    assert tags == [(3, 2), (4, 3), (7, 5), (8, 6)]  # both [SEP] rows are component-2 pairs
+    example = {
+        "input_ids": torch.arange(10, 10 + len(student)), "token_type_ids": torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1]),
+        "teacher_input_ids": torch.arange(10, 10 + len(teacher)),
+        "teacher_token_type_ids": torch.tensor([0, 0, 0, 1, 1, 1, 1]),
+        "img_feats": torch.zeros(2, 5), "n_regions": 2, "labels": torch.zeros(3), "question_id": 1,
+        "kd_text_pairs": text_pairs(KDSelection(), tags), "kd_image": True,
+    }
+    return collate([example]), len(student), len(teacher)
+
+
+def test_per_component_tag_term_is_equation_4_over_tag_tokens_only():
+    batch, t_s, t_t = _tag_example()
+    # student rows all 0, teacher row at position p all (p + 1): the MSE of a pair (s, p) is (p + 1)^2
+    student = (torch.zeros(1, t_s + 2, H),) * 5
+    teacher = (torch.arange(1.0, t_t + 3)[None, :, None].expand(1, t_t + 2, H),) * 5
+    got = distillation_loss(student, teacher, batch, layers=(12,), reduction="per_component")
+    l_cls = 1.0 ** 2  # teacher position 0
+    l_img = (8.0 ** 2 + 9.0 ** 2) / 2  # teacher image slots 7, 8
+    l_tag = (4.0 ** 2 + 6.0 ** 2) / 4 ** 2  # Eq. 4: A_dog,dog + A_tree,tree (teacher 3, 5), t = 4; no [SEP] rows
+    assert got.total.item() == pytest.approx(l_cls + l_img + l_tag, rel=1e-6)
+    # pooled (the release) is unchanged: one mean over every selected row, [SEP] rows included
+    pooled = distillation_loss(student, teacher, batch, layers=(12,), reduction="pooled")
+    rows = [0, 7, 8, 2, 3, 5, 6]
+    assert pooled.total.item() == pytest.approx(sum((p + 1.0) ** 2 for p in rows) / len(rows), rel=1e-6)
+
+
+def test_per_component_tag_term_matches_an_explicit_a_matrix_with_random_states():
+    batch, t_s, t_t = _tag_example()
+    student, teacher = (tuple(torch.randn(1, n + 2, H, generator=torch.Generator().manual_seed(seed))
+                              for _ in range(5)) for n, seed in ((t_s, 11), (t_t, 12)))
+    got = distillation_loss(student, teacher, batch, layers=(12,), reduction="per_component")
+    sh, th = student[4], teacher[4]
+    s_tags, t_tags = [4, 5, 6, 7], [3, 4, 5]  # object-tag token positions (no [SEP])
+    a = {(4, 3), (7, 5)}
+    l_tag = sum(_row_mse(sh, th, 0, i, j) for i in s_tags for j in t_tags if (i, j) in a) / len(s_tags) ** 2
+    expected = (_row_mse(sh, th, 0, 0, 0) + sum(_row_mse(sh, th, 0, t_s + r, t_t + r) for r in range(2)) / 2
+                + l_tag)
+    assert got.total.item() == pytest.approx(expected, rel=1e-5)

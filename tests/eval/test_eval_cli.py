@@ -83,11 +83,12 @@ def test_eval_vqa_questions_disagree(tmp_path, vqa_files, capsys) -> None:
 
 
 def test_eval_jvg_on_labelled_rows_uses_the_label_map_beside_the_file(tmp_path) -> None:
-    """`--qla`: real val rows carry label ids only; the truth is label2ans[an[0]], unlabelled rows are left out."""
+    """`--qla`: real val rows carry label ids only; the truth is label2ans[an[0]], unlabelled rows are left out. They
+    carry no q_id either, so results name them by their position in the file (issue 23)."""
     from pathlib import Path
 
     val = Path(__file__).resolve().parents[1] / "fixtures" / "release_format" / "vg" / "val2014_qla_mrcnn.json"
-    r = _write(tmp_path / "r.json", [{"question_id": 2340000, "answer": "白"}, {"question_id": 2340001, "answer": "x"}])
+    r = _write(tmp_path / "r.json", [{"question_id": 0, "answer": "白"}, {"question_id": 1, "answer": "x"}])
     out, csv = tmp_path / "jvg.json", tmp_path / "pq.csv"
     rc = main(["eval", "jvg", "--qla", str(val), "--results", r, "--bleu-tokenizer", "none", "--out", str(out),
                "--per-question", str(csv)])

@@ -27,5 +27,5 @@ def test_rows_that_all_carry_strings_use_them_even_uncovered():
 
 
 def test_a_label_id_outside_the_map_names_the_row():
-    with pytest.raises(DataFormatError, match=r"val.json: row 1 \(q_id 2\) field 'an': expected a label id below 3"):
+    with pytest.raises(DataFormatError, match=r"val.json: row 1 \(question 2\) field 'an': expected a label id below 3"):
         jvg_truth([_row(1, [0]), _row(2, [7])], ["白", "黒", "赤"], file="val.json")

@@ -44,6 +44,50 @@ def test_classify(question: str, expected: tuple[str, ...]) -> None:
     assert classify(question) == expected
 
 
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("何故傘をさしていますか", ("naze",)),  # 何故 = なぜ, not nani
+        ("何処にありますか", ("doko",)),  # 何処 = どこ, not nani
+        ("何故何処にいますか", ("doko", "naze")),
+        ("何時ですか", ("nani",)),  # 何 compounds other than 何故/何処 are unchanged
+    ],
+)
+def test_kanji_spellings_of_naze_and_doko(question: str, expected: tuple[str, ...]) -> None:
+    assert classify(question) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("りんごはいつつありますか", ("other",)),  # いつつ = five
+        ("これはいつつくられましたか", ("itsu",)),  # いつ + つくられ: kept
+        ("あいつは誰ですか", ("dare",)),  # あいつ = that guy
+        ("あいつはいつ来ましたか", ("itsu",)),
+        ("そいつはどこにいますか", ("doko",)),
+        ("写真がいつ撮られたか", ("itsu",)),
+    ],
+)
+def test_itsu_only_as_a_whole_word(question: str, expected: tuple[str, ...]) -> None:
+    assert classify(question) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("ここはしょくどうですか", ("other",)),  # しょくどう = dining hall
+        ("すいどうはありますか", ("other",)),  # すいどう = water supply
+        ("しょくどうはどうですか", ("dou",)),
+        ("晴れているかどうか分かりますか", ("other",)),  # かどうか = whether
+        ("これはいったいどうなっていますか", ("dou",)),
+        ("行ったらどうですか", ("dou",)),
+        ("「どう」ですか", ("dou",)),
+    ],
+)
+def test_dou_only_as_a_whole_word(question: str, expected: tuple[str, ...]) -> None:
+    assert classify(question) == expected
+
+
 def test_custom_map() -> None:
     types = {"why": QuestionWord(("なぜ", "どうして")), "how": QuestionWord(("どう",))}
     assert classify("どうして", types) == ("why", "how")  # no exclusion configured: both

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid_spec import expand, load_grid, shipped_grids
+from bench.grid.spec import expand, load_grid, shipped_grids
 from cvil.config import load_config
 from leaderboards.spec import load_specs
 

@@ -63,3 +63,15 @@ def test_missing_file_and_cycles(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="circular"):
         load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("kd.codemix_rate=0", r"kd.codemix_rate: expected in \(0, 1\], got 0.0"),
+    ("kd.codemix_rate=1.5", r"kd.codemix_rate: expected in \(0, 1\], got 1.5"),
+    ("kd.codemix_unit=pieces", "is not one of 'subwords', 'words'"),
+])
+def test_codemix_rate_and_unit_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+    cfg = load_config(None, ["kd.codemix_rate=1", "kd.codemix_unit=words"])
+    assert (cfg.kd.codemix_rate, cfg.kd.codemix_unit) == (1.0, "words")

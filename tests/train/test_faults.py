@@ -246,7 +246,8 @@ def test_api_run_checks_configs_built_in_code(overrides_for, synthetic_config, t
 
 
 def test_resume_and_overrides_may_come_in_any_order(synthetic_config):
-    from cvil.cli import _parse, build_parser
+    from cvil.cli import build_parser
+    from cvil.cli_args import parse_args as _parse
 
     argv = ["train", "--config", str(synthetic_config("baseline.yaml")), "train.seed=3", "--resume",
             "data.batch_size=8", "--trust-unverified"]
@@ -336,11 +337,11 @@ def test_an_out_of_range_label_id_names_file_and_row(tiny_world, overrides_for, 
     from cvil.data.label_maps import load_label_maps
 
     root = _world_copy(tiny_world, tmp_path)
-    path = _edit_train(root, lambda rows: [*rows[:5], {**rows[5], "an": [-1], "s": [1.0]}, *rows[6:]])
+    num_labels = len(load_label_maps(root / "vg").label2ans)  # (a negative id is refused when the file is read)
+    path = _edit_train(root, lambda rows: [*rows[:5], {**rows[5], "an": [num_labels], "s": [1.0]}, *rows[6:]])
     cfg = load_config(synthetic_config("baseline.yaml"), overrides_for(tmp_path / "out", *SHORT, f"data.root={root}"))
-    num_labels = len(load_label_maps(root / "vg").label2ans)
     with pytest.raises(DataFormatError, match=rf"{path}: row 5 field 'an': expected label ids in \[0, {num_labels}\), "
-                                              r"got label id -1"):
+                                              rf"got label id {num_labels}"):
         run(cfg)
 
 
@@ -403,3 +404,14 @@ def test_a_wrong_feature_dim_names_the_odd_file_in_validate_and_training(tiny_wo
     cfg = load_config(synthetic_config("baseline.yaml"), overrides_for(tmp_path / "out", *SHORT, f"data.root={root}"))
     with pytest.raises(DataFormatError, match=re.escape(f"{first}: img_id {first.stem}: expected feature dim 32")):
         run(cfg)
+
+
+def test_api_run_refuses_what_cvil_train_refuses(synthetic_config, tmp_path):
+    """One pre-run gate, entered by `api.run` (issue 24): a missing data.root was a traceback naming the tokenizer
+    through `api.run` (cvil demo, grids, searches) while `cvil train` listed every problem."""
+    cfg = load_config(synthetic_config("baseline.yaml"), ["data.root=/nonexistent", "model.init=/nonexistent/init",
+                                                          f"output_dir={tmp_path / 'out'}"])
+    with pytest.raises(ConfigError, match=r"(?s)invalid run configuration:\n  - data.root '/nonexistent' does not exist"
+                                          r".*model.init '/nonexistent/init' does not exist"):
+        run(cfg)
+    assert not (tmp_path / "out").exists()

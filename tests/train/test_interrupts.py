@@ -44,13 +44,13 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is
     assert not lock.path.exists() and holder(folder) is None  # a clean release removes the file
 
 
-def test_train_refuses_a_locked_output_dir_before_writing_anything(tmp_path, synthetic_config):
+def test_train_refuses_a_locked_output_dir_before_writing_anything(tmp_path, synthetic_config, overrides_for):
     from cvil.train.api import run
 
     out = tmp_path / "run"
     proc = _holder_process(out)
-    try:
-        cfg = load_config(synthetic_config("baseline.yaml"), [f"output_dir={out}", "tracking.enabled=false"])
+    try:  # a config that passes the pre-run gate (api.run checks the config first, then takes the lock)
+        cfg = load_config(synthetic_config("baseline.yaml"), overrides_for(out, "tracking.enabled=false"))
         with pytest.raises(RunFolderLocked, match=f"in use by pid {proc.pid}"):
             run(cfg)
     finally:

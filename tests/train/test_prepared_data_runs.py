@@ -80,7 +80,7 @@ def test_relabel_maps_english_targets_onto_merged_classes(tmp_path):
     (merged,) = relabel([row], tmp_path, "hindi_merged")
     assert (merged.answer_ids, merged.scores, merged.q_id) == ((0, 1), (0.9, 0.3), 7)
     assert label_maps(tmp_path, "hindi_merged").label2ans == ["ऊपर", "नहीं"]
-    with pytest.raises(DataSetupError, match="q_id 8 has label ids \\[5\\] outside the 3 answers"):
+    with pytest.raises(DataSetupError, match="question 8 has label ids \\[5\\] outside the 3 answers"):
         relabel([QLARow({"hi": "q"}, "", (5,), (1.0,), 1, 8)], tmp_path, "hindi_merged")
     with pytest.raises(ConfigError):
         load_config(None, ["data.label_set=hindi"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -49,6 +50,7 @@ def test_baseline_schedule_end_to_end_with_mlflow(overrides_for, synthetic_confi
     assert run_info.info.status == "FINISHED"
     assert run_info.data.tags["cvil.cell"] == "baseline" and run_info.data.tags["cvil.schedule"] == "baseline"
     assert run_info.data.params["stages.1.lr"] == str(cfg.stages[1].lr)
+    assert run_info.data.params["effective_batch_size"] == "16"  # data.batch_size 16 x 1 process x grad_accum 1
     assert "train.loss" in run_info.data.metrics and "test.accuracy" in run_info.data.metrics
 
 
@@ -138,3 +140,33 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(override
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(synthetic_config(config)), overrides), nprocs=2,
              join=True)
     _assert_same_weights(_weights(single), _weights(ddp), atol=2e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["baseline.yaml", "kd.yaml"])
+def test_grad_accum_matches_one_process_with_the_whole_batch(overrides_for, synthetic_config, tmp_path, config):
+    """train.grad_accum=2 over micro-batches of 8 trains as batches of 16; with 88 rows an epoch ends with a short
+    window (one micro-batch of 8), which is a step of its own, as the single process's last batch of 8."""
+    stages = ("stages=[{name: s, dataset: vqa, lang: ja, epochs: 1, lr: 5.0e-4, objective: kd, select: last}]"
+              if config == "kd.yaml" else
+              "stages=[{name: s, dataset: vg, lang: ja, epochs: 2, lr: 5.0e-4, select: last}]")
+    common = (stages, "data.max_train_examples=88", "evaluate=[]")
+    whole, accumulated = tmp_path / "whole", tmp_path / "accumulated"
+    run(load_config(synthetic_config(config), overrides_for(whole, *common, "data.batch_size=16")))
+    run(load_config(synthetic_config(config), overrides_for(accumulated, *common, "data.batch_size=8",
+                                                            "train.grad_accum=2")))
+    _assert_same_weights(_weights(whole), _weights(accumulated), atol=2e-5)
+
+
+def test_train_loss_ce_reaches_the_training_loop(overrides_for, synthetic_config, tmp_path):
+    """The same first batch on the same initial weights: BCE x num_labels near 0.69 x L, CE near ln L."""
+    first = {}
+    for loss in ("bce", "ce"):
+        out = tmp_path / loss
+        run(load_config(synthetic_config("baseline.yaml"), overrides_for(
+            out, "stages=[{name: s, dataset: vg, lang: ja, epochs: 1, lr: 5.0e-4, select: last}]", "evaluate=[]",
+            "train.log_every=1", f"train.loss={loss}")))
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        first[loss] = next(r["train.loss"] for r in rows if "train.loss" in r)
+        assert all(math.isfinite(r["val.task_loss"]) for r in rows if "val.task_loss" in r)
+    assert first["ce"] < 0.5 * first["bce"]

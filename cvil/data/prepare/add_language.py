@@ -2,9 +2,10 @@
 
 mVQA (the release's translated questions and alignments) was never published (reference §4.2 [GAP]). This rebuilds
 it from any MT output and any word aligner:
-- `translations`: a TSV `english question \\t translation`, one line per distinct question (duplicates are
-  reported and the first line wins; a QLA question without a line is an error unless `allow_missing`, which drops
-  the row and reports it);
+- `translations`: a TSV `english question \\t translation`, one line per distinct question (a repeated question
+  with the same translation is counted in the report, one with another translation is an error naming both lines,
+  as in `hindi-classes`; a QLA question without a line is an error unless `allow_missing`, which drops the row and
+  reports it);
 - `alignments`: Pharaoh lines (`0-0 1-2 ...`), one per TSV line, as fast_align / awesome-align / SimAlign write for
   `english ||| target` input (`write_aligner_input` writes that input); `i-j` links English word `i` of
   `english_words(en)` to target word `j` of `target_words(translation, lang)`; `order="tgt-en"` reads `j-i` files;
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cvil.data.errors import DataFormatError
-from cvil.data.json_file import load_json
+from cvil.data.json_file import load_json, read_text
 from cvil.data.prepare.common import progress, read_tsv, write_json
 from cvil.data.text import english_words, target_words
 
@@ -30,11 +31,18 @@ ORDERS = ("en-tgt", "tgt-en")
 
 
 def read_translations(path: str | Path) -> tuple[dict[str, tuple[int, str]], list[int]]:
-    """`{english: (tsv line number, translation)}` (first line wins) and the line numbers of duplicates."""
+    """`{english: (tsv line number, translation)}` and the line numbers of duplicates. A duplicate line with the same
+    translation (compared without surrounding whitespace) is counted and the first line kept; one with a different
+    translation is an error naming both lines, as in `hindi-classes`: which one the rows should get is not ours to
+    guess."""
     table: dict[str, tuple[int, str]] = {}
     duplicates: list[int] = []
     for line_no, (english, translation) in read_tsv(path, 2, "english question \\t translation"):
         if english in table:
+            first_line, first = table[english]
+            if first.strip() != translation.strip():
+                raise DataFormatError(path, f"line {line_no}", f"one translation of {english!r}",
+                                      f"{translation!r} here, {first!r} at line {first_line}")
             duplicates.append(line_no)
             continue
         table[english] = (line_no, translation)
@@ -112,7 +120,7 @@ def add_language(*, qla: str | Path, lang: str, translations: str | Path, out: s
         alignments = Path(alignments)
         if not alignments.is_file():
             raise DataFormatError(alignments, "file", "Pharaoh alignments, one line per translation", "no such file")
-        pharaoh = alignments.read_text(encoding="utf-8").splitlines()
+        pharaoh = read_text(alignments, "Pharaoh alignments, one line per translation").splitlines()
         # line k of the alignment file belongs to the k-th non-blank line of the TSV (duplicates included)
         tsv_lines = sorted([ln for ln, _ in table.values()] + duplicate_lines)
         if len(pharaoh) != len(tsv_lines):

@@ -191,6 +191,8 @@ def _row_words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
     writes them); English words are `english_words(en)`."""
     from cvil.data.errors import DataFormatError
 
+    if not isinstance(row, dict):
+        raise DataFormatError(where, "row", "a JSON object", type(row).__name__)
     if lang not in row:
         raise DataFormatError(where, "fields", f"a {lang!r} question field", f"keys {sorted(row)}")
     english = row.get("en", row.get("q"))
@@ -210,7 +212,12 @@ def align_qla(*, qla: str | Path, lang: str, model: str, out: str | Path | None 
     from cvil.errors import UsageError
 
     qla = Path(qla)
-    rows = json.loads(qla.read_text(encoding="utf-8"))
+    from cvil.data.errors import DataFormatError
+    from cvil.data.json_file import load_json
+
+    rows = load_json(qla, "a QLA JSON file")
+    if not isinstance(rows, list):
+        raise DataFormatError(qla, "top level", "a JSON list of question rows", type(rows).__name__)
     words = [_row_words(row, lang, f"{qla} row {i} (q_id {row.get('q_id')})") for i, row in enumerate(rows)]
     try:
         aligner = EmbeddingAligner(model, layer=layer, method=method, threshold=threshold, similarity=similarity,

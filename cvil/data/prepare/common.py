@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cvil.data.errors import DataFormatError
+from cvil.data.json_file import text_lines
 from cvil.fileio import atomic_write
 
 
@@ -30,13 +31,12 @@ def read_tsv(path: str | Path, columns: int, what: str) -> Iterator[tuple[int, l
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file", what, "no such file")
-    with open(path, encoding="utf-8", newline="") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != columns:
-                raise DataFormatError(path, f"line {line_no}", f"{columns} tab-separated columns ({what})",
-                                      f"{len(fields)} in {line[:60]!r}")
-            yield line_no, fields
+    for line_no, line in text_lines(path, what):  # bad UTF-8: an error naming the line and byte
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != columns:
+            raise DataFormatError(path, f"line {line_no}", f"{columns} tab-separated columns ({what})",
+                                  f"{len(fields)} in {line[:60]!r}")
+        yield line_no, fields

@@ -9,10 +9,10 @@ the harder question types.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 from cvil.errors import UsageError
+from cvil.suggest import unknown_choice
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,4 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"unknown synth preset {name!r} (known: {', '.join(PRESETS)}){hint}") from None
+        raise UsageError(unknown_choice("synth preset", name, PRESETS)) from None

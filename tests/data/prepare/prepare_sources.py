@@ -69,7 +69,8 @@ def write_feature_tsv(path: Path, img_ids, *, dim: int = FEATURE_DIM, seed: int 
     return path
 
 
-# English questions, their Japanese translations (line 3 duplicates line 1; "How many dogs?" has none).
+# English questions, their Japanese translations (line 3 repeats line 1, same translation: a counted duplicate; one
+# with another translation is a conflict, tests/faults/test_data_faults.py; "How many dogs?" has none).
 ENGLISH_ROWS = [
     {"en": "What color is the car?", "o": "car", "an": [0], "s": [1.0], "img_id": 1, "q_id": 10},
     {"en": "Where is the cat?", "o": "cat;tree", "an": [1], "s": [1.0], "img_id": 1, "q_id": 11},
@@ -78,7 +79,7 @@ ENGLISH_ROWS = [
 ]
 TRANSLATIONS_TSV = ("What color is the car?\t車は何色ですか？\n"
                     "Where is the cat?\t猫はどこにいますか？\n"
-                    "What color is the car?\t車の色は何ですか？\n")
+                    "What color is the car?\t車は何色ですか？\n")
 # english_words: [What, color, is, the, car, ?] / [Where, is, the, cat, ?]
 # japanese_words: [車, は, 何色, です, か, ？] / [猫, は, どこ, に, い, ます, か, ？]
 PHARAOH = "4-0 0-2 1-2 5-5\n3-0 0-2 1-4 4-7\n0-0\n"

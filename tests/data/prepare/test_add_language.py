@@ -38,7 +38,7 @@ def test_pharaoh_alignments_become_reference_entries(inputs, tmp_path):
     report = add_language(**inputs, lang="ja", out=out, allow_missing=True, show_progress=False)
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert [r["q_id"] for r in rows] == [10, 11, 12]  # "How many dogs?" has no translation: dropped, reported
-    assert rows[0]["ja"] == rows[2]["ja"] == "車は何色ですか？"  # the duplicate line 3 does not win
+    assert rows[0]["ja"] == rows[2]["ja"] == "車は何色ですか？"  # line 3 repeats line 1: counted, not a conflict
     assert rows[0]["ja-en"] == [["車", "car", 4], ["は"], ["何色", "What", 0], ["です"], ["か"], ["？", "?", 5]]
     assert rows[1]["ja-en"] == [["猫", "cat", 3], ["は"], ["どこ", "Where", 0], ["に"], ["い", "is", 1], ["ます"],
                                 ["か"], ["？", "?", 4]]

@@ -164,3 +164,71 @@ def test_images_outside_the_splits_and_without_features_are_reported(sources, tm
     assert report["splits"]["val"]["images_without_features"] == 1
     assert report["splits"]["val"]["images_without_features_examples"] == [8]
     assert report["splits"]["test"]["images_without_features"] == 0 and report["splits"]["test"]["unknown_rows"] == 3
+
+
+def test_report_gives_coverage_over_all_splits_beside_each_split(sources, tmp_path):
+    report = _prepare(sources, tmp_path / "vg")
+    # train 11/18, val 3/6, test 3/6 (the paper's 74.39 % is this figure on the full JVG)
+    assert report["all_splits"] == {"questions": 30, "covered": 17, "coverage": 56.67}
+    assert [report["splits"][s]["coverage"] for s in ("train", "val", "test")] == [61.11, 50.0, 50.0]
+    assert report["options"]["top_k"] == 5 and report["inputs"]["ans2label"] is None
+
+
+def _write(path, value):
+    path.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_a_given_answer_list_sets_labels_and_ids(sources, tmp_path, capsys):
+    # UC2's misc/ans2label_ja.json layout, ids not in file order; 雨 occurs only in test, 木の上 not in the top-5
+    given = _write(tmp_path / "ans2label_ja.json", {"白": 2, "赤": 0, "雨": 1, "木の上": 3})
+    out = tmp_path / "vg"
+    report = prepare_jvg(qa=sources["qa"], tags=sources["tags"], out=out, splits=sources["splits"], ans2label=given,
+                         show_progress=False)
+    maps = load_label_maps(out)
+    assert maps.label2ans == ["赤", "雨", "白", "木の上"]
+    assert list(maps.ans2label.items()) == [("赤", 0), ("雨", 1), ("白", 2), ("木の上", 3)]  # ids in insertion order
+    first = json.loads(layout.qla_path(out, "train").read_text(encoding="utf-8"))[0]
+    assert (first["q_id"], first["an"]) == (100, [2])  # 白 -> the file's id
+    assert [r.answer_ids for r in read_unknown(layout.unknown_path(out)).rows] == [(0,), (), (), (2,), (), (1,)]
+    assert report["num_labels"] == 4 and report["options"]["top_k"] is None
+    assert report["inputs"]["ans2label"] == "ans2label_ja.json"
+    assert [report["splits"][s]["covered"] for s in ("train", "val", "test")] == [6, 3, 3]
+    assert report["all_splits"] == {"questions": 30, "covered": 12, "coverage": 40.0}
+    assert report["dropped"] == {"train: answer outside the given answer list": 12,
+                                 "val: answer outside the given answer list": 3}
+    assert validate_dataset(out).num_labels == 4
+    # a JSON list of answers (id = position) through the CLI writes the same files
+    listed = _write(tmp_path / "answers.json", ["赤", "雨", "白", "木の上"])
+    out2 = tmp_path / "vg2"
+    assert main(["data", "prepare-jvg", "--qa", str(sources["qa"]), "--tags", str(sources["tags"]), "--out", str(out2),
+                 "--splits", str(sources["splits"]), "--ans2label", str(listed)]) == 0
+    capsys.readouterr()
+    for name in (layout.ANS2LABEL, layout.LABEL2ANS, layout.qla_path(out, "train").name):
+        assert (out / name).read_bytes() == (out2 / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"赤": 0, "白": 2}, "entry '白': expected an int id in 0..1 (ids 0..N-1), got 2"),
+    ({"赤": 0, "白": 0}, "entry '白': expected ids 0..1, each once, got id 0, already the id of '赤'"),
+    ({"赤": "0", "白": 1}, "entry '赤': expected an int id in 0..1 (ids 0..N-1), got '0'"),
+    ({"赤": 1.0, "白": 0}, "entry '赤': expected an int id in 0..1 (ids 0..N-1), got 1.0"),
+    (["赤", "白", "赤"], "entry 2: expected each answer once, got '赤' again (entry 0)"),
+    (["赤", 3], "entry 1: expected an answer string, got 3"),
+    ({}, "top level: expected at least one answer, got none"),
+    ("赤", "top level: expected a JSON object {answer: id} or a JSON list of answers, got str"),
+])
+def test_bad_answer_lists_are_one_line_errors_naming_the_file_and_entry(sources, tmp_path, capsys, value, message):
+    bad = _write(tmp_path / "ans2label.json", value)
+    err = _error(capsys, ["data", "prepare-jvg", "--qa", str(sources["qa"]), "--tags", str(sources["tags"]),
+                          "--out", str(tmp_path / "vg"), "--ans2label", str(bad)])
+    assert err == f"cvil data: {bad}: {message}"
+    assert not (tmp_path / "vg").exists()  # refused before writing anything
+
+
+def test_top_k_and_ans2label_together_are_a_usage_error(sources, tmp_path, capsys):
+    given = _write(tmp_path / "ans2label.json", ["赤"])
+    err = _error(capsys, ["data", "prepare-jvg", "--qa", str(sources["qa"]), "--tags", str(sources["tags"]),
+                          "--out", str(tmp_path / "vg"), "--ans2label", str(given), "--top-k", "3000"])
+    assert err.startswith("cvil data: --top-k and --ans2label contradict each other")
+    assert not (tmp_path / "vg").exists()

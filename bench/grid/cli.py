@@ -1,4 +1,5 @@
-"""`cvil-bench grid GRID [key=value ...]`: the command over `bench.grid.GridRunner` (parsing, SIGTERM, exit codes)."""
+"""`cvil-bench grid GRID [key=value ...]`: the command over `bench.grid.runner.GridRunner` (parsing, SIGTERM, exit
+codes)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import argparse
 import contextlib
 import signal
 
-from bench.argparse_util import allow_intermixed
-from bench.grid import TRAIN_CMD_ENV, GridRunner
-from bench.grid_spec import load_grid
-from bench.launchers import LAUNCHERS
+from bench.grid.runner import TRAIN_CMD_ENV, GridRunner
+from bench.grid.spec import load_grid
+from bench.grid.launchers import LAUNCHERS
 
 
 def _launcher_options(items: list[str]) -> dict:
@@ -44,7 +44,6 @@ def register(subparsers) -> None:
     p.add_argument("--train-cmd", default=None,
                    help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
     p.set_defaults(func=main)
-    allow_intermixed(p)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@ beside the naive reference step)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,10 @@ import torch.nn.functional as F
 
 from .flops import peak_flops, step_flops
 from .reference_align import reference_get_align
-from .throughput_measure import measure_loading, measure_steps
-from .throughput_report import Row
-from .throughput_variants import FIXED_TEXT, LANG, SIZES, STEP_KINDS, BenchSize, Variant
-from .throughput_world import BenchWorld, make_world
+from .measure import Runner, measure_loading, measure_steps
+from .report import Row
+from .variants import FIXED_TEXT, LANG, SIZES, STEP_KINDS, BenchSize, Variant
+from .world import BenchWorld, make_world
 
 
 def reference_kd_loss(student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor],
@@ -49,13 +49,16 @@ def walk_to_pairs(apply: torch.Tensor, align: torch.Tensor, text_slots: int, stu
     return {"kd_batch": b, "kd_student_pos": s_abs, "kd_teacher_pos": t_abs, "kd_component": component}
 
 
-@dataclass
-class _Runner:
-    """One variant of one step, ready to time: `step(i)` runs a step on batch `i` (synchronised on CUDA)."""
-
-    name: str
-    variant: Variant
-    step: Callable[[int], None]
+@contextlib.contextmanager
+def num_threads(n: int):
+    """Run with `n` intra-op threads (0 = leave torch's setting)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 
@@ -178,7 +181,7 @@ class Harness:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def runner(self, kind: str, name: str, variant: Variant) -> _Runner:
+    def runner(self, kind: str, name: str, variant: Variant) -> Runner:
         from cvil.data.collate import model_inputs
         from cvil.eval.soft_score import batch_score_sum
         from cvil.train.data_setup import to_device
@@ -203,7 +206,7 @@ class Harness:
                     batch_score_sum(out.logits, batch["labels"])
                 self._sync()
 
-            return _Runner(name, variant, eval_step)
+            return Runner(name, variant, eval_step)
 
         teacher = self.teacher(variant) if kind == "kd" else None
         train, objective, settings = self._step(kind, teacher, variant)
@@ -235,13 +238,19 @@ class Harness:
             optimizer_step(optimizer, scheduler, settings)
             self._sync()
 
-        return _Runner(name, variant, train_step)
+        return Runner(name, variant, train_step)
 
-    # -- measurement (bench.throughput_measure) -----------------------------------------------------------------
+    # -- measurement (bench.throughput.measure) -----------------------------------------------------------------
     def measure(self, kind: str, variants: dict[str, Variant], rounds: int, warmup: int | None = None) -> list[Row]:
         """Time every variant `rounds` times, alternating (order reversed each round), after `warmup` rounds."""
-        return measure_steps(self, kind, variants, rounds, warmup)
+        runners = [self.runner(kind, name, v) for name, v in variants.items()]
+        mfu_peaks = self.peak_by_precision if self.device.type == "cuda" or self.peak else {}
+        return measure_steps(kind, runners, rounds, warmup, device=self.device, sync=self._sync,
+                             batch_size=self.batch_size, tokens=self.tokens, flops=self.flops[kind],
+                             peak_flops=mfu_peaks)
 
     def measure_loading(self, rounds: int, workers: Sequence[int] = (0, 2), warmup: int = 1) -> list[Row]:
         """DataLoader throughput over the KD dataset with code-mixing (the KD stage's train loader)."""
-        return measure_loading(self, rounds, workers, warmup)
+        return measure_loading(self.world, rounds, workers, warmup, device=self.device, sync=self._sync,
+                               batch_size=self.batch_size, max_regions=self.size.max_regions,
+                               num_labels=self.num_labels, seed=self.seed)

@@ -1,11 +1,12 @@
-"""The CI throughput gate: `python -m bench.speed_gate [--base REF]`; exit 1 with a message when speed regressed.
+"""The CI throughput gate: `python -m bench.throughput.speed_gate [--base REF]`; exit 1 with a message when speed
+regressed.
 
 Absolute times on a shared CI machine are noise (≈18-26 % between runs, shared ENV notes), so nothing here compares
 against a stored number. Two checks, both measured in the same job:
 
 1. Ratio floor (always): the KD step of the default configuration against the naive reference step
-   (`bench.throughput`: eager attention, text padded to 128, per-step Python alignment walk, masked reference loss,
-   plain AdamW), tiny size, one thread, in one process, variants alternated round by round. The statistic is the
+   (`bench.throughput.harness`: eager attention, text padded to 128, per-step Python alignment walk, masked reference
+   loss, plain AdamW), tiny size, one thread, in one process, variants alternated round by round. The statistic is the
    median over rounds of the paired ratio naive time / optimized time. It fails below `--floor`.
    Measured on the 2-core development machine under load from other jobs: see `DEFAULT_FLOOR`.
 2. Base comparison (`--base REF`, optional): REF is checked out with `git worktree add` into a temp dir; two worker
@@ -92,7 +93,8 @@ def base_decision(base_s: list[float], candidate_s: list[float], *, max_slowdown
 # ------------------------------------------------------------------------------------------------ ratio check
 def measure_ratio(rounds: int = DEFAULT_ROUNDS, world_root: str | Path | None = None) -> tuple[list[float], list]:
     """Paired per-round ratios naive/optimized of the tiny KD step (1 thread), and the two report rows."""
-    from .throughput import Harness, num_threads, variants_for
+    from .harness import Harness, num_threads
+    from .variants import variants_for
 
     with num_threads(1):
         harness = Harness("tiny", device="cpu", world_root=world_root)
@@ -105,8 +107,8 @@ def measure_ratio(rounds: int = DEFAULT_ROUNDS, world_root: str | Path | None = 
 
 # -------------------------------------------------------------------------------------------- base comparison
 HARNESS_PACKAGE = "cvil_speed_harness"
-HARNESS_FILES = ("throughput.py", "throughput_harness.py", "throughput_measure.py", "throughput_report.py",
-                 "throughput_variants.py", "throughput_world.py", "flops.py", "reference_align.py", "speed_gate.py")
+# every module of this package (bench/throughput/, self-contained: relative imports and `cvil` only)
+HARNESS_FILES = tuple(sorted(p.name for p in Path(__file__).resolve().parent.glob("*.py")))
 _BOOT = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
          f"from {HARNESS_PACKAGE}.speed_gate import worker_main; worker_main(sys.argv[1], sys.argv[3])")
 
@@ -124,7 +126,8 @@ def worker_main(root: str, world: str) -> None:
         send({"error": f"cvil imported from {where}, not from {root}"})
         return
     try:
-        from .throughput import Harness, default_variant, num_threads
+        from .harness import Harness, num_threads
+        from .variants import default_variant
 
         with num_threads(1):
             harness = Harness("tiny", device="cpu", world_root=world)
@@ -178,7 +181,7 @@ class _Worker:
 def compare_with_base(ref: str, rounds: int = DEFAULT_BASE_ROUNDS, *, repo: Path | None = None,
                       world_root: Path | None = None, **decision_kw) -> Decision:
     """Time the default KD step on `ref` and on the working tree, alternating rounds; decide with `base_decision`."""
-    repo = repo or Path(__file__).resolve().parent.parent
+    repo = repo or Path(__file__).resolve().parents[2]
     tmp = Path(tempfile.mkdtemp(prefix="cvil-speed-gate-"))
     base_tree = tmp / "base"
     workers: list[_Worker] = []
@@ -195,7 +198,7 @@ def compare_with_base(ref: str, rounds: int = DEFAULT_BASE_ROUNDS, *, repo: Path
             shutil.copy2(Path(__file__).with_name(name), package / name)
         world = world_root or tmp / "world"
         if world_root is None:  # one world for both sides, written by the candidate's generator
-            from .throughput import make_world
+            from .world import make_world
 
             make_world(64, world)
         base, cand = _Worker(base_tree, harness_dir, world), _Worker(repo, harness_dir, world)
@@ -227,18 +230,20 @@ def compare_with_base(ref: str, rounds: int = DEFAULT_BASE_ROUNDS, *, repo: Path
 
 # ------------------------------------------------------------------------------------------------------ CLI
 def format_gate(decisions: list[Decision], rows: list) -> str:
-    lines = ["| check | result | figures |", "|---|---|---|"]
-    for d in decisions:
-        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.figures.items())
-        lines.append(f"| {d.check} | {'PASS' if d.passed else 'FAIL'} | {shown} |")
+    from bench.markdown import markdown_table  # not at import time: a base checkout's worker imports this module
+
+    checks = [[d.check, "PASS" if d.passed else "FAIL",
+               ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.figures.items())]
+              for d in decisions]
+    lines = [markdown_table(["check", "result", "figures"], checks)]
     if rows:
-        lines += ["", "| KD step (tiny, 1 thread) | samples/s | ms/step (median) |", "|---|---|---|"]
-        lines += [f"| {r.variant} | {r.samples_per_s:.1f} | {r.ms_median:.1f} |" for r in rows]
+        lines += ["", markdown_table(["KD step (tiny, 1 thread)", "samples/s", "ms/step (median)"],
+                                     [[r.variant, f"{r.samples_per_s:.1f}", f"{r.ms_median:.1f}"] for r in rows])]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.speed_gate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput.speed_gate", description=__doc__.splitlines()[0])
     parser.add_argument("--floor", type=float, default=DEFAULT_FLOOR,
                         help=f"minimum KD/naive speed ratio (default {DEFAULT_FLOOR}, half the measured {MEASURED_RATIO})")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="alternating rounds of the ratio check")

@@ -8,7 +8,7 @@ a variant of the right family with probability ``near_miss`` or an unrelated cla
 accuracy for each candidate setting. It is an argument about which setting *can* give the printed ratios, not a
 reconstruction of the authors' script.
 
-    python -m bench.bleu_ratio            # the table in docs/metrics.md
+    python -m bench.stats.bleu_ratio      # the table in docs/metrics.md
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 
 import numpy as np
 
+from bench.markdown import markdown_table
 from cvil.eval.bleu import BleuOptions, fugashi_tokens, nltk_corpus_bleu_tokens, nltk_sentence_scores
 
 #: answer families: variants share tokens or meaning, as JVG answers do
@@ -118,10 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=3000, help="questions per simulated test set")
     args = parser.parse_args(argv)
     near = (0.1, 0.25, 0.4)
-    print("| setting | " + " | ".join(f"near-miss {x:.0%}" for x in near) + " |")
-    print("| --- | " + " | ".join("--:" for _ in near) + " |")
-    for name, values in ratio_table(near_misses=near, n=args.n):
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    rows = [[name, *(f"{v:.3f}" for v in values)] for name, values in ratio_table(near_misses=near, n=args.n)]
+    print(markdown_table(["setting", *(f"near-miss {x:.0%}" for x in near)], rows, ["---"] + ["--:"] * len(near)))
     return 0
 
 

@@ -1,24 +1,34 @@
-"""Throughput benchmark, the measurement loop: variants timed side by side, alternating, and their peak memory."""
+"""Throughput benchmark, the measurement loop: variants timed side by side, alternating, and their peak memory.
+
+It times whatever runners it is given (`Runner`: a name, a variant and a `step(i)` on batch `i`) and knows nothing
+of how they were built: `bench.throughput.harness.Harness` builds them and passes its batches' figures in.
+"""
 
 from __future__ import annotations
 
 import re
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .flops import mfu
-from .throughput_report import Row
-from .throughput_variants import FIXED_TEXT, LANG, Variant
-from .throughput_world import _PtFeatures
+from .report import Row
+from .variants import FIXED_TEXT, LANG, Variant
+from .world import BenchWorld, _PtFeatures
 
-if TYPE_CHECKING:
-    from .throughput_harness import Harness
+
+@dataclass
+class Runner:
+    """One variant of one step, ready to time: `step(i)` runs a step on batch `i` (synchronised on CUDA)."""
+
+    name: str
+    variant: Variant
+    step: Callable[[int], None]
 
 
 # ---------------------------------------------------------------------------------------------------- memory
@@ -76,58 +86,64 @@ class _MemoryProbe:
 
 
 
-def measure_steps(harness: Harness, kind: str, variants: dict[str, Variant], rounds: int,
-                  warmup: int | None = None) -> list[Row]:
-    """Time every variant `rounds` times, alternating (order reversed each round), after `warmup` rounds."""
-    runners = [harness.runner(kind, name, v) for name, v in variants.items()]
+def measure_steps(kind: str, runners: Sequence[Runner], rounds: int, warmup: int | None = None, *,
+                  device: torch.device, sync: Callable[[], None], batch_size: int, tokens: Sequence[int],
+                  flops: Sequence[float], peak_flops: dict[str, float | None]) -> list[Row]:
+    """Time every runner `rounds` times, alternating (order reversed each round), after `warmup` rounds.
+
+    Per batch `i` of the runners: `tokens[i]` (the student's real tokens) and `flops[i]` (model FLOPs of one step);
+    `peak_flops`: the device's peak FLOP/s by precision for the MFU (empty: no MFU); `sync` waits for the device.
+    """
+    n_batches = len(tokens)
     if warmup is None:
-        warmup = harness.n_batches * (3 if any(v.compile for v in variants.values()) else 1)
+        warmup = n_batches * (3 if any(r.variant.compile for r in runners) else 1)
     for w in range(warmup):
         for r in runners:
-            r.step(w % harness.n_batches)
+            r.step(w % n_batches)
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     used: list[int] = []
     for k in range(rounds):
-        i = k % harness.n_batches
+        i = k % n_batches
         used.append(i)
         for r in (runners if k % 2 == 0 else runners[::-1]):
-            harness._sync()
+            sync()
             start = time.perf_counter()
             r.step(i)
             times[r.name].append(time.perf_counter() - start)
     # memory from one extra, untimed step per variant on the longest batch (the probe's trim would slow timing)
-    probe, longest = _MemoryProbe(harness.device), max(range(harness.n_batches), key=harness.tokens.__getitem__)
+    probe, longest = _MemoryProbe(device), max(range(n_batches), key=tokens.__getitem__)
     mems: dict[str, tuple] = {}
     for r in runners:
         probe.start()
         r.step(longest)
         mems[r.name] = probe.stop()
     rows = []
-    tokens = statistics.mean(harness.tokens[i] for i in used)
-    flops = statistics.mean(harness.flops[kind][i] for i in used)
+    mean_tokens = statistics.mean(tokens[i] for i in used)
+    mean_flops = statistics.mean(flops[i] for i in used)
     for r in runners:
         median = statistics.median(times[r.name])
         delta, absolute = mems[r.name]
-        peak = harness.peak_by_precision.get(r.variant.precision) if harness.device.type == "cuda" or harness.peak else None
-        rows.append(Row(step=kind, variant=r.name, samples_per_s=harness.batch_size / median,
-                        tokens_per_s=tokens / median, ms_median=1e3 * median, ms_min=1e3 * min(times[r.name]),
-                        rounds=rounds, peak_mem_mb=delta, peak_mem_abs_mb=absolute, mfu=mfu(flops, median, peak),
-                        model_gflop_per_step=flops / 1e9, settings=asdict(r.variant),
+        rows.append(Row(step=kind, variant=r.name, samples_per_s=batch_size / median,
+                        tokens_per_s=mean_tokens / median, ms_median=1e3 * median, ms_min=1e3 * min(times[r.name]),
+                        rounds=rounds, peak_mem_mb=delta, peak_mem_abs_mb=absolute, mfu=mfu(mean_flops, median, peak_flops.get(r.variant.precision)),
+                        model_gflop_per_step=mean_flops / 1e9, settings=asdict(r.variant),
                         times_ms=[1e3 * t for t in times[r.name]]))
     _add_ratios(rows)
     return rows
 
 
-def measure_loading(harness: Harness, rounds: int, workers: Sequence[int] = (0, 2), warmup: int = 1) -> list[Row]:
-    """DataLoader throughput over the KD dataset with code-mixing (the KD stage's train loader)."""
+def measure_loading(world: BenchWorld, rounds: int, workers: Sequence[int] = (0, 2), warmup: int = 1, *,
+                    device: torch.device, sync: Callable[[], None], batch_size: int, max_regions: int,
+                    num_labels: int, seed: int) -> list[Row]:
+    """DataLoader throughput over the KD dataset with code-mixing (the KD stage's train loader) of `world`."""
     from torch.utils.data import DataLoader
 
     from cvil.data.collate import collate
     from cvil.data.vqa_dataset import VQADataset
     from cvil.data.alignment import KDSelection
 
-    w, r = harness.world, harness.size.max_regions
-    cuda = harness.device.type == "cuda"
+    w, r = world, max_regions
+    cuda = device.type == "cuda"
     configs: dict[str, tuple[Any, int, bool, bool]] = {}  # name -> (features, workers, pin, fixed)
     for n in workers:
         configs[f"packed_w{n}"] = (w.store, n, False, False)
@@ -136,20 +152,20 @@ def measure_loading(harness: Harness, rounds: int, workers: Sequence[int] = (0, 
     configs["naive"] = (_PtFeatures(w.pt_dir), 0, False, True)
     loaders = {}
     for name, (features, n, pin, fixed) in configs.items():
-        ds = VQADataset(w.rows, w.student_tokenizer, features, harness.num_labels, LANG, r,
-                        teacher_tokenizer=w.teacher_tokenizer, kd=KDSelection(codemix=True), seed=harness.seed)
+        ds = VQADataset(w.rows, w.student_tokenizer, features, num_labels, LANG, r,
+                        teacher_tokenizer=w.teacher_tokenizer, kd=KDSelection(codemix=True), seed=seed)
         fn = (lambda ex: collate(ex, fixed_text_len=FIXED_TEXT)) if fixed else collate
-        loaders[name] = DataLoader(ds, batch_size=harness.batch_size, shuffle=False, num_workers=n, pin_memory=pin,
+        loaders[name] = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=n, pin_memory=pin,
                                    collate_fn=fn, persistent_workers=n > 0, drop_last=True)
-    n_samples = (len(harness.dataset) // harness.batch_size) * harness.batch_size
+    n_samples = (len(ds) // batch_size) * batch_size
     times: dict[str, list[float]] = {name: [] for name in loaders}
 
     def one_pass(loader) -> None:
         for batch in loader:
             if cuda:
-                batch = {k: v.to(harness.device, non_blocking=True) if torch.is_tensor(v) else v
+                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
                          for k, v in batch.items()}
-        harness._sync()
+        sync()
 
     names = list(loaders)
     for _ in range(warmup):
@@ -165,8 +181,8 @@ def measure_loading(harness: Harness, rounds: int, workers: Sequence[int] = (0, 
         median = statistics.median(times[name])
         features, n, pin, fixed = configs[name]
         rows.append(Row(step="loading", variant=name, samples_per_s=n_samples / median,
-                        tokens_per_s=float("nan"), ms_median=1e3 * median / (n_samples / harness.batch_size),
-                        ms_min=1e3 * min(times[name]) / (n_samples / harness.batch_size), rounds=rounds,
+                        tokens_per_s=float("nan"), ms_median=1e3 * median / (n_samples / batch_size),
+                        ms_min=1e3 * min(times[name]) / (n_samples / batch_size), rounds=rounds,
                         settings={"features": "pt_files" if isinstance(features, _PtFeatures) else "packed",
                                   "num_workers": n, "pin_memory": pin,
                                   "padding": "fixed" if fixed else "dynamic"},

@@ -4,9 +4,9 @@ Why paired: both systems answer the same test questions, so the per-question dif
 the between-question variance cancels. VQA accuracy / VQA score are per-question additive, hence a paired
 permutation test (p-value) and a paired bootstrap (CI of the mean difference) on the per-question scores apply
 directly (scipy). Systems trained with several seeds are compared by :func:`compare_seeds`, whose headline test
-resamples seeds *and* questions (two-level bootstrap-t, :mod:`bench.two_level`) and keeps the question-level test
-beside it. BLEU is a corpus statistic, not a mean of per-question values, so it goes through sacrebleu's
-paired bootstrap / approximate randomisation, which resample per-segment sufficient statistics.
+resamples seeds *and* questions (two-level bootstrap-t, :mod:`bench.stats.two_level`) and keeps the question-level
+test beside it. BLEU is a corpus statistic, not a mean of per-question values: :mod:`bench.stats.bleu_significance`
+tests it, and :func:`bench.stats.by_metric.compare_frames` picks the test by metric.
 
 Conventions: Δ = B − A (system minus reference / baseline), in the units of the scores given (no rescaling).
 Every result records the test, the number of resamples, the seed, the CI method actually used (a degenerate BCa
@@ -19,70 +19,17 @@ import dataclasses
 import functools
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.stats.results import SeedSpread, TestResult
+
 #: Cap on floats materialised per resampling batch (9999 × 38k questions would otherwise need ~3 GB).
 _MAX_BATCH_FLOATS = 20_000_000
-
-
-@dataclass(frozen=True)
-class TestResult:
-    """One paired comparison, self-describing enough to be quoted in a table footnote."""
-
-    test: str
-    delta: float
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    n: int
-    n_resamples: int
-    seed: int | None
-    method: str
-    confidence: float = 0.95
-    correction: str | None = None
-    p_adjusted: float | None = None
-    notes: tuple[str, ...] = ()
-    signature: str | None = None
-    question_level: "TestResult | None" = None  # the question-level test of the same comparison, when seed-aware
-    aso: float | None = None  # ASO ε_min of B over A over the seed scores, when seed-aware and deepsig is there
-
-    __test__ = False  # not a pytest class, despite the name
-
-    @property
-    def p(self) -> float | None:
-        """The p-value to act on: the corrected one when a correction was applied."""
-        return self.p_adjusted if self.p_adjusted is not None else self.p_value
-
-    def ci_contains(self, value: float) -> bool:
-        return self.ci_low is not None and self.ci_high is not None and self.ci_low <= value <= self.ci_high
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["notes"] = list(self.notes)
-        out["question_level"] = self.question_level.to_dict() if self.question_level else None
-        return out
-
-
-@dataclass(frozen=True)
-class SeedSpread:
-    """A system's overall score across seeds: mean ± std, and a t-interval for the mean over seeds."""
-
-    mean: float
-    std: float
-    n_seeds: int
-    ci_low: float
-    ci_high: float
-    per_seed: Mapping[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["per_seed"] = dict(self.per_seed)
-        return out
 
 
 def _paired_arrays(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -247,12 +194,12 @@ def compare_seeds(
     """Compare two systems trained with several seeds each (per-question Series indexed by question_id).
 
     ``result`` (also ``.p_value``, ``.ci_low``, ``.ci_high``): the two-level bootstrap-t of mean B − A that resamples
-    both the seeds of each system and the questions (:mod:`bench.two_level`). ``question_level``: the seed-averaged
-    paired permutation test + paired bootstrap CI over questions, which treats the trained models as fixed.
+    both the seeds of each system and the questions (:mod:`bench.stats.two_level`). ``question_level``: the
+    seed-averaged paired permutation test + paired bootstrap CI over questions, which treats the trained models as fixed.
     ``aso``: ε_min of "B almost stochastically dominates A" over the per-seed means (deepsig), None without it.
     Both tests use the questions that every seed of both systems answered.
     """
-    from bench import two_level
+    from bench.stats import two_level
 
     if not a_by_seed or not b_by_seed:
         raise ValueError("no seeds")
@@ -312,30 +259,3 @@ def apply_holm(results: Sequence[TestResult]) -> list[TestResult]:
     for i, p_adj in zip(idx, adjusted):
         out[i] = dataclasses.replace(results[i], p_adjusted=float(p_adj), correction=f"Holm (m={len(idx)})")
     return out
-
-
-# ------------------------------------------------------------------------------------------------ by metric
-
-def compare_frames(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *,
-                   metric: str = "accuracy", n_resamples: int = 9999, seed: int = 0, bleu_test: str = "bs",
-                   bleu_tokenize: str = "ja-mecab", bleu_seed: int = 12345, aso: bool = True,
-                   bleu_preset: str | None = None) -> TestResult:
-    """B vs A on per-question frames by seed (Δ = B − A, in the units of the scores).
-
-    Accuracy: the seed-aware result of :func:`compare_seeds`, with the question-level test as ``.question_level``.
-    BLEU: the column's own BLEU (``bleu_preset``, default the JVG preset) by :mod:`bench.bleu_significance`;
-    ``bleu_preset="sacrebleu"`` keeps sacrebleu's paired test with ``bleu_tokenize`` (seeds pooled).
-    """
-    if metric == "bleu":
-        if bleu_preset == "sacrebleu":
-            from bench.bleu_significance import bleu_pooled
-
-            return bleu_pooled(a_frames, b_frames, test=bleu_test, tokenize=bleu_tokenize, seed=bleu_seed)
-        from bench.bleu_significance import bleu_compare_seeds
-        from cvil.eval.bleu import JVG_PRESET, resolve_options
-
-        return bleu_compare_seeds(a_frames, b_frames, options=resolve_options(bleu_preset or JVG_PRESET),
-                                  n_resamples=1000, seed=bleu_seed)
-    cmp = compare_seeds({k: f["score"] for k, f in a_frames.items()},
-                        {k: f["score"] for k, f in b_frames.items()}, n_resamples=n_resamples, seed=seed, aso=aso)
-    return dataclasses.replace(cmp.result, question_level=cmp.question_level)

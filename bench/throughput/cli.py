@@ -17,7 +17,7 @@ store -> `collate`, so dynamic padding and the precomputed alignment are what th
 Variants: `optimized` is the default training configuration for the device (SDPA, dynamic padding, precomputed
 alignment, foreach AdamW on CPU / fused on CUDA, fp32 on CPU / bf16 on capable GPUs, no compile); `naive` is the
 reference step: eager attention, fp32, text padded to 128, the per-example Python alignment walk inside the step
-(re-tokenise both texts + the released `get_align` walk, `bench.reference_align`), the released masked 178-slot KD
+(re-tokenise both texts + the released `get_align` walk, `reference_align`), the released masked 178-slot KD
 loss, plain for-loop AdamW. Every other variant flips ONE feature of `optimized` (`eager`, `fixed128`, `walk`,
 `adamw_plain`, `compile`, `bf16`, ...), so the table says what each feature is worth. `×naive` = samples/s of the
 variant / samples/s of `naive`, measured in the same process.
@@ -25,7 +25,7 @@ variant / samples/s of `naive`, measured in the same process.
 Figures: samples/s; tokens/s (the student's real tokens: unpadded text + valid regions); median and min ms per step;
 peak memory of the step (CPU: the resident-set high-water mark during the step minus the RSS before it, via
 /proc/self/status VmHWM reset with /proc/self/clear_refs; CUDA: `torch.cuda.max_memory_allocated` minus the
-allocation before the step, plus the absolute peak); on CUDA the MFU (`bench.flops`: model FLOPs / step time / peak).
+allocation before the step, plus the absolute peak); on CUDA the MFU (`flops`: model FLOPs / step time / peak).
 
 Sizes (`SIZES`): `tiny` (hidden 64 x 4 layers, 64-d regions, 12 slots) is the CI / unit-test size; `small` (hidden
 128 x 4 layers, 50 slots of 2054-d VinVL-sized regions) keeps the real input layout (50 region slots, 128 text slots for
@@ -36,7 +36,6 @@ mBERT's (105,879) and BERT's (30,522) vocabularies and VQA's 3,129 labels: only 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
@@ -48,30 +47,11 @@ from pathlib import Path
 
 import torch
 
-# the harness is split by concern (variants, world, steps, measurement, report); this module is its entry point and
-# keeps every public name importable from `bench.throughput`
-from .throughput_harness import Harness, reference_kd_loss, walk_to_pairs
-from .throughput_report import REPORT_KEYS, ROW_KEYS, Row, format_table
-from .throughput_variants import (
-    ALL_KINDS, FIXED_TEXT, LANG, NAIVE, SIZES, STEP_KINDS, BenchSize, Variant, default_variant, variants_for,
-)
-from .throughput_world import BenchWorld, make_world
-
-__all__ = ["ALL_KINDS", "FIXED_TEXT", "LANG", "NAIVE", "REPORT_KEYS", "ROW_KEYS", "SIZES", "STEP_KINDS", "BenchSize",
-           "BenchWorld", "Harness", "Row", "Variant", "default_variant", "format_table", "make_world", "num_threads",
-           "reference_kd_loss", "register", "run_benchmark", "variants_for", "walk_to_pairs"]
-
-
-@contextlib.contextmanager
-def num_threads(n: int):
-    """Run with `n` intra-op threads (0 = leave torch's setting)."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# the harness is split by concern (the package's modules: variants, world, steps, measurement, report); this module
+# is the command over them
+from .harness import Harness, num_threads
+from .report import Row, format_table
+from .variants import ALL_KINDS, SIZES, variants_for
 
 
 def run_benchmark(size: str = "tiny", *, steps: int = 5, device: str | None = None, precision: str = "auto",

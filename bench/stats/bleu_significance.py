@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench import significance as sig
+from bench.stats.results import TestResult
 from cvil.eval import bleu as bleu_mod
 
 SEED_AWARE_BLEU_TEST = "two-level paired bootstrap of the column's BLEU (seeds and questions)"
@@ -57,7 +57,7 @@ def _tokens(texts: list[str], cache: dict[str, list[str]]) -> list[list[str]]:
 
 def bleu_compare_seeds(a_frames: Mapping[str, pd.DataFrame], b_frames: Mapping[str, pd.DataFrame], *,
                        options: bleu_mod.BleuOptions | None = None, n_resamples: int = 1000, seed: int = 0,
-                       confidence: float = 0.95) -> sig.TestResult:
+                       confidence: float = 0.95) -> TestResult:
     """B vs A on the column's BLEU from per-question frames by seed (``prediction``, ``ground_truth``, indexed by
     question_id); returns the seed-aware result with ``.question_level`` and, in ``notes``, each seed's BLEU."""
     options = options or bleu_mod.PRESETS[bleu_mod.JVG_PRESET]
@@ -92,9 +92,9 @@ def bleu_compare_seeds(a_frames: Mapping[str, pd.DataFrame], b_frames: Mapping[s
              f"smooth={options.smoothing}, reweigh={options.auto_reweigh}) per seed: A "
              + ", ".join(f"{v:.2f}" for v in col_a) + "; B " + ", ".join(f"{v:.2f}" for v in col_b),)
 
-    def result(test: str, deltas: np.ndarray, extra: tuple[str, ...]) -> sig.TestResult:
+    def result(test: str, deltas: np.ndarray, extra: tuple[str, ...]) -> TestResult:
         p, low, high = _shift_p_and_ci(deltas, delta, confidence)
-        return sig.TestResult(test=test, delta=delta, ci_low=low, ci_high=high, p_value=p, n=n,
+        return TestResult(test=test, delta=delta, ci_low=low, ci_high=high, p_value=p, n=n,
                               n_resamples=n_resamples, seed=seed, method="paired bootstrap; CI: percentile",
                               confidence=confidence, notes=notes + extra)
 
@@ -138,7 +138,7 @@ def _sacrebleu_seed(seed: int) -> Iterator[None]:
 def bleu_paired_test(
     baseline: Sequence[str], system: Sequence[str], references: Sequence[str], *, test: str = "bs",
     tokenize: str = "ja-mecab", n_resamples: int = 0, seed: int = 12345, confidence: float = 0.95,
-) -> sig.TestResult:
+) -> TestResult:
     """Paired BLEU test with sacrebleu: ``test="bs"`` (paired bootstrap, Koehn 2004; 1000 resamples by default) or
     ``"ar"`` (approximate randomisation, Riezler & Maxwell 2005; 10000 trials by default). Δ = BLEU(system) −
     BLEU(baseline).
@@ -175,7 +175,7 @@ def bleu_paired_test(
         p_value = 1.0
         notes += ("degenerate: Δ is 0 on every resample; p set to 1 (sacrebleu would report 1/(n+1))",)
     label = {"bs": "paired bootstrap", "ar": "paired approximate randomisation"}[test]
-    return sig.TestResult(
+    return TestResult(
         test=f"sacrebleu {label} (BLEU)", delta=delta, ci_low=low, ci_high=high, p_value=p_value, n=len(system),
         n_resamples=paired.n_samples, seed=seed, method=f"{test}; CI: paired bootstrap percentile",
         confidence=confidence, notes=notes, signature=str(signatures[name]),
@@ -196,7 +196,7 @@ def _bleu_bootstrap_deltas(metric, baseline, system, refs, *, n: int, seed: int)
 
 
 def bleu_pooled(a_frames: dict[str, pd.DataFrame], b_frames: dict[str, pd.DataFrame], *, test: str = "bs",
-                tokenize: str = "ja-mecab", seed: int = 12345) -> sig.TestResult:
+                tokenize: str = "ja-mecab", seed: int = 12345) -> TestResult:
     """sacrebleu paired test with seeds pooled into one corpus: seed i of A paired with seed i of B (sorted),
     questions joined on question_id (BLEU is a corpus statistic, it cannot be averaged per question)."""
     base, system, refs = [], [], []

@@ -40,20 +40,22 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(report: dict) -> str:
     """A markdown table of the report."""
+    from bench.markdown import markdown_table  # not at import time: this package stays self-contained (speed_gate)
+
     mfu_col = any(r.get("mfu") is not None for r in report["rows"])
     head = ["step", "variant", "samples/s", "tokens/s", "ms/step (median)", "peak MiB (step)", "×naive", "×optimized"]
     if mfu_col:
         head.append("MFU")
-    lines = [f"size {report['size']['name']} on {report['device']} ({report['device_name']}), "
-             f"{report['threads']} thread(s), batch {report['batch_size']}, mean text {report['text_len_mean']:.1f} "
-             f"tokens + {report['regions']} region slots, {report['rounds']} rounds, torch {report['torch']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    caption = (f"size {report['size']['name']} on {report['device']} ({report['device_name']}), "
+               f"{report['threads']} thread(s), batch {report['batch_size']}, mean text {report['text_len_mean']:.1f} "
+               f"tokens + {report['regions']} region slots, {report['rounds']} rounds, torch {report['torch']}")
+    rows = []
     for r in report["rows"]:
-        cells = [r["step"], r["variant"], _fmt(r["samples_per_s"], ".1f"), _fmt(r["tokens_per_s"], ".0f"),
-                 _fmt(r["ms_median"], ".1f"), _fmt(r["peak_mem_mb"], ".0f"), _fmt(r["vs_naive"], ".2f"),
-                 _fmt(r["vs_optimized"], ".2f")]
+        row = [r["step"], r["variant"], _fmt(r["samples_per_s"], ".1f"), _fmt(r["tokens_per_s"], ".0f"),
+               _fmt(r["ms_median"], ".1f"), _fmt(r["peak_mem_mb"], ".0f"), _fmt(r["vs_naive"], ".2f"),
+               _fmt(r["vs_optimized"], ".2f")]
         if mfu_col:
-            cells.append(_fmt(r["mfu"] and 100 * r["mfu"], ".1f") + ("%" if r["mfu"] is not None else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row.append(_fmt(r["mfu"] and 100 * r["mfu"], ".1f") + ("%" if r["mfu"] is not None else ""))
+        rows.append(row)
+    return caption + "\n\n" + markdown_table(head, rows)
 

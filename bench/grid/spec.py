@@ -27,8 +27,9 @@ import yaml
 
 from cvil.config import SHIPPED_CONFIG_ROOT, ConfigError
 from cvil import tracking_schema as schema
+from cvil.suggest import did_you_mean
 
-GRIDS_DIR = Path(__file__).resolve().parent / "grids"
+GRIDS_DIR = Path(__file__).resolve().parents[1] / "grids"  # bench/grids/
 WORLD_KEYS = ("data.root", "kd.teacher", "model.init")  # what a world (synthetic or real) provides to every cell
 
 
@@ -80,8 +81,9 @@ def find_grid(name_or_path: str) -> Path:
         return path
     shipped = GRIDS_DIR / f"{name_or_path}.yaml"
     if not shipped.is_file():
-        known = ", ".join(sorted(p.stem for p in GRIDS_DIR.glob("*.yaml")))
-        raise ConfigError(f"unknown grid {name_or_path!r}; shipped grids: {known}")
+        known = shipped_grids()
+        raise ConfigError(f"unknown grid {name_or_path!r}; shipped grids: {', '.join(known)}"
+                          f"{did_you_mean(name_or_path, known)}")
     return shipped
 
 

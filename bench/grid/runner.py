@@ -2,7 +2,7 @@
 
 Why subprocesses: each job is exactly what a user would run by hand (`cvil train --config ... key=value ...`), it
 can crash without taking the grid down, K of them run in parallel, and the same command goes to a cluster
-scheduler unchanged (`bench.launchers`).
+scheduler unchanged (`bench.grid.launchers`).
 
 Re-running a grid is cheap and safe: a cell × seed whose *finished* child run carries the same `cvil.config_hash`
 as the config it would run now is skipped; one that was interrupted and left a checkpoint in its `output_dir` is
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import tracking
-from bench.grid_spec import GridSpec, Job, expand, slug, world_overrides
-from bench.launchers import Handle, Outcome, make_launcher, stop_all
+from bench.grid.spec import GridSpec, Job, expand, slug, world_overrides
+from bench.grid.launchers import Handle, Outcome, make_launcher, stop_all
 from cvil import tracking_schema as schema
 from cvil.train import run_layout
 from cvil.train.run_lock import HELD_MARKER, RunFolderLocked, RunLock
