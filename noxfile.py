@@ -1,8 +1,9 @@
-"""Developer sessions: `nox` (= `nox -s tests`), `nox -s ablations`, `leaderboards`, `throughput`, `ui`, `dashboard`.
+"""Developer sessions: `nox` (= `nox -s tests`), `nox -s ablations`, `leaderboards`, `throughput`, `scale`, `ui`,
+`dashboard`.
 
-Every session installs the project itself (`pip install -e '.[dev]'`), whose torch range resolves to the CPU
-wheel on a machine without a GPU, and reuses its virtualenv: a fresh one costs minutes (torch), a reused one
-seconds. Arguments after `--` go to the underlying command, e.g.
+Every session installs the project itself (`pip install -e '.[dev]'`) with the pip configuration of the machine
+(the torch build is whatever that index serves for `torch<2.14`: see the README's install section) and reuses its
+virtualenv: a fresh one costs minutes (torch), a reused one seconds; arguments are checked before installing. Arguments after `--` go to the underlying command, e.g.
 `nox -s ablations -- --seeds 3`. For the real data and checkpoints use the paper-schedule grid instead:
 `cvil-bench grid paper_table3_ablations data.root=/data/cvil kd.teacher=/ckpt/oscar_plus_vqa model.init=/ckpt/mbert`.
 """
@@ -57,6 +58,16 @@ def throughput(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True)
+def scale(session: nox.Session) -> None:
+    """The input path at the paper's scale (`bench/scale.py`): memory per process, open time, KD samples per
+    CPU-second beside the per-example path. 647,480 rows by default (minutes; the world is kept in
+    .benchmarks/scale-world); `nox -s scale -- --rows 20000 --images 500` is the quick one. JSON: .benchmarks/scale.json."""
+    _install(session)
+    session.run("python", "-m", "bench.scale", "--root", ".benchmarks/scale-world", "--out", ".benchmarks/scale.json",
+                *session.posargs)
+
+
+@nox.session(reuse_venv=True)
 def ui(session: nox.Session) -> None:
     """The MLflow UI for the local store on http://127.0.0.1:5000 (`-- --port P` to change); Ctrl-C stops it."""
     _install(session)
@@ -69,11 +80,20 @@ def dashboard(session: nox.Session) -> None:
 
     Without arguments it opens the only journal under runs/search/ (the search's default storage).
     """
+    args = dashboard_args(list(session.posargs), session.error)  # before the minutes-long install
     session.install("-e", ".[dev,dashboard]")
-    args = list(session.posargs)
+    session.run("optuna-dashboard", *args)
+
+
+def dashboard_args(args: list[str], error) -> list[str]:
+    """optuna-dashboard's arguments: the journal named first (a file that must exist, or a storage URL), else the
+    only journal under runs/search/; `error(message)` (nox's `session.error`) stops with one line otherwise."""
     if not args or args[0].startswith("-"):
         journals = sorted(Path("runs/search").glob("*.journal"))
         if len(journals) != 1:
-            session.error(f"found {len(journals)} journals under runs/search/; name one: nox -s dashboard -- PATH")
-        args.insert(0, str(journals[0]))
-    session.run("optuna-dashboard", *args)
+            error(f"found {len(journals)} journals under runs/search/; name one: nox -s dashboard -- PATH")
+        return [str(journals[0]), *args]
+    if "://" not in args[0] and not Path(args[0]).is_file():
+        error(f"{args[0]}: no such journal file (a `cvil-bench search` journal, e.g. runs/search/<study>.journal, "
+              "or a storage URL)")
+    return args

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,9 @@ class RunRecord:
 def client(tracking_uri: str | None = None):
     from mlflow import MlflowClient
 
+    from bench.tracking import apply_http_defaults
+
+    apply_http_defaults()  # a few seconds per failed call to a server, not MLflow's minutes
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -82,9 +86,10 @@ def get_run(mlflow_client, run_id: str) -> RunRecord:
 
 
 def find_runs(mlflow_client, *, grid: str | None = None, cell: str | None = None) -> list[RunRecord]:
-    """All runs (any status, any experiment) with the given grid/cell tags, oldest first."""
+    """All runs (any status, any experiment) with the given grid/cell tags, oldest first; runs a grid re-run
+    replaced (`cvil.replaced_by`, `bench.replaced`) are left out, as the UI's suggested filter leaves them out."""
     clauses = [f"tags.`{GRID_TAG}` = '{_quote(grid)}'" if grid else None,
-               f"tags.`{CELL_TAG}` = '{_quote(cell)}'" if cell else None]
+               f"tags.`{CELL_TAG}` = '{_quote(cell)}'" if cell else None, schema.ACTIVE_RUNS_FILTER]
     filter_string = " AND ".join(c for c in clauses if c)
     experiment_ids = [e.experiment_id for e in all_pages(mlflow_client.search_experiments)]
     if not experiment_ids:
@@ -136,13 +141,19 @@ def grid_failures(mlflow_client, records: list[RunRecord]) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="cvil-summary-") as tmp:
         try:
             local = mlflow_client.download_artifacts(parent, "summary/summary.json", tmp)
+        except Exception:  # no summary yet (grid still running): nothing to add
+            return {}
+        try:
             summary = json.loads(Path(local).read_text(encoding="utf-8"))
-        except Exception:  # no summary yet (grid still running) or unreadable: nothing to add
+            failed = [(str(item.get("cell")), str(item.get("error", ""))) for item in summary.get("failed", [])]
+        except Exception as exc:  # damaged: say so, the failed cells' reasons are not shown
+            warnings.warn(f"grid summary of run {parent} (summary/summary.json) cannot be read back "
+                          f"({type(exc).__name__}); failure reasons from it are not shown", stacklevel=2)
             return {}
     out = {}
-    for item in summary.get("failed", []):
-        lines = [ln.strip() for ln in str(item.get("error", "")).splitlines() if ln.strip()]
-        out[str(item.get("cell"))] = (lines[-1] if lines else "unknown error")[:120]
+    for cell, error in failed:
+        lines = [ln.strip() for ln in error.splitlines() if ln.strip()]
+        out[cell] = (lines[-1] if lines else "unknown error")[:120]
     return out
 
 

@@ -19,7 +19,9 @@ the trial re-raises as `optuna.TrialPruned`).
 
 Storage: a local journal file by default (safe for a few processes on one machine), or any RDB URL (`--storage
 postgresql://...`) for many workers. The study and its MLflow parent run are found again by name, so the same
-command resumes an interrupted search up to `--trials` finished trials. Each trial is a child run of the study's
+command resumes an interrupted search up to `--trials` finished trials; a journal damaged by a kill mid-write or a
+bad disk is cut back to its readable lines first (`repair_journal`, the file as found kept as `.corrupt`), and trial
+runs a killed search left RUNNING are closed KILLED. Each trial is a child run of the study's
 parent run with the λ_m as params and the objective as a metric; the best weights are written as a YAML config
 that `extends:` the base config, ready for `cvil train --config`.
 """
@@ -40,6 +42,7 @@ from typing import Any
 
 from bench import tracking
 from cvil import tracking_schema as schema
+from cvil.paths import safe_component
 from bench.grid.spec import slug, world_overrides
 
 
@@ -89,6 +92,73 @@ def open_study(name: str, storage: str, *, seed: int, group: bool, startup: int,
     if existing:
         study.sampler = sampler(existing)
     return study, store
+
+
+def repair_journal(path: str | Path) -> str:
+    """Make a damaged journal file readable again; "" when it was, else what was done (one line).
+
+    A process killed mid-write leaves a torn last line, a damaged disk a flipped byte: either stops Optuna from
+    reading the study at all (a traceback at every resume). The lines before the first damaged one (not a complete
+    JSON record, or one Optuna cannot replay) become the journal; the file as found is kept beside it as
+    `<journal>.corrupt`. Runs under Optuna's own journal lock, so no other worker appends meanwhile.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    path = Path(path)
+    if not path.is_file():
+        return ""
+    from cvil.errors import UsageError
+
+    lock = JournalFileSymlinkLock(str(path))
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise UsageError(f"search journal {path}: cannot take its lock ({exc.strerror or exc})") from None
+    try:
+        try:
+            lines = path.read_bytes().splitlines(keepends=True)
+        except OSError as exc:
+            raise UsageError(f"search journal {path}: cannot be read ({exc.strerror or exc})") from None
+        bad = _first_bad_line(lines)
+        if bad is None:
+            return ""
+        kept = path.with_name(path.name + ".corrupt")
+        n = 1
+        while kept.exists():
+            kept, n = path.with_name(f"{path.name}.corrupt{n}"), n + 1
+        os.replace(path, kept)
+        from cvil.fileio import atomic_write
+
+        atomic_write(path, b"".join(lines[:bad]))
+        return (f"search journal {path}: line {bad + 1} of {len(lines)} is damaged (a torn or corrupted record); "
+                f"resuming from its first {bad} lines, the file as found is kept as {kept}")
+    finally:
+        lock.release()
+
+
+def _first_bad_line(lines: list[bytes]) -> int | None:
+    """The index of the first line that is not a complete JSON record Optuna can replay, or None."""
+    import json
+
+    replay = None
+    try:
+        from optuna.storages.journal._storage import JournalStorageReplayResult
+
+        replay = JournalStorageReplayResult("")
+    except Exception:  # an Optuna without it: the syntax check alone
+        pass
+    for i, line in enumerate(lines):
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError("torn")
+            log = json.loads(line)
+            if not isinstance(log, dict) or not isinstance(log.get("op_code"), int):
+                raise ValueError("not a journal record")
+            if replay is not None:
+                replay.apply_logs([log])
+        except Exception:
+            return i
+    return None
 
 
 def _fail_dead_trials(study, storage) -> None:
@@ -178,9 +248,14 @@ class KDWeightSearch:
         self.seed, self.experiment = seed, experiment
         self.pruner_startup_trials, self.pruner_warmup_evals = pruner_startup_trials, pruner_warmup_evals
         self.best_out = best_out
-        self.study_name = study or f"kd-weights-{slug(Path(config).stem)}"
+        self.study_name = safe_component(study, "study name") if study is not None \
+            else f"kd-weights-{slug(Path(config).stem)}"
         self.uri = tracking.tracking_uri(tracking_uri)
         user = tuple(overrides)
+        load_config(config, list(user))  # the config and the overrides first: a typo must not cost a world build
+        if trials < 1:
+            raise ConfigError(f"--trials must be at least 1, got {trials}")
+        self.world = "config paths (--no-world)" if world_root is None else f"{world_root} (preset {world_preset})"
         world = [] if world_root is None else world_overrides({"root": world_root, "preset": world_preset,
                                                                "seed": 0}, None, user)
         base = load_config(config, [*world, *user])
@@ -198,14 +273,19 @@ class KDWeightSearch:
     def run(self) -> int:
         from optuna.trial import TrialState
 
+        if "://" not in self.storage:
+            repaired = repair_journal(self.storage)
+            if repaired:
+                self._warn(f"warning: {repaired}")
         study, storage = open_study(self.study_name, self.storage, seed=self.seed, group=self.search_layers,
                                     startup=self.pruner_startup_trials, warmup=self.pruner_warmup_evals)
         _fail_dead_trials(study, storage)
-        c = tracking.client(self.uri)
-        self.exp_id = tracking.experiment_id(c, self.experiment)
-        self.parent = tracking.open_parent(c, self.exp_id, "search", self.study_name,
-                                           tags={"cvil.search.storage": self.storage})
-        self.client = c
+        self.store = store = tracking.Store(self.uri, self._warn)  # unusable: one warning, tracking off
+        self.exp_id = store.run(lambda c: tracking.experiment_id(c, self.experiment), "")
+        self.parent = store.run(lambda c: tracking.open_parent(c, self.exp_id, "search", self.study_name,
+                                                               tags={"cvil.search.storage": self.storage}), "")
+        self._close_dead_trial_runs(study)
+        self._describe_study(study)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         remaining = max(0, self.trials - done)
         print(f"[search {self.study_name}] {done} trials done, running {remaining} more "
@@ -214,10 +294,47 @@ class KDWeightSearch:
             try:
                 study.optimize(self.objective, n_trials=remaining, catch=(Exception,), gc_after_trial=True)
             except KeyboardInterrupt:
-                tracking.close_parent(c, self.parent, "KILLED")
+                store.call("set_terminated", self.parent, status="KILLED")
                 print(f"[search {self.study_name}] interrupted; run the same command to resume", file=sys.stderr)
                 return 130
         return self._finish(study)
+
+    def _describe_study(self, study) -> None:
+        """Name the objective (Optuna's dashboard and `trials_dataframe` show it instead of "value") and record what
+        the study searches: base config, world, sampler seed, the metrics and their unit (%, as `val.score`)."""
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([self.metric])
+        for key, value in {"config": str(self.config), "world": self.world, "seed": self.seed,
+                           "objective": f"{self.metric} (final, maximised, %)",
+                           "intermediate": f"val.{self.eval_metric} per evaluation (%)"}.items():
+            study.set_user_attr(key, value)
+
+    def _warn(self, line: str) -> None:
+        print(f"[search {self.study_name}] {line}", file=sys.stderr, flush=True)
+
+    def _close_dead_trial_runs(self, study) -> None:
+        """A search killed mid-trial (SIGKILL, OOM) left that trial's run RUNNING: once Optuna counts the trial as
+        failed (`_fail_dead_trials`) or no longer has it (a repaired journal), close the run KILLED, saying why.
+        A trial Optuna still counts as running (a live worker) keeps its run."""
+        from optuna.trial import TrialState
+
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        for run in self.store.run(lambda c: tracking.children(c, self.exp_id, self.parent), []):
+            number = run.data.tags.get(schema.TRIAL, "")
+            if run.info.status != "RUNNING" or not number.isdigit():
+                continue
+            state = states.get(int(number))
+            if state is not None and state != TrialState.FAIL:
+                continue
+            why = (f"left RUNNING by a search process that died during trial {number}; closed KILLED when study "
+                   f"{self.study_name!r} resumed (Optuna: {state.name if state is not None else 'no such trial'})")
+            self.store.call("set_tag", run.info.run_id, "cvil.failure_reason", why)
+            self.store.call("set_terminated", run.info.run_id, status="KILLED")
+            print(f"[search {self.study_name}] closed stale RUNNING run {run.info.run_id} of trial {number} as "
+                  "KILLED", flush=True)
 
     # --------------------------------------------------------------------------------------------- a trial
 
@@ -236,9 +353,9 @@ class KDWeightSearch:
             f"kd.layers={list(layers)}",
             f"kd.layer_weights={list(weights)}",
             f"output_dir={self.out_dir / f'trial{n}'}",
-            f"tracking.uri={self.uri}",
+            *([f"tracking.uri={self.uri}", f"tracking.parent_run_id={self.parent}"] if self.store.on
+              else ["tracking.enabled=false"]),  # the search found the store unusable: trials do not wait on it
             f"tracking.experiment={self.experiment}",
-            f"tracking.parent_run_id={self.parent}",
             f"tracking.run_name={slug(self.study_name)}-t{n}",
             f"tracking.tags.{schema.STUDY}={self.study_name}",
             f"tracking.tags.{schema.TRIAL}={n}",
@@ -274,7 +391,7 @@ class KDWeightSearch:
 
     def _log_trial(self, n: int, layers, weights, state: str, value: float | None) -> None:
         """λ_m, the layer set and the objective on the trial's own child run (which the trainer created)."""
-        runs = tracking.children(self.client, self.exp_id, self.parent, {schema.TRIAL: str(n)})
+        runs = self.store.run(lambda c: tracking.children(c, self.exp_id, self.parent, {schema.TRIAL: str(n)}), [])
         if not runs:
             return
         run_id = runs[0].info.run_id
@@ -285,25 +402,29 @@ class KDWeightSearch:
         existing = runs[0].data.params
         params = [p for p in params if p.key not in existing]
         metrics = [Metric("objective", value, int(time.time() * 1000), 0)] if value is not None else []
-        tracking.retry_locked(self.client.log_batch, run_id, metrics=metrics, params=params,
-                              tags=[RunTag("optuna.state", state), RunTag("optuna.study", self.study_name)])
+        self.store.call("log_batch", run_id, metrics=metrics, params=params,
+                        tags=[RunTag("optuna.state", state), RunTag("optuna.study", self.study_name)])
 
     # ------------------------------------------------------------------------------------------------ results
 
     def _finish(self, study) -> int:
         from optuna.trial import TrialState
 
-        c, parent = self.client, self.parent
+        store, parent = self.store, self.parent
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         trials_csv = self.out_dir / "trials.csv"
         study.trials_dataframe().to_csv(trials_csv, index=False)
-        tracking.retry_locked(c.log_artifact, parent, str(trials_csv), "search")
+        store.call("log_artifact", parent, str(trials_csv), "search")
         if not complete:
             print(f"[search {self.study_name}] no completed trial", file=sys.stderr)
-            tracking.close_parent(c, parent, "FAILED")
+            store.call("set_terminated", parent, status="FAILED")
             return 1
         best = study.best_trial
+        if len(complete) > 1 and len({t.value for t in complete}) == 1:
+            self._warn(f"warning: all {len(complete)} completed trials scored {self.metric}={best.value:.4f}: the "
+                       f"search could not tell the weights apart, so trial {best.number} is best only by order; "
+                       "give the trials more budget (--stage-epochs), a finer metric, or check the runs")
         layers, weights = self.space.suggest(optuna_fixed(best.params))
         out = Path(self.best_out) if self.best_out else self.out_dir / "best.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -314,10 +435,10 @@ class KDWeightSearch:
                 + (f"; trials ran with --stage-epochs {self.stage_epochs} (not carried: this config trains "
                    "at the base config's full length)." if self.stage_epochs is not None else "."))
         out.write_text(best_config_yaml(self.config, out, layers, weights, note, self.carried), encoding="utf-8")
-        tracking.retry_locked(c.log_artifact, parent, str(out), "search")
-        tracking.retry_locked(c.log_metric, parent, "best.objective", best.value)
-        tracking.retry_locked(c.set_tag, parent, "cvil.search.best_trial", str(best.number))
-        tracking.close_parent(c, parent, "FINISHED")
+        store.call("log_artifact", parent, str(out), "search")
+        store.call("log_metric", parent, "best.objective", best.value)
+        store.call("set_tag", parent, "cvil.search.best_trial", str(best.number))
+        store.call("set_terminated", parent, status="FINISHED")
         print(f"[search {self.study_name}] best trial {best.number}: {self.metric}={best.value:.4f} "
               f"layers={list(layers)} weights={[round(w, 3) for w in weights]} -> {out}", flush=True)
         return 0
@@ -347,7 +468,8 @@ def register(subparsers) -> None:
                    help="the in-loop evaluation metric reported for pruning (default score)")
     p.add_argument("--stage-epochs", type=float, default=None, help="set every stage's epochs (the short budget)")
     p.add_argument("--search-layers", action="store_true", help="also search which layers are distilled")
-    p.add_argument("--layer-candidates", default=None, help="comma-separated teacher layers (default kd.layers)")
+    p.add_argument("--layer-candidates", default=None, type=_layer_list,
+                   help="comma-separated teacher layers (default kd.layers)")
     p.add_argument("--pruner-startup-trials", type=int, default=5, help="MedianPruner n_startup_trials")
     p.add_argument("--pruner-warmup-evals", type=int, default=1, help="MedianPruner n_warmup_steps (evaluations)")
     p.add_argument("--seed", type=int, default=0,
@@ -362,14 +484,32 @@ def register(subparsers) -> None:
                    help="root of the trials' output folders and of the default journal (default runs/)")
     p.add_argument("--world-root", default="worlds/small",
                    help="synthetic world to build (if missing) and use (default worlds/small)")
-    p.add_argument("--world-preset", default="small", help="preset of that world: tiny, small, medium (default small)")
+    p.add_argument("--world-preset", default="small", choices=_presets(),
+                   help="preset of that world: tiny, small, medium (default small)")
     p.add_argument("--no-world", action="store_true",
                    help="build no synthetic world: use the config's paths (real data) as they are")
     p.set_defaults(func=main)
 
 
+def _layer_list(text: str) -> tuple[int, ...]:
+    """An argparse type: `3,6,9` -> (3, 6, 9), named in argparse's one-line error when it is not that."""
+    try:
+        layers = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer numbers, got {text!r}") from None
+    if not layers:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer numbers, got {text!r}")
+    return layers
+
+
+def _presets() -> list[str]:
+    from cvil.data.synth.presets import PRESETS
+
+    return list(PRESETS)
+
+
 def main(args: argparse.Namespace) -> int:
-    layers = tuple(int(x) for x in args.layer_candidates.split(",")) if args.layer_candidates else None
+    layers = args.layer_candidates
     return KDWeightSearch(
         args.config, args.overrides, study=args.study, trials=args.trials, storage=args.storage, metric=args.metric,
         eval_metric=args.eval_metric, stage_epochs=args.stage_epochs, search_layers=args.search_layers,

@@ -14,6 +14,8 @@ the store and creates the experiment and the parent run before spawning anything
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -39,9 +41,13 @@ def tracking_uri(uri: str | None = None) -> str:
 
 
 def is_locked_error(exc: BaseException) -> bool:
+    """A SQLite lock (worth retrying), not a broken store: MLflow reports every SQLite OperationalError (a read-only,
+    deleted or corrupt database too) as TEMPORARILY_UNAVAILABLE, so the code alone counts only for other stores."""
     text = str(exc).lower()
     code = getattr(exc, "error_code", "")
-    return "database is locked" in text or "database table is locked" in text or code == "TEMPORARILY_UNAVAILABLE"
+    if "database is locked" in text or "database table is locked" in text:
+        return True
+    return code == "TEMPORARILY_UNAVAILABLE" and "operationalerror" not in text
 
 
 def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 6, base_delay: float = 0.25, **kwargs: Any) -> T:
@@ -56,6 +62,16 @@ def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 6, base_delay
     raise AssertionError("unreachable")
 
 
+def apply_http_defaults() -> dict[str, str]:
+    """`cvil.tracking`'s HTTP retry settings (a few seconds per failed call to a server, where MLflow's own wait
+    258 s on a closed port), unless the user set them; the settings as they now are, for child jobs' environment."""
+    from cvil.tracking import _HTTP_DEFAULTS
+
+    for key, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in _HTTP_DEFAULTS}
+
+
 def client(uri: str):
     """A client on `uri`; a fresh SQLite store is migrated under its file lock (`cvil.tracking.store_setup_lock`),
     so two grids, or a grid and a `cvil train`, starting together on a new store do not race."""
@@ -63,8 +79,97 @@ def client(uri: str):
 
     from cvil.tracking import store_setup_lock
 
+    apply_http_defaults()
     with store_setup_lock(uri):
         return MlflowClient(tracking_uri=uri)
+
+
+PROBE_TIMEOUT_S = 5.0  # a server that accepts connections and never answers costs this, once, not 3 x 30 s per call
+
+
+def unreachable(uri: str) -> str:
+    """Why the HTTP store at `uri` cannot be used now (nothing answers within `PROBE_TIMEOUT_S`); "" when something
+    answers (any HTTP status, a TLS handshake) or the store is not HTTP."""
+    if not uri.startswith(("http://", "https://")):
+        return ""
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
+    except requests.exceptions.SSLError:
+        return ""  # a server answered; MLflow's own TLS settings decide
+    except requests.exceptions.Timeout:
+        return f"no answer within {PROBE_TIMEOUT_S:g} s"
+    except requests.exceptions.RequestException as exc:
+        return f"cannot connect ({type(exc).__name__})"
+    return ""
+
+
+def one_line(exc: BaseException | str, limit: int = 300) -> str:
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _DropDbTracebacks(logging.Filter):
+    """MLflow logs a full traceback (ERROR) for every SQLite OperationalError before raising it; the store's
+    one warning names the error instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+class Store:
+    """The MLflow store as a grid or a search uses it. A store that cannot be used (closed port, a server that
+    never answers, a corrupt, read-only or deleted SQLite file) costs one warning and switches tracking off for the
+    rest of the command, and the work goes on with local results, as `cvil train` does (`cvil.tracking`). Calls
+    the store rejects (a bad value) are warned about and skipped; they do not switch tracking off."""
+
+    def __init__(self, uri: str, warn: Callable[[str], None]):
+        self.uri, self._warn, self.client, self.why_off = uri, warn, None, ""
+        self.http_env = apply_http_defaults()
+        db_log = logging.getLogger("mlflow.store.db.utils")
+        if not any(isinstance(f, _DropDbTracebacks) for f in db_log.filters):
+            db_log.addFilter(_DropDbTracebacks())
+        problem = unreachable(uri)
+        if problem:
+            self.off(problem)
+            return
+        try:
+            self.client = client(uri)
+        except Exception as exc:
+            self.off(exc)
+
+    @property
+    def on(self) -> bool:
+        return self.client is not None
+
+    def off(self, why: BaseException | str) -> None:
+        if self.why_off:
+            return
+        self.client, self.why_off = None, one_line(why)
+        self._warn(f"warning: MLflow store {self.uri} unusable ({self.why_off}); tracking off, the work goes on "
+                   "(results stay in the run folders and the summary)")
+
+    def run(self, fn: Callable[[Any], T], default: Any = None) -> T | Any:
+        """`fn(client)`; `default` when tracking is off or the store fails (which switches it off)."""
+        if self.client is None:
+            return default
+        try:
+            return fn(self.client)
+        except Exception as exc:
+            from cvil.tracking import _rejected
+
+            cause = exc.__cause__ or exc.__context__  # a SQLAlchemy error is the database failing, not the call
+            if _rejected(exc) and not type(cause).__module__.startswith("sqlalchemy"):
+                self._warn(f"warning: MLflow store {self.uri} rejected a call ({one_line(exc)}); skipped")
+            else:
+                self.off(exc)
+            return default
+
+    def call(self, method: str, *args: Any, default: Any = None, **kwargs: Any) -> Any:
+        """`client.<method>(*args, **kwargs)`, retrying SQLite locks, guarded as `run`."""
+        return self.run(lambda c: retry_locked(getattr(c, method), *args, **kwargs), default)
 
 
 def experiment_id(c, name: str) -> str:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from bench import tracking
@@ -121,12 +122,41 @@ class MlflowServer:
         self.stop()
 
 
+WORKFLOW_QUERY = "workflowType=machine_learning"  # MLflow 3 opens an experiment in its GenAI layout without it
+
+
+def experiment_link(base_url: str, experiment_id: str, search_filter: str | None = None) -> str:
+    """The deep link to an experiment's run list in MLflow 3's model-training layout (`?workflowType=
+    machine_learning`; without it the UI may open the GenAI "Traces" view), optionally with a run filter typed in."""
+    query = WORKFLOW_QUERY
+    if search_filter:
+        query += "&searchFilter=" + urllib.parse.quote(search_filter, safe="")
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def experiment_links(base_url: str, tracking_uri: str, name: str) -> list[str]:
+    """The lines `cvil-bench ui` prints for experiment `name`: its run list, and the same without replaced runs."""
+    from cvil import tracking_schema as schema
+
+    try:
+        exp = tracking.client(tracking_uri).get_experiment_by_name(name)
+    except Exception:  # an unreadable store: the server's own page still opens
+        exp = None
+    if exp is None:
+        return [f"experiment {name!r} has no runs yet: {base_url}/#/?{WORKFLOW_QUERY}"]
+    return [f"experiment {name!r}: {experiment_link(base_url, exp.experiment_id)}",
+            f"  without runs a re-run replaced ({schema.ACTIVE_RUNS_FILTER}): "
+            f"{experiment_link(base_url, exp.experiment_id, schema.ACTIVE_RUNS_FILTER)}"]
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("ui", help="serve the MLflow UI for the local store on 127.0.0.1",
                               description=__doc__.splitlines()[0])
     p.add_argument("--port", type=port_number, default=5000, help="TCP port of the UI (default 5000)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (keep loopback unless you mean to share it)")
     p.add_argument("--backend-store-uri", default=None, help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.add_argument("--experiment", default="cvil",
+                   help="experiment whose deep link is printed (default cvil, where cvil's runs go)")
     p.set_defaults(func=main)
 
 
@@ -146,6 +176,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         server.wait_ready(timeout_s=120)
         print(f"MLflow UI at {server.url} (store {store}); Ctrl-C to stop", flush=True)
+        for line in experiment_links(server.url, store, args.experiment):
+            print(line, flush=True)
         while server.proc.poll() is None:
             time.sleep(0.5)
         return server.proc.returncode or 0

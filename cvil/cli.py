@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from cvil.cli_args import CommandParser, parse_args
@@ -67,6 +68,11 @@ def run_lazy_cli(prog: str, description: str, commands: dict[str, str], argv: li
         message = " ".join(str(exc).split())
         print(f"{prog} {args.command}: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one (cvil.world, cvil.train.stop_signals)
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        message = " ".join(str(exc).split()) or f"interrupted ({signal.Signals(signum).name})"
+        print(f"{prog} {args.command}: {message}", file=sys.stderr)
+        return 128 + signum
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

@@ -62,6 +62,9 @@ class DataConfig:
     # answers: the folder's trainval_ans2label.pkl; hindi_merged: train and predict over hi_ans2label.json's merged
     # Hindi classes (`cvil data hindi-classes`), soft scores of merged answers combined by max
     label_set: Literal["answers", "hindi_merged"] = "answers"
+    # language files (or folders of *.yaml) beside the shipped ones (cvil/languages, README "Adding a language"):
+    # a stage's `lang` may name any language they declare
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ class StageConfig:
 
     name: str = "stage"
     dataset: str = "vg"  # subfolder of data.root: vqa (VQA v2 / mVQA) or vg (JVG)
-    lang: str = "ja"  # the student's question language (en for the teacher)
+    lang: str = "ja"  # lang-default: the student's question language (en for the teacher); a cvil.languages code
     epochs: float = 1.0
     lr: float = 5e-5
     trainable: Literal["head", "all"] = "all"
@@ -141,6 +144,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     log_every: int = 0  # optimizer steps between logged training metrics; 0 = about 100 points per stage
     checkpoint_every: int = 200  # optimizer steps between resumable checkpoints (and at every epoch end)
+    # > 0: seconds between resumable checkpoints instead of `checkpoint_every` steps (epoch ends still save); rank 0
+    # writes them in a background thread (cvil.train.checkpointing.BackgroundSaver), the step loop pays a CPU copy
+    checkpoint_every_s: float = 0.0
     progress: Literal["auto", "on", "off"] = "auto"  # a bar on a terminal, periodic one-line reports elsewhere
     deterministic: bool = True
 
@@ -388,6 +394,9 @@ def config_hash(cfg: RunConfig, *, with_output_dir: bool = False) -> str:
 
     data = to_dict(cfg)
     data.pop("tracking", None)
+    data.get("train", {}).pop("checkpoint_every_s", None)  # when to save changes nothing trained (and came later)
+    if not data.get("data", {}).get("languages", True):  # added later: an empty list keeps the hashes of before
+        data["data"].pop("languages")
     if not with_output_dir:
         data.pop("output_dir", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -41,6 +41,8 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         ("train.grad_accum", cfg.train.grad_accum, cfg.train.grad_accum >= 1, ">= 1"),
         ("train.log_every", cfg.train.log_every, cfg.train.log_every >= 0, ">= 0 (0: about 100 points per stage)"),
         ("train.checkpoint_every", cfg.train.checkpoint_every, cfg.train.checkpoint_every >= 1, ">= 1"),
+        ("train.checkpoint_every_s", cfg.train.checkpoint_every_s, cfg.train.checkpoint_every_s >= 0,
+         ">= 0 (0: every train.checkpoint_every steps)"),
         ("train.threads", cfg.train.threads, cfg.train.threads >= 0, ">= 0 (0 = torch's default)"),
         ("train.warmup_ratio", cfg.train.warmup_ratio, 0 <= cfg.train.warmup_ratio < 1, "in [0, 1)"),
         ("train.max_grad_norm", cfg.train.max_grad_norm, cfg.train.max_grad_norm > 0, "> 0"),
@@ -72,8 +74,26 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     return [p for p in problems if p]
 
 
+def _language_problems(cfg: RunConfig) -> list[str]:
+    """Register the config's language files (`data.languages`) and check every stage's `lang` against the registry
+    (`cvil.languages`): an unknown code is named with the closest known ones."""
+    from cvil.languages import LanguageError, add_paths, get_language
+
+    try:
+        add_paths(cfg.data.languages)
+    except LanguageError as exc:
+        return [f"data.languages: {exc}"]
+    problems = []
+    for i, stage in enumerate(cfg.stages):
+        try:
+            get_language(stage.lang)
+        except LanguageError as exc:
+            problems.append(f"stages.{i}.lang: {exc}")
+    return problems
+
+
 def check_values(cfg: RunConfig) -> None:
     """Refuse a config with any out-of-range value or unknown name (all of them, in one line) before any work."""
-    problems = _range_problems(cfg)
+    problems = _range_problems(cfg) + _language_problems(cfg)
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))

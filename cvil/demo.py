@@ -22,31 +22,46 @@ def _demo(args: argparse.Namespace) -> int:
     import logging
 
     from cvil.config import load_config
+    from cvil.errors import UsageError
     from cvil.train.api import run
-    from cvil.world import CONFIG_DIR, ensure_world
+    from cvil.world import CONFIG_DIR, check_world_matches, ensure_world, percent
 
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    root = args.root or f"worlds/{args.preset}"
+    check_world_matches(root, args.preset, args.world_seed)  # before anything is built or imported
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.perf_counter()
-    root = args.root or f"worlds/{args.preset}"
     out = args.out or f"runs/demo/{args.preset}"
     world = ensure_world(root, preset=args.preset, seed=args.world_seed)
     teacher = json.loads((Path(root) / "teacher" / "teacher_metrics.json").read_text())
     rows = []
-    names = ["baseline", "aug"] + (["kd"] if args.kd else [])
-    for name in names:
-        for seed in range(1, args.seeds + 1):
-            cfg = load_config(CONFIG_DIR / "synthetic" / SCHEDULES[name], [
-                *world.overrides(), f"output_dir={out}/{name}/seed{seed}", f"train.seed={seed}",
-                f"tracking.run_name=demo-{name}-s{seed}", f"tracking.tags.{schema.GRID}=demo", f"tracking.tags.{schema.CELL}={name}"])
-            t0 = time.perf_counter()
-            metrics = run(cfg, resume=True)
-            rows.append((name, seed, metrics, time.perf_counter() - t0))
-    print(f"\nteacher (English, synthetic VQA val): VQA accuracy {teacher.get('val.accuracy', float('nan')):.2f}")
+    for name, seed, overrides in demo_runs(args.preset, args.world_seed, args.kd, args.seeds, out):
+        cfg = load_config(CONFIG_DIR / "synthetic" / SCHEDULES[name], [*world.overrides(), *overrides])
+        t0 = time.perf_counter()
+        metrics = run(cfg, resume=True)
+        rows.append((name, seed, metrics, time.perf_counter() - t0))
+    print(f"\nteacher (English, synthetic VQA val): VQA accuracy {percent(teacher.get('val.accuracy'))}")
     print(f"{'system':<10}{'seed':>5}" + "".join(f"{c:>24}" for c in COLUMNS) + f"{'seconds':>10}")
     for name, seed, metrics, secs in rows:
         print(f"{name:<10}{seed:>5}" + "".join(f"{metrics.get(c, float('nan')):>24.2f}" for c in COLUMNS) + f"{secs:>10.0f}")
+    print("(scores in %, BLEU 0-100)")
     print(f"total {time.perf_counter() - start:.0f} s; runs in {out}/, tracking in MLflow (`cvil-bench ui`)")
     return 0
+
+
+def demo_runs(preset: str, world_seed: int, kd: bool, seeds: int, out: str) -> list[tuple[str, int, list[str]]]:
+    """(system, seed, overrides) of every student the demo trains. The world is part of each run's identity: its
+    name (`demo-small-aug-s1`), the tag `cvil.world` and the cell (`small/aug`, what MLflow's "Group by cvil.cell"
+    averages), so a `--preset tiny` demo and a default one in the same store never share a group."""
+    from cvil.data.synth.manifest import world_identity
+
+    world = world_identity(preset, world_seed)
+    names = ["baseline", "aug"] + (["kd"] if kd else [])
+    return [(name, seed, [f"output_dir={out}/{name}/seed{seed}", f"train.seed={seed}",
+                          f"tracking.run_name=demo-{world}-{name}-s{seed}", f"tracking.tags.{schema.GRID}=demo",
+                          f"tracking.tags.{schema.CELL}={world}/{name}", f"tracking.tags.{schema.WORLD}={world}"])
+            for name in names for seed in range(1, seeds + 1)]
 
 
 def register(subparsers) -> None:

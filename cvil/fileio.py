@@ -7,6 +7,10 @@ in order, fsync the folder. Several files renamed together (a checkpoint and its
 its index) are all complete before the first rename; the last one named is the one a reader checks for. The rename
 replaces a symlink at the target rather than writing through it, and a stale `NAME.tmp` (or a link planted there) is
 removed first, so an atomic write never lands outside the folder it names.
+
+A folder of files cvil wrote (a model folder: `final/`, an Oscar export) carries a checksum manifest `SHA256SUMS`
+(`write_manifest`, `sha256sum` format), written last; the training layer verifies it on every read
+(`cvil.train.checkpointing.verify_manifest`).
 """
 
 from __future__ import annotations
@@ -76,3 +80,17 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], objec
         else:
             content(tmp)
     return path
+
+
+MANIFEST = "SHA256SUMS"
+
+
+def write_manifest(folder: str | Path, names: list[str] | None = None) -> Path:
+    """`folder/SHA256SUMS` (`sha256sum` format) over `names` (relative paths), or over every file in `folder`
+    (temporaries and the manifest itself left out), written atomically and last."""
+    folder = Path(folder)
+    if names is None:
+        names = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+                 if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")]
+    lines = [f"{sha256_file(folder / name)}  {name}" for name in names]
+    return atomic_write(folder / MANIFEST, "\n".join(lines) + "\n")

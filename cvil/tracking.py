@@ -38,7 +38,8 @@ class Tracker(Protocol):
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_datasets(self, datasets: list[dict[str, str]]) -> None: ...
     def log_model_pointer(self, path: str | Path, *, name: str, params: dict[str, Any] | None = None,
-                          step: int = 0) -> None: ...
+                          step: int = 0, metrics: dict[str, float] | None = None,
+                          datasets: dict[str, str] | None = None) -> None: ...
     def mark_experiment(self) -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
 
@@ -55,7 +56,8 @@ class NullTracker:
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def log_datasets(self, datasets: list[dict[str, str]]) -> None: ...
     def log_model_pointer(self, path: str | Path, *, name: str, params: dict[str, Any] | None = None,
-                          step: int = 0) -> None: ...
+                          step: int = 0, metrics: dict[str, float] | None = None,
+                          datasets: dict[str, str] | None = None) -> None: ...
     def mark_experiment(self) -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
 
@@ -103,6 +105,7 @@ class MLflowTracker:
         self._pending: list[tuple[Any, tuple, dict]] = []
         self._dropped = self._rejected = 0
         self._warned: set[str] = set()
+        self._stamps: dict[tuple[str, int], int] = {}  # (metric, step) -> timestamp of its last logged point
         self._budget_s, self._delay_s, self._next_try = retry_budget_s, self.first_delay_s, 0.0
         try:
             with store_setup_lock(self.uri):
@@ -180,6 +183,7 @@ class MLflowTracker:
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        self._stamps.update({(m.key, m.step): now for m in items})
         self._safe(self._client.log_batch, self.run_id, metrics=items)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -204,16 +208,23 @@ class MLflowTracker:
             self._safe(self._client.log_inputs, self.run_id, datasets=inputs)
 
     def log_model_pointer(self, path: str | Path, *, name: str, params: dict[str, Any] | None = None,
-                          step: int = 0) -> None:
+                          step: int = 0, metrics: dict[str, float] | None = None,
+                          datasets: dict[str, str] | None = None) -> None:
         """The run's final model as an MLflow LoggedModel (the Models column) that *points at* `path`.
 
         An external model: MLflow stores no weights (a real student is GBs), only the folder's location as the tag
-        `cvil.model_path` and the params given; the run is its source and lists it as an output at `step`.
+        `cvil.model_path` and the params given; the run is its source and lists it as an output at `step`. The
+        `metrics` (the final scores, `<split>.<name>`, already logged to the run by `log_metrics`) are linked to the
+        model, each with the dataset it was measured on: `datasets` maps a split to its dataset input's name
+        (`vg/test`), whose digest is the one the run logged (`log_datasets`), so the model's page shows its scores
+        and the data behind them.
         """
-        self._safe(self._log_model_pointer, Path(path), name, params or {}, step)
+        self._safe(self._log_model_pointer, Path(path), name, params or {}, step, dict(metrics or {}),
+                   dict(datasets or {}))
 
-    def _log_model_pointer(self, path: Path, name: str, params: dict, step: int) -> None:
-        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    def _log_model_pointer(self, path: Path, name: str, params: dict, step: int, metrics: dict,
+                           datasets: dict) -> None:
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
 
         run = self._client.get_run(self.run_id)
         model = self._client.create_logged_model(
@@ -222,6 +233,21 @@ class MLflowTracker:
             params={k: _param_value(v) for k, v in params.items()})
         self._client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
         self._client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step)])
+        if not metrics:
+            return
+        digests = {d.dataset.name: d.dataset.digest for d in (run.inputs.dataset_inputs if run.inputs else [])}
+        linked = []
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            dataset = datasets.get(key.split(".", 1)[0])
+            digest = digests.get(dataset) if dataset else None
+            # the same timestamp and step as the run's own point (`log_metrics`): the run's history gets no duplicate
+            stamp = self._stamps.get((key, step), int(time.time() * 1000))
+            linked.append(Metric(key, float(value), stamp, step, model_id=model.model_id,
+                                 dataset_name=dataset if digest else None, dataset_digest=digest))
+        for i in range(0, len(linked), 100):
+            self._client.log_batch(self.run_id, metrics=linked[i : i + 100])
 
     def mark_experiment(self) -> None:
         """Tag the run's experiment as model development (once), for experiments created before the tag existed."""
@@ -258,6 +284,36 @@ class MLflowTracker:
         else:
             self._warn("left", f"MLflow run {self.run_id} could not be closed ({self.uri} unreachable): it shows "
                                f"RUNNING until a grid re-run closes it; local results in {note['cvil.local_results']}")
+
+
+def finish_open_run(uri: str, run_id: str, metrics: dict[str, float], *, step: int = 0) -> bool:
+    """Close run `run_id` as FINISHED if it is still RUNNING (its process was killed after the run's work was done),
+    first logging those of `metrics` it does not hold; True when it closed it. A store that cannot be reached, or a
+    SQLite file that does not exist, costs one warning and changes nothing."""
+    uri = resolve_tracking_uri(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        return False
+    for key, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        run = client.get_run(run_id)
+        if run.info.status != "RUNNING":
+            return False
+        now = int(time.time() * 1000)
+        missing = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                   if v is not None and k not in run.data.metrics]
+        if missing:
+            client.log_batch(run_id, metrics=missing)
+        client.set_terminated(run_id, "FINISHED")
+        return True
+    except Exception as exc:  # unreachable store, unknown run: the run's own results are safe in its folder
+        warnings.warn(f"MLflow run {run_id} could not be closed ({uri}): {exc!r}", stacklevel=2)
+        return False
 
 
 class _NoClient:

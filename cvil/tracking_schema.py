@@ -25,6 +25,7 @@ BLEU_SIGNATURE = "cvil.bleu_signature"
 MODEL_PATH = "cvil.model_path"
 LOCAL_RESULTS = "cvil.local_results"
 EFFECTIVE_BATCH_SIZE = "effective_batch_size"  # a param: data.batch_size x processes x train.grad_accum
+WORLD = "cvil.world"  # the synthetic world a run read (`cvil.data.synth.manifest.world_identity`: preset, and seed if not 0)
 
 # grids and searches (bench): set on the children through `tracking.tags.*`, on the parents by bench.tracking
 GRID = "cvil.grid"
@@ -33,6 +34,10 @@ STUDY = "cvil.study"
 TRIAL = "cvil.trial"
 KIND = "cvil.kind"  # "grid" or "search" on parent runs
 GRID_FAILED = "cvil.grid.failed"
+# a grid child superseded by a later run of the same cell x seed (its id): not counted by readers, hidden in the UI by
+# the filter ACTIVE_RUNS_FILTER
+REPLACED_BY = "cvil.replaced_by"
+ACTIVE_RUNS_FILTER = f"tags.`{REPLACED_BY}` IS NULL"
 FAILURE_TAGS = ("cvil.error", "cvil.failure", "cvil.failure_reason", NOTE)  # where a failure reason may be
 
 # artifacts (relative to the run's artifact root; the same names as in the run folder, cvil.train.run_layout)

@@ -8,18 +8,58 @@ README's main job and `nox -s ablations` all start here.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cvil.config import SHIPPED_CONFIG_ROOT, load_config
+from cvil.data.synth.manifest import read_world_manifest
 
 
 def _say(message: str) -> None:
     """Progress of the minutes-long steps, shown whether or not the caller configured logging."""
     print(f"[world] {message}", file=sys.stderr, flush=True)
+
+
+class WorldInterrupted(KeyboardInterrupt):
+    """SIGTERM/SIGINT while the world or its teacher was being built: what was done is kept (a half-generated world
+    is removed, the teacher keeps its last checkpoint), and the same command continues. A KeyboardInterrupt, so no
+    cleanup swallows it; the dispatchers print it as one line with exit code 128 + the signal (`cvil.cli`)."""
+
+    def __init__(self, signum: int, what: str, root: str | Path):
+        self.signum = int(signum)
+        super().__init__(f"stopped by {signal.Signals(self.signum).name} while {what} in {root}; run the same "
+                         "command again to continue (finished parts are kept)")
+
+
+@contextlib.contextmanager
+def _stoppable(what: str, root: Path):
+    """SIGTERM (Slurm, `timeout`, `kill`) and Ctrl-C raise `WorldInterrupted` instead of killing the process on the
+    spot (which left a `.<root>.synth-tmp-<pid>` folder behind) or printing a traceback; the teacher's training run
+    installs its own handlers (`cvil.train.stop_signals`) and its `RunInterrupted` is reported the same way."""
+    from cvil.train.stop_signals import RunInterrupted
+
+    def handler(signum, frame):
+        raise WorldInterrupted(signum, what, root)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, handler) if main else None
+    try:
+        yield
+    except WorldInterrupted:
+        raise
+    except RunInterrupted as exc:
+        raise WorldInterrupted(exc.signum, what, root) from None
+    except KeyboardInterrupt:
+        raise WorldInterrupted(signal.SIGINT, what, root) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 CONFIG_DIR = SHIPPED_CONFIG_ROOT / "configs"
@@ -39,23 +79,13 @@ class WorldPaths:
                 f"kd.teacher_tokenizer={self.root / 'tokenizers' / 'teacher'}"]
 
 
-def read_world_manifest(root: str | Path) -> dict:
-    """The synthetic world's manifest `root/world.json` (written last by `cvil synth`); a truncated or damaged one is
-    a `CvilError` naming it and saying to rebuild the world (what it describes cannot be trusted)."""
-    from cvil.data.errors import DataFormatError
-    from cvil.data.json_file import load_json
-    from cvil.errors import CvilError
-
-    manifest = Path(root) / "world.json"
-    rebuild = f"rebuild the world: delete {root} and run the command again"
+def percent(value) -> str:
+    """A score of 0-100 as `98.43 %` (`n/a` when missing): every accuracy cvil prints is a percentage."""
     try:
-        built = load_json(manifest, "the synthetic world's manifest")
-    except DataFormatError as exc:
-        raise CvilError(f"{exc} (a truncated or damaged world manifest); {rebuild}") from None
-    if not isinstance(built, dict):
-        raise CvilError(f"{manifest}: top level: expected the synthetic world's manifest (a JSON object), got "
-                        f"{type(built).__name__}; {rebuild}")
-    return built
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if number != number else f"{number:.2f} %"
 
 
 def check_world_matches(root: str | Path, preset: str, seed: int) -> None:
@@ -86,23 +116,26 @@ def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed:
         from cvil.data.synth.writer import generate
 
         _say(f"generating the synthetic world (preset {preset}, seed {seed}) in {root}")
-        generate(preset, seed, root)
+        with _stoppable("generating the synthetic world", root):
+            generate(preset, seed, root)
     teacher_cfg = load_config(TEACHER_CONFIG, [f"data.root={root}", f"model.tokenizer={root / 'tokenizers' / 'teacher'}",
                                                f"output_dir={root / 'teacher'}", f"tracking.enabled={str(tracking).lower()}",
                                                "tracking.run_name=teacher", "tracking.tags.cvil.role=teacher"])
     if not (paths.student_init_dir / "config.json").is_file():
         from cvil.models.student_init import make_student_init
 
-        make_student_init(paths.student_init_dir, root / "tokenizers" / "student", seed=seed,
-                          **teacher_cfg.model.from_scratch)
+        with _stoppable("writing the student init", root):
+            make_student_init(paths.student_init_dir, root / "tokenizers" / "student", seed=seed,
+                              **teacher_cfg.model.from_scratch)
     if not (paths.teacher_dir / "pytorch_model.bin").is_file():
         from cvil.train.api import run
 
         _say(f"training the teacher stand-in ({TEACHER_CONFIG.name}; about 2-3 minutes on 2 CPU cores)")
         start = time.perf_counter()
-        metrics = run(teacher_cfg, resume=True)
+        with _stoppable("training the teacher stand-in", root):
+            metrics = run(teacher_cfg, resume=True)
         _say(f"teacher ready in {time.perf_counter() - start:.0f} s: English val VQA accuracy "
-             f"{metrics.get('val.accuracy', float('nan')):.2f}")
+             f"{percent(metrics.get('val.accuracy'))}")
         (root / "teacher" / "teacher_metrics.json").write_text(
             json.dumps({**metrics, "seconds": round(time.perf_counter() - start, 1)}, indent=2), encoding="utf-8")
     return paths

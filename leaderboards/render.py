@@ -257,8 +257,9 @@ def index_html(tables: list[Table], generated: str, plots: dict[str, bytes | Non
 
 
 def write_all(tables: list[Table], out_dir: str | Path, *, generated: str,
-              plots: dict[str, bytes] | None = None) -> list[Path]:
-    """Write <id>.md/.tex/.csv/.html per table and index.html; returns the written paths."""
+              plots: dict[str, bytes] | None = None, index_tables: list[Table] | None = None) -> list[Path]:
+    """Write <id>.md/.tex/.csv/.html per table and index.html (over `index_tables`, default `tables`: a table left
+    untouched still appears in the overview); returns the written paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -269,5 +270,6 @@ def write_all(tables: list[Table], out_dir: str | Path, *, generated: str,
             path.write_text(text, encoding="utf-8")
             written.append(path)
     index = out / "index.html"
-    index.write_text(index_html(tables, generated, plots), encoding="utf-8")
+    index.write_text(index_html(tables if index_tables is None else index_tables, generated, plots),
+                     encoding="utf-8")
     return written + [index]

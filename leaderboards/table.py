@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -60,6 +61,7 @@ class Table:
     provenance: dict[str, str]
     footnotes: list[str] = field(default_factory=list)
     column_grids: dict[str, str] = field(default_factory=dict)  # column key -> grid its runs came from
+    n_runs: int = 0  # runs (any status) found in the table's grids: 0 = nothing to build the table from
 
     def entry(self, row: Row, column: Column) -> Entry:
         return self.entries[(row.label, column.key)]
@@ -67,8 +69,12 @@ class Table:
 
 def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, published: dict | None = None,
                 significance: bool = True, n_resamples: int = 9999, seed: int = 0, bleu_seed: int = 12345,
-                bleu_tokenize: str = "ja-mecab", aso: bool = True, bleu_preset: str | None = None) -> Table:
-    """Read the runs of the spec's grid(s) and assemble the table (``grid`` overrides the spec's default grid)."""
+                bleu_tokenize: str = "ja-mecab", aso: bool = True, bleu_preset: str | None = None,
+                workers: int | None = None) -> Table:
+    """Read the runs of the spec's grid(s) and assemble the table (``grid`` overrides the spec's default grid).
+
+    ``workers``: processes running the table's comparisons side by side (each is seeded, so the results do not
+    depend on it); None = one per CPU when a comparison has at least ``PARALLEL_MIN_QUESTIONS`` questions, else 1."""
     main_grid = grid or spec.grid
     grids = {c.key: c.grid or main_grid for c in spec.columns}
     runs = {g: run_store.find_runs(mlflow_client, grid=g) for g in sorted(set(grids.values()))}
@@ -92,15 +98,16 @@ def build_table(spec: TableSpec, mlflow_client, *, grid: str | None = None, publ
     if significance and spec.reference:
         footnotes += _mark_significance(spec, entries, used, frames, n_resamples=n_resamples, seed=seed,
                                         bleu_seed=bleu_seed, bleu_tokenize=bleu_tokenize, aso=aso,
-                                        bleu_preset=bleu_preset)
-    footnotes.append(f"Rows labelled \"published (paper)\" are the cViL paper's Table {spec.paper_table} "
-                     "numbers, transcribed, not recomputed; they are not comparable cell by cell with ours "
-                     "(different data, models and scale of training).")
+                                        bleu_preset=bleu_preset, workers=workers)
+    if spec.paper_table:  # a table beyond the paper (table_zh) has no published rows
+        footnotes.append(f"Rows labelled \"published (paper)\" are the cViL paper's Table {spec.paper_table} "
+                         "numbers, transcribed, not recomputed; they are not comparable cell by cell with ours "
+                         "(different data, models and scale of training).")
     all_runs = [r for rs in used.values() for r in rs]
     return Table(spec=spec, grids=tuple(sorted(set(grids.values()))), entries=entries,
                   published=list((published or {}).get(spec.paper_table, [])),
                   provenance=provenance(all_runs, spec, entries), footnotes=footnotes,
-                  column_grids=grids)
+                  column_grids=grids, n_runs=sum(len(rs) for rs in runs.values()))
 
 
 def _aggregate(row: Row, col: Column, records: list[run_store.RunRecord],
@@ -159,8 +166,9 @@ def filter_subset(frame: pd.DataFrame, col: Column) -> pd.DataFrame:
 
 
 def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_seed, bleu_tokenize,
-                       aso=True, bleu_preset=None) -> list[str]:
+                       aso=True, bleu_preset=None, workers=None) -> list[str]:
     keys, results, notes = [], [], set()
+    jobs = []  # (row label, column, frames of the reference, frames of the row), in table order
     for col in spec.columns:
         ref = entries[(spec.reference, col.key)]
         ref_frames = frames.by_seed(used[(spec.reference, col.key)], col) if ref.status == "ok" else None
@@ -172,19 +180,22 @@ def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_s
             if ref_frames is None or sys_frames is None:
                 notes.add("Cells without per-question scores (theirs or the reference's) carry no test.")
                 continue
-            try:
-                result = compare_frames(ref_frames, sys_frames, metric="bleu" if col.test == "bleu" else "accuracy",
-                                        n_resamples=n_resamples, seed=seed, bleu_tokenize=bleu_tokenize,
-                                        bleu_seed=bleu_seed, aso=aso, bleu_preset=bleu_preset)
-            except ValueError as exc:  # e.g. fewer than 2 shared questions
-                notes.add(f"Some cells carry no test: {exc}.")
-                continue
-            if col.test == "bleu" and bleu_preset != "sacrebleu" and not _same_delta(result, entry, ref, col):
-                notes.add("BLEU cells whose logged BLEU is not the BLEU recomputed from their predictions (another "
-                          "setting, or questions missing in some seed) carry no test.")
-                continue
-            keys.append((row.label, col.key))
-            results.append(result)
+            jobs.append((row.label, col, ref_frames, sys_frames))
+    options = dict(n_resamples=n_resamples, seed=seed, bleu_tokenize=bleu_tokenize, bleu_seed=bleu_seed, aso=aso,
+                   bleu_preset=bleu_preset)
+    outcomes = _run_comparisons([(ref_frames, sys_frames, "bleu" if col.test == "bleu" else "accuracy", options)
+                                 for _, col, ref_frames, sys_frames in jobs], workers)
+    for (label, col, _, _), (result, error) in zip(jobs, outcomes):
+        entry, ref = entries[(label, col.key)], entries[(spec.reference, col.key)]
+        if error is not None:  # e.g. fewer than 2 shared questions
+            notes.add(f"Some cells carry no test: {error}.")
+            continue
+        if col.test == "bleu" and bleu_preset != "sacrebleu" and not _same_delta(result, entry, ref, col):
+            notes.add("BLEU cells whose logged BLEU is not the BLEU recomputed from their predictions (another "
+                      "setting, or questions missing in some seed) carry no test.")
+            continue
+        keys.append((label, col.key))
+        results.append(result)
     results = sig.apply_holm(results)
     with_q = [i for i, r in enumerate(results) if r.question_level is not None]
     for i, q in zip(with_q, sig.apply_holm([results[i].question_level for i in with_q])):
@@ -204,6 +215,35 @@ def _mark_significance(spec, entries, used, frames, *, n_resamples, seed, bleu_s
         if any(c.test == "bleu" for c in spec.columns):
             out.append(_bleu_footnote(bleu_preset, bleu_tokenize))
     return out + sorted(notes)
+
+
+#: Questions from which a comparison is worth a process of its own (`build_table`'s default `workers`).
+PARALLEL_MIN_QUESTIONS = 20_000
+
+
+def _compare_one(job) -> tuple[TestResult | None, str | None]:
+    """One comparison (a process pool's task): (result, None), or (None, why) when the test does not apply."""
+    ref_frames, sys_frames, metric, options = job
+    try:
+        return compare_frames(ref_frames, sys_frames, metric=metric, **options), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _run_comparisons(jobs: list, workers: int | None) -> list[tuple[TestResult | None, str | None]]:
+    """Every comparison of the table, in order; independent and each seeded, so a process pool (``workers`` > 1)
+    returns exactly what one process does."""
+    if workers is None:
+        largest = max((len(f) for job in jobs for frames in job[:2] for f in frames.values()), default=0)
+        workers = (os.cpu_count() or 1) if largest >= PARALLEL_MIN_QUESTIONS else 1
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        return [_compare_one(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_compare_one, jobs))
 
 
 def _same_delta(result: TestResult, entry: Entry, ref: Entry, col: Column) -> bool:
@@ -239,11 +279,31 @@ def provenance(runs: list[run_store.RunRecord], spec: TableSpec, entries: dict[t
                          if ends else NOT_RECORDED)
         else:
             values = sorted({v for r in runs for v in [_first(r, keys.get(name, []))] if v})
+            if name == "bleu_signature":
+                values = sorted({bleu_signature_text(v) for v in values})
             out[name] = ", ".join(values) or NOT_RECORDED
     signatures = sorted({e.test.signature for e in entries.values() if e.test and e.test.signature})
     if signatures:
         out["significance_bleu_signature"] = ", ".join(signatures)
     return out
+
+
+def bleu_signature_text(value: str) -> str:
+    """The run tag `cvil.bleu_signature` (the signature as JSON) as the one-line, sacrebleu-style string `cvil eval
+    jvg` prints (`tok:fugashi+unidic-lite|backend:nltk.corpus_bleu|...`); a value that is not such JSON unchanged."""
+    import json
+
+    from cvil.eval.bleu import BleuSignature
+
+    try:
+        raw = json.loads(value)
+        if isinstance(raw, str):  # a signature already logged as its string
+            return raw
+        fields = {k: v for k, v in raw.items() if k in BleuSignature.__dataclass_fields__}
+        fields["weights"] = tuple(fields.get("weights", ()))
+        return BleuSignature(**fields).format()
+    except (ValueError, TypeError, AttributeError):
+        return value
 
 
 def _first(run: run_store.RunRecord, candidates: list[str]) -> str | None:

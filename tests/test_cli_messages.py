@@ -78,6 +78,7 @@ def test_leaderboard_of_an_unknown_table_is_one_line(tmp_path, capsys):
 def test_align_without_the_language_field_names_the_row(tmp_path, capsys):
     src = tmp_path / "q.json"
     src.write_text(json.dumps([{"en": "what is it ?", "q_id": 4}]), encoding="utf-8")
+    (tmp_path / "config.json").write_text(json.dumps({"num_hidden_layers": 12}))  # an encoder folder (not loaded)
     code, _, err = _run(cvil_main, ["align", "--input", str(src), "--lang", "ja", "--model", str(tmp_path)], capsys)
     assert code == 2 and err.count("\n") == 1
     assert f"cvil align: {src} row 0 (q_id 4): fields: expected a 'ja' question field" in err

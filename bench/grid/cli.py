@@ -15,10 +15,15 @@ from bench.grid.launchers import LAUNCHERS
 def _launcher_options(items: list[str]) -> dict:
     import yaml
 
+    from cvil.errors import UsageError
+
     out = {}
     for item in items or ():
         key, _, value = item.partition("=")
-        out[key.strip()] = yaml.safe_load(value) if value else ""
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--launcher-opt {item!r}: the value is not YAML ({' '.join(str(exc).split())})") from None
     return out
 
 
@@ -33,6 +38,16 @@ def register(subparsers) -> None:
                    help="run only this cell (repeatable; e.g. --cells KD --cells BASELINE)")
     p.add_argument("--launcher", choices=LAUNCHERS, default="local",
                    help="where jobs run: local subprocesses (default), submitit-local, or slurm via submitit")
+    p.add_argument("--gpus-per-node", type=int, default=None, metavar="N",
+                   help="--launcher slurm: GPUs per node (default: the grid's slurm.gpus_per_node; the paper grids "
+                        "ask for 4); more than 1 runs the train command under torchrun")
+    p.add_argument("--cpus-per-task", type=int, default=None, metavar="N",
+                   help="--launcher slurm: CPUs per node's task (default: the grid's slurm.cpus_per_task)")
+    p.add_argument("--nodes", type=int, default=None, metavar="N",
+                   help="--launcher slurm: nodes per job (default: the grid's slurm.nodes, or 1); every node must "
+                        "see the same data.root and output_dir")
+    p.add_argument("--torchrun", default=None, metavar="PREFIX",
+                   help="--launcher slurm: the torchrun command (default `python -m torch.distributed.run`)")
     p.add_argument("--launcher-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit executor parameter (slurm_partition=..., gpus_per_node=1, timeout_min=...)")
     p.add_argument("--tracking-uri", default=None,
@@ -43,6 +58,10 @@ def register(subparsers) -> None:
                         "no store, no training)")
     p.add_argument("--train-cmd", default=None,
                    help=f"train command prefix (default ${TRAIN_CMD_ENV} or `python -m cvil train`)")
+    p.add_argument("--replaced", choices=("tag", "delete"), default="tag",
+                   help="what happens to a cell x seed's earlier run when a re-run trains it again: tag (default) "
+                        "marks it cvil.replaced_by=<new run id> (hidden by the UI filter tags.`cvil.replaced_by` IS "
+                        "NULL, skipped by compare and the leaderboards), delete moves it to MLflow's trash")
     p.set_defaults(func=main)
 
 
@@ -53,10 +72,17 @@ def main(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"overrides must be key=value, got {bad}")
     spec = load_grid(args.grid)
+    slurm = {k: v for k, v in (("gpus_per_node", args.gpus_per_node), ("cpus_per_task", args.cpus_per_task),
+                               ("nodes", args.nodes), ("torchrun", args.torchrun)) if v is not None}
+    if slurm and args.launcher != "slurm":
+        from cvil.errors import UsageError
+
+        raise UsageError(f"--{next(iter(slurm)).replace('_', '-')} applies to --launcher slurm, not {args.launcher}")
     runner = GridRunner(spec, jobs=args.jobs, seeds=args.seeds, cells=tuple(args.cells), launcher=args.launcher,
-                        launcher_options=_launcher_options(args.launcher_opt), overrides=tuple(args.overrides),
+                        launcher_options={**_launcher_options(args.launcher_opt), **slurm},
+                        overrides=tuple(args.overrides),
                         uri=args.tracking_uri, runs_dir=args.runs_dir, train_cmd=args.train_cmd,
-                        echo=lambda line: print(line, flush=True))
+                        echo=lambda line: print(line, flush=True), replaced=args.replaced)
     if args.dry_run:
         print("\n".join(runner.dry_run()))
         return 0

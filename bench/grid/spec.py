@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 
 from cvil.config import SHIPPED_CONFIG_ROOT, ConfigError
+from cvil.errors import UsageError
+from cvil.paths import safe_component
 from cvil import tracking_schema as schema
 from cvil.suggest import did_you_mean
 
@@ -50,6 +52,7 @@ class GridSpec:
     overrides: tuple[str, ...] = ()
     experiment: str = "cvil"
     train_cmd: tuple[str, ...] = ()  # () = `python -m cvil train`; tests put a fake trainer here
+    slurm: dict | None = None  # {gpus_per_node, cpus_per_task, nodes, torchrun}: `--launcher slurm` defaults
     description: str = ""
     source: str = ""  # the YAML text, logged as the parent run's artifact
     path: str = ""  # the grid file: cell configs are resolved against its folder (`resolve_config`)
@@ -93,11 +96,15 @@ def shipped_grids() -> list[str]:
 
 def load_grid(name_or_path: str) -> GridSpec:
     path = find_grid(name_or_path)
-    text = path.read_text(encoding="utf-8")
-    raw = yaml.safe_load(text) or {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML grid file: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    known = {"name", "cells", "seeds", "world", "paths", "overrides", "experiment", "train_cmd", "description"}
+    known = {"name", "cells", "seeds", "world", "paths", "overrides", "experiment", "train_cmd", "description",
+             "slurm"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown grid keys {unknown}; valid: {sorted(known)}")
@@ -117,8 +124,19 @@ def load_grid(name_or_path: str) -> GridSpec:
         raise ConfigError(f"{path}: {seeded[0]!r} in overrides is replaced by each job's seed; "
                           "list the seed values in `seeds:` instead (e.g. seeds: [88])")
     train_cmd = raw.get("train_cmd") or ()
+    slurm = raw.get("slurm") or None
+    if slurm is not None:
+        from bench.grid.launchers import SLURM_KEYS
+
+        if not isinstance(slurm, dict) or set(slurm) - set(SLURM_KEYS):
+            raise ConfigError(f"{path}: `slurm:` must be a mapping with keys among {list(SLURM_KEYS)}, got {slurm!r}")
+    name = str(raw.get("name") or path.stem)
+    try:
+        _check_folder_names(name, cells)
+    except UsageError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return GridSpec(
-        name=str(raw.get("name") or path.stem),
+        name=name,
         cells=tuple(cells),
         seeds=_seeds(raw.get("seeds", 3)),
         world=raw.get("world"),
@@ -126,6 +144,7 @@ def load_grid(name_or_path: str) -> GridSpec:
         overrides=tuple(map(str, raw.get("overrides") or ())),
         experiment=str(raw.get("experiment") or "cvil"),
         train_cmd=tuple(train_cmd.split() if isinstance(train_cmd, str) else map(str, train_cmd)),
+        slurm=slurm,
         description=str(raw.get("description") or ""),
         source=text,
         path=str(path.resolve()),
@@ -165,6 +184,24 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text.replace("/", "")).strip("-") or "cell"
 
 
+def folder_name(text: str, what: str) -> str:
+    """`slug(text)`, checked to be one plain folder name (`cvil.paths.safe_component`): a grid or cell named `..`
+    must not put its runs outside the grid's folder."""
+    return safe_component(slug(text), f"{what} {text!r} as folder name")
+
+
+def _check_folder_names(grid: str, cells: tuple[Cell, ...] | list[Cell]) -> None:
+    """Every folder name the grid's jobs get is plain, and no two cells share one (`w/o CLS` and `wo CLS`)."""
+    folder_name(grid, "grid")
+    seen: dict[str, str] = {}
+    for cell in cells:
+        folder = folder_name(cell.name, "cell")
+        if folder in seen:
+            raise UsageError(f"cells {seen[folder]!r} and {cell.name!r} would share the folder {folder!r}; "
+                             "rename one")
+        seen[folder] = cell.name
+
+
 def world_overrides(world: dict | None, paths: dict | None, user_overrides: tuple[str, ...] = ()) -> list[str]:
     """The overrides that point every cell at the world (data, student init, teacher, tokenizers).
 
@@ -202,6 +239,7 @@ def expand(
     unknown = sorted(set(cells) - {c.name for c in spec.cells})
     if unknown:
         raise ConfigError(f"grid {spec.name!r} has no cell {unknown}; cells: {[c.name for c in spec.cells]}")
+    _check_folder_names(spec.name, spec.cells)
     chosen = spec.seeds[:seeds] if seeds else spec.seeds
     jobs = []
     for seed in chosen:

@@ -110,7 +110,8 @@ def run_benchmark(size: str = "tiny", *, steps: int = 5, device: str | None = No
 def register(subparsers) -> None:
     p = subparsers.add_parser("throughput", help="time the KD / AUG / eval steps and data loading against the naive step",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    p.add_argument("--size", choices=sorted(SIZES), default="tiny",
+                   help="model and world size: tiny (hidden 64), small (128), base (768) (default tiny)")
     p.add_argument("--steps", type=int, default=5, help="timed rounds; each round runs every variant once (default 5)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default: one per batch shape)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
@@ -120,7 +121,7 @@ def register(subparsers) -> None:
     p.add_argument("--only", default=",".join(ALL_KINDS), help=f"comma list of {','.join(ALL_KINDS)}")
     p.add_argument("--variants", default="", help="comma list of variant names to keep (default all)")
     p.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1; 0 = torch's default)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="examples per step (default: the size's own, 32)")
     p.add_argument("--world", type=Path, default=None, help="folder for the synthetic world (reused if present)")
     p.add_argument("--peak-flops", type=float, default=None, help="peak FLOP/s for the MFU (default: table by GPU)")
     p.add_argument("--json", type=Path, default=None, dest="json_out", help="write the report as JSON")

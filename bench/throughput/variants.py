@@ -11,7 +11,7 @@ from .flops import ModelShape
 STEP_KINDS = ("kd", "aug", "eval")
 ALL_KINDS = (*STEP_KINDS, "loading")
 FIXED_TEXT = 128  # the reference's text slots
-LANG = "ja"
+LANG = "ja"  # lang-default: the measured steps are the paper's main setting, Japanese questions (cvil/languages/ja.yaml)
 
 
 # ------------------------------------------------------------------------------------------------------ sizes

@@ -29,6 +29,7 @@ import torch
 
 from cvil.analysis.embed_plot_draw import draw
 from cvil.errors import CvilError
+from cvil.languages import JVG_LANGUAGE
 
 DEFAULT_OBJECTS = ("car", "cat", "elephant", "horse", "umbrella")
 
@@ -57,13 +58,16 @@ def parse_pairs(text: str) -> dict[str, str]:
     return pairs
 
 
-def object_pairs(objects: Sequence[str], pairs: dict[str, str] | None) -> dict[str, str]:
-    """English object -> target-language word, from `pairs` or the synthetic lexicon."""
+def object_pairs(objects: Sequence[str], pairs: dict[str, str] | None, lang: str = JVG_LANGUAGE) -> dict[str, str]:
+    """English object -> target-language word, from `pairs` or the synthetic lexicon's words in `lang`."""
     if pairs is None:
-        from cvil.data.synth.lexicon import CLASSES
+        from cvil.data.synth.lexicon import class_words
 
-        pairs = {c.en: c.ja for c in CLASSES}
-        source = "the synthetic lexicon (pass --pairs for real data)"
+        try:
+            pairs = class_words(lang)
+        except KeyError as exc:
+            raise EmbedPlotError(f"{exc.args[0]}: pass --pairs EN=WORD,...") from None
+        source = f"the synthetic lexicon's {lang!r} words (pass --pairs for real data)"
     else:
         source = "--pairs"
     missing = [o for o in objects if o not in pairs]
@@ -269,7 +273,7 @@ def embed_plot(
     student_tokenizer: str | Path | None = None,
     teacher_dataset: str = "vqa",
     student_dataset: str = "vg",
-    student_lang: str = "ja",
+    student_lang: str = JVG_LANGUAGE,
     max_regions: int = 50,
     batch_size: int = 64,
     seed: int = 0,
@@ -285,7 +289,7 @@ def embed_plot(
     if not objects:
         raise EmbedPlotError("no objects chosen")
     notes: list[str] = []
-    chosen = object_pairs(objects, pairs)
+    chosen = object_pairs(objects, pairs, student_lang)
     t_spec = SideSpec("teacher", teacher, Path(teacher_tokenizer or _default_tokenizer(teacher, root, "teacher")),
                       root / teacher_dataset, "en")
     s_spec = SideSpec("student", student, Path(student_tokenizer or _default_tokenizer(student, root, "student")),

@@ -103,6 +103,12 @@ def _walk_tags(teacher: tuple[str, ...], student: tuple[str, ...], fix: bool) ->
     return tuple(pairs)
 
 
+def clear_walk_cache() -> None:
+    """Free the tag walks cached by construction (millions of small objects for a 600k-row split); only the
+    per-example path (`VQADataset.__getitem__`) reads the cache later, and it refills what it needs."""
+    _walk_tags.cache_clear()
+
+
 def select_pairs(
     selection: KDSelection,
     tag_pairs: Iterable[Pair] = (),

@@ -15,11 +15,22 @@ def _pack(args: argparse.Namespace) -> int:
     from cvil.data.feature_store import pack_features, source_fingerprint
     from cvil.data.region_features import open_feature_source
 
+    from cvil.errors import UsageError
+
+    if args.max_regions < 0:
+        raise UsageError(f"--max-regions must be >= 1 (or 0: keep every region), got {args.max_regions}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1 and args.source != "pt-dir":
+        raise UsageError(f"--workers reads per-image files in parallel: it applies to --source pt-dir, not "
+                         f"{args.source!r} (one file, read in order)")
     source = open_feature_source(args.source, args.input, args.offset_map, args.dim)
     ids = _ids_from(args.ids_from) if args.ids_from else None
     key = source_fingerprint(args.input) if args.source == "pt-dir" else None  # lets training detect edits
-    store = pack_features(source, args.out, ids=ids, dim=args.dim, source_key=key)
-    print(f"packed {len(store)} images, {store.total_regions} regions x {store.dim} (float16) into {args.out}")
+    store = pack_features(source, args.out, ids=ids, dim=args.dim, source_key=key,
+                          max_regions=args.max_regions or None, workers=args.workers)
+    kept = f"first {store.max_regions} per image" if store.max_regions else "all"
+    print(f"packed {len(store)} images, {store.total_regions} regions ({kept}) x {store.dim} (float16) into {args.out}")
     return 0
 
 
@@ -45,7 +56,14 @@ def _prepare_jvg(args: argparse.Namespace) -> int:
 
 def _add_language(args: argparse.Namespace) -> int:
     from cvil.data.prepare.add_language import add_language, write_aligner_input
+    from cvil.languages import add_paths, get_language
 
+    add_paths(args.language_file)
+    get_language(args.lang)  # refused on one line, with the closest codes, before any translation or file is written
+    if args.aligner:  # before the translation step, which can take hours
+        from cvil.data.prepare.encoder_folder import check_encoder
+
+        check_encoder(args.aligner, layer=args.layer, method=args.method, option="--aligner")
     if args.mt_model:
         from cvil.data.prepare.translate import translate_qla
 
@@ -105,6 +123,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
+    from cvil.data.prepare.encoder_folder import check_encoder
+
+    check_encoder(args.model, layer=args.layer, method=args.method, similarity=args.similarity)  # before torch
     from cvil.data.prepare.aligner import align_qla
 
     result = align_qla(qla=args.input, lang=args.lang, model=args.model, out=args.out, method=args.method,
@@ -128,12 +149,15 @@ def _register_align(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", required=True, help="target language field (ja, hi, ...)")
     p.add_argument("--model", required=True, help="HF encoder folder (model + tokenizer), e.g. mBERT")
     p.add_argument("--out", help="output QLA JSON (default: do not write; useful with --gold)")
-    p.add_argument("--method", default="argmax", help="argmax (SimAlign) or softmax (awesome-align)")
-    p.add_argument("--layer", type=int, default=8, help="hidden_states index (0 = embeddings); awesome-align: 8")
+    p.add_argument("--method", default="argmax", choices=("argmax", "softmax"),
+                   help="argmax (SimAlign) or softmax (awesome-align)")
+    p.add_argument("--layer", type=int, default=8,
+                   help="hidden_states index, 0..the model's num_hidden_layers (0 = embeddings; default 8, "
+                        "awesome-align's for 12-layer models)")
     p.add_argument("--threshold", type=float, default=1e-3, help="softmax threshold (method softmax)")
     p.add_argument("--similarity", choices=("cosine", "dot"), help="default: cosine for argmax, dot for softmax")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per encoder batch (default 32)")
+    p.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
     p.add_argument("--gold", metavar="FIELD", help="score against gold [tgt_idx, en_idx] pairs in this field "
                    "(rows without it are skipped): precision, recall, AER (sure = possible = gold)")
     p.set_defaults(func=_align)
@@ -153,6 +177,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("--dim", type=int, help="expected feature dim (default: taken from the first image)")
     pack.add_argument("--ids-from", action="append", metavar="QLA",
                       help="pack only the img_ids of this QLA file (repeatable); e.g. one split of a GQA/VG TSV")
+    pack.add_argument("--max-regions", type=int, default=50, metavar="N",
+                      help="keep each image's first N regions, what training reads (default 50, every config's "
+                           "data.max_regions; 0 keeps all); training refuses a store packed with fewer than its "
+                           "data.max_regions")
+    pack.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="processes reading the per-image files (--source pt-dir; default 1)")
     pack.set_defaults(func=_pack)
 
     validate = commands.add_parser("validate", help="check a dataset folder end to end and print its counts")
@@ -184,7 +214,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                description="Pharaoh alignments are read as English-target pairs i-j "
                                            "(english ||| target input); see cvil.data.prepare.add_language.")
     lang.add_argument("--qla", required=True, help="English QLA JSON (rows with 'en' or 'q')")
-    lang.add_argument("--lang", required=True, help="language code of the new field (ja, hi, ...)")
+    lang.add_argument("--lang", required=True, help="language code of the new field (ja, hi, zh, ... : a language "
+                      "file of cvil/languages, of --language-file or of $CVIL_LANGUAGES)")
+    lang.add_argument("--language-file", action="append", default=[], metavar="PATH",
+                      help="a language file (or a folder of them) declaring --lang (README \"Adding a language\"); "
+                           "repeatable")
     lang.add_argument("--translations", required=True,
                       help="TSV 'english question \\t translation' (written first when --mt-model is given)")
     src = lang.add_mutually_exclusive_group()
@@ -200,9 +234,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lang.add_argument("--forced-bos-token", help="--mt-model: target language token (NLLB: jpn_Jpan, hin_Deva)")
     lang.add_argument("--num-beams", type=int, default=1, help="--mt-model: beam size (1 = greedy)")
     lang.add_argument("--method", choices=("argmax", "softmax"), default="argmax", help="--aligner extraction")
-    lang.add_argument("--layer", type=int, default=8, help="--aligner hidden_states index")
-    lang.add_argument("--batch-size", type=int, default=32)
-    lang.add_argument("--device", default="cpu")
+    lang.add_argument("--layer", type=int, default=8,
+                      help="--aligner hidden_states index, 0..the model's num_hidden_layers (default 8)")
+    lang.add_argument("--batch-size", type=int, default=32, help="--mt-model / --aligner batch size (default 32)")
+    lang.add_argument("--device", default="cpu", help="torch device of --mt-model / --aligner (default cpu)")
     lang.set_defaults(func=_add_language)
 
     hi = commands.add_parser("hindi-classes", help="merge English answers with the same Hindi translation",
@@ -214,6 +249,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hi.add_argument("--mt-model", metavar="DIR", help="first translate the answers with this HF seq2seq folder")
     hi.add_argument("--forced-bos-token", help="--mt-model: target language token (NLLB: hin_Deva)")
     hi.add_argument("--num-beams", type=int, default=1, help="--mt-model: beam size (1 = greedy)")
-    hi.add_argument("--batch-size", type=int, default=64)
-    hi.add_argument("--device", default="cpu")
+    hi.add_argument("--batch-size", type=int, default=64, help="--mt-model batch size (default 64)")
+    hi.add_argument("--device", default="cpu", help="torch device of --mt-model (default cpu)")
     hi.set_defaults(func=_hindi_classes)

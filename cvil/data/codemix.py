@@ -35,7 +35,24 @@ from cvil.data.text import english_words
 
 CODEMIX_RATE = 0.15  # the release's share (of subwords); the paper's share of words with unit="words"
 CODEMIX_UNITS = ("subwords", "words")
-JOINERS = {"ja": "", "hi": " "}
+
+
+class _Joiners:
+    """`JOINERS[lang]`: the language file's `codemix_joiner` ('' for ja, ' ' for hi; `cvil.languages`), read from
+    the registry, so a new language needs no entry here; an unknown code is a did-you-mean error."""
+
+    def __getitem__(self, lang: str) -> str:
+        from cvil.languages import get_language
+
+        return get_language(lang).codemix_joiner
+
+    def __contains__(self, lang: object) -> bool:
+        from cvil.languages import codes
+
+        return lang in codes()
+
+
+JOINERS = _Joiners()
 
 
 class AlignmentFieldError(CvilError, ValueError):
@@ -59,12 +76,21 @@ def draw_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 def draw(plan: CodeMixPlan, rng: random.Random) -> str:
     """One code-mixed sentence (the reference's shuffle, take n, replace in sentence order)."""
-    cands = list(plan.candidates)
-    rng.shuffle(cands)
-    words = list(plan.words)
-    for i, en_word in sorted(cands[: plan.n]):
+    return mix(plan.words, plan.candidates, plan.n, plan.joiner, rng)
+
+
+def mix(words: Sequence[str], candidates: Sequence[tuple[int, str]], n: int, joiner: str, rng: random.Random) -> str:
+    """`draw` on a plan's parts (the columnar plans of `VQADataset` keep no `CodeMixPlan` objects).
+
+    `random.shuffle` draws depend only on the list's length, so shuffling candidate positions picks the same
+    candidates as shuffling the candidates themselves.
+    """
+    order = list(range(len(candidates)))
+    rng.shuffle(order)
+    words = list(words)
+    for i, en_word in sorted(candidates[c] for c in order[:n]):
         words[i] = f" {en_word} "
-    return plan.joiner.join(words).strip().replace("  ", " ")
+    return joiner.join(words).strip().replace("  ", " ")
 
 
 def whole_words(pieces: Sequence[str]) -> list[tuple[int, int, str]]:
@@ -100,8 +126,10 @@ class CodeMixer:
 
     def __init__(self, teacher_tokenizer, student_tokenizer, lang: str, *, rate: float = CODEMIX_RATE,
                  unit: str = "subwords") -> None:
-        if lang not in JOINERS:
-            raise ValueError(f"code-mixing is defined for {sorted(JOINERS)}, not {lang!r}")
+        try:
+            self.joiner = JOINERS[lang]
+        except ValueError as exc:  # an unknown language: one line with the closest codes
+            raise type(exc)(f"code-mixing is defined for the languages of the language files: {exc}") from None
         if not 0 < rate <= 1:
             raise ValueError(f"the code-mix rate must be in (0, 1], not {rate!r}")
         if unit not in CODEMIX_UNITS:
@@ -139,7 +167,7 @@ class CodeMixer:
             cands = tuple((i, entry_word) for i, w, entry_word in row if freq[w] == 1 and self._same[w])
             words = tuple(str(entry[0]) for entry in e)
             n = min(max(1, round(self.rate * (n_pieces if self.unit == "subwords" else len(words)))), len(cands))
-            plans.append(CodeMixPlan(words, cands, n, JOINERS[self.lang]))
+            plans.append(CodeMixPlan(words, cands, n, self.joiner))
         return plans
 
 

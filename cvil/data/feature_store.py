@@ -4,11 +4,16 @@ Training reads region features for every sample; opening one `.pt` file per imag
 costs far more than the model needs. `pack_features` converts any `FeatureSource` once into
 
     features.f16   raw little-endian float16, shape [total_regions, D] (read with numpy.memmap)
-    index.json     {"dim": D, "dtype": "float16", "ids": {img_id: [offset, n]},
+    index.json     {"dim": D, "dtype": "float16", "ids": {img_id: [offset, n]}, "max_regions": M,
                     "checksum": {"algorithm": "sha256", "block_bytes": B, "blocks": [hex digest per B-byte block]}}
 
+Each image keeps its first `M` regions (`max_regions`, default 50: what training reads; `n` counts the kept rows),
+so a VinVL split with up to 100 boxes per image does not store twice what is read; training refuses a store packed
+with fewer regions than its `data.max_regions` (`cvil.train.data_setup.feature_store`). Stores of older cvil have no
+`max_regions` (all regions kept).
+
 and `PackedFeatureStore` serves `[max_regions, D]` float32 tensors, truncated to the first `max_regions` regions and
-zero-padded, as the reference does. fp16 halves the size (the reference's teacher cache is fp16 too); values beyond
+zero-padded, as the reference does (`get`; `get_batch` reads a batch, in fp16 when asked, as the data loaders do). fp16 halves the size (the reference's teacher cache is fp16 too); values beyond
 the fp16 range, NaN and inf are rejected at pack time rather than stored.
 
 Integrity: bytes changed in `features.f16` after packing (a bad copy, a disk fault, a stray write: NaN features
@@ -84,18 +89,71 @@ class _BlockHasher:
         return self.blocks
 
 
-def _progress(items: Sequence[int], description: str, show: bool | None) -> Iterable[int]:
+def _progress(items: Iterable, description: str, show: bool | None, total: int | None = None) -> Iterable:
     from tqdm import tqdm
 
     disable = not sys.stderr.isatty() if show is None else not show
-    return tqdm(items, desc=description, unit="img", disable=disable)
+    return tqdm(items, desc=description, unit="img", disable=disable, total=total)
+
+
+DEFAULT_MAX_REGIONS = 50  # the regions per image that training reads (`data.max_regions` of every config)
+
+
+def _half_rows(source: FeatureSource, img_id: int, max_regions: int | None) -> tuple[np.ndarray, int]:
+    """One image's first `max_regions` rows as fp16 (checked: finite, within the fp16 range) and its region count
+    before truncation."""
+    array = check_features(source.get(img_id), source.path, img_id)
+    kept = array if max_regions is None else array[:max_regions]
+    with np.errstate(over="ignore"):  # overflow becomes inf, which the next line reports
+        half = kept.astype(DTYPE)
+    if not np.isfinite(half).all():
+        raise DataFormatError(source.path, f"img_id {img_id}", "values within the float16 range (|x| <= 65504)",
+                              f"max |x| = {float(np.abs(kept).max()):g}")
+    return half, int(array.shape[0])
+
+
+_worker_source: FeatureSource | None = None
+
+
+def _init_worker(source: FeatureSource) -> None:
+    global _worker_source
+    _worker_source = source
+
+
+def _worker_rows(task: tuple[int, int | None]):
+    """A pool worker's `_half_rows`; an error comes back as None (the parent reads that image again to raise it)."""
+    img_id, max_regions = task
+    try:
+        return _half_rows(_worker_source, img_id, max_regions)
+    except Exception:  # noqa: BLE001  (re-raised, with its own type and message, by the parent)
+        return None
+
+
+def _rows_in_order(source: FeatureSource, ids: Sequence[int], max_regions: int | None, workers: int):
+    """`(img_id, fp16 rows, regions before truncation)` in `ids` order, read by `workers` processes when > 1."""
+    if workers <= 1:
+        for img_id in ids:
+            yield (img_id, *_half_rows(source, img_id, max_regions))
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    with context.Pool(workers, initializer=_init_worker, initargs=(source,)) as pool:
+        chunk = max(1, min(64, len(ids) // (8 * workers) or 1))
+        for img_id, got in zip(ids, pool.imap(_worker_rows, [(i, max_regions) for i in ids], chunksize=chunk)):
+            yield (img_id, *(got if got is not None else _half_rows(source, img_id, max_regions)))
 
 
 def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] | None = None,
                   dim: int | None = None, progress: bool | None = None,
-                  source_key: str | None = None, block_bytes: int = BLOCK_BYTES) -> "PackedFeatureStore":
-    """Pack `source` (all its images, or `ids`) into `out/`; same input -> byte-identical files.
+                  source_key: str | None = None, block_bytes: int = BLOCK_BYTES,
+                  max_regions: int | None = DEFAULT_MAX_REGIONS, workers: int = 1) -> "PackedFeatureStore":
+    """Pack `source` (all its images, or `ids`) into `out/`; same input -> byte-identical files (any `workers`).
 
+    `max_regions`: keep the first `max_regions` regions of each image (what training reads, 50 in every config; None
+    keeps all); the index records it and training refuses a store packed with fewer than its `data.max_regions`.
+    `workers` > 1 reads and converts the images in that many processes (for per-image `.pt` folders, where reading
+    is the cost; the source must be picklable and cheap to pickle).
     `source_key` (e.g. `source_fingerprint` of a per-image folder) is stored in the index, so that a user of the
     store can tell that the source changed since it was packed.
 
@@ -103,38 +161,38 @@ def pack_features(source: FeatureSource, out: str | Path, *, ids: Iterable[int] 
     temporary names and renamed at the end (`cvil.fileio.atomic_paths`), so an interrupted pack never leaves a store that looks complete.
     The sha256 of every `block_bytes` block of `features.f16` goes into the index (checked when the store is opened).
     """
+    if max_regions is not None and max_regions < 1:
+        raise ValueError(f"max_regions must be >= 1 (or None for all), got {max_regions}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     given_dim = dim
     wanted = sorted(set(source.ids() if ids is None else ids))
     index: dict[str, list[int]] = {}
-    offset = 0
+    offset = truncated = 0
     hasher = _BlockHasher(block_bytes)
     _marker_path(out).unlink(missing_ok=True)
     with atomic_paths(out / FEATURES_FILE, out / INDEX_FILE) as (tmp_features, tmp_index):  # the index last
         with open(tmp_features, "wb") as handle:
-            for img_id in _progress(wanted, f"packing {source.path.name}", progress):
-                array = check_features(source.get(img_id), source.path, img_id)
-                if array.shape[0]:
-                    if dim is not None and array.shape[1] != dim:
+            rows = _rows_in_order(source, wanted, max_regions, workers)
+            for img_id, half, n_all in _progress(rows, f"packing {source.path.name}", progress, len(wanted)):
+                if half.shape[0]:
+                    if dim is not None and half.shape[1] != dim:
                         raise _odd_dim_error(source, wanted, given_dim)
-                    dim = array.shape[1] if dim is None else dim
-                    with np.errstate(over="ignore"):  # overflow becomes inf, which the next line reports
-                        half = array.astype(DTYPE)
-                    if not np.isfinite(half).all():
-                        raise DataFormatError(source.path, f"img_id {img_id}",
-                                              "values within the float16 range (|x| <= 65504)",
-                                              f"max |x| = {float(np.abs(array).max()):g}")
+                    dim = half.shape[1] if dim is None else dim
                     data = half.tobytes()
                     handle.write(data)
                     hasher.update(data)
-                index[str(img_id)] = [offset, int(array.shape[0])]
-                offset += array.shape[0]
+                truncated += n_all > half.shape[0]
+                index[str(img_id)] = [offset, int(half.shape[0])]
+                offset += half.shape[0]
         if dim is None:
             raise DataFormatError(source.path, "all images",
                                   "at least one image with regions (to know the feature dim)", "none")
         meta = {"version": INDEX_VERSION, "dim": dim, "dtype": "float16", "ids": index,
                 "checksum": {"algorithm": "sha256", "block_bytes": block_bytes, "blocks": hasher.result()}}
+        if max_regions is not None:
+            meta["max_regions"] = max_regions
+            meta["truncated_images"] = truncated
         if source_key is not None:
             meta["source_key"] = source_key
         tmp_index.write_text(json.dumps(meta), encoding="utf-8")
@@ -202,6 +260,8 @@ class PackedFeatureStore:
             raise DataFormatError(index_path, "top level", '{"dim": int, "dtype": "float16", "ids": {...}}', repr(index)[:80])
         self.dim: int = index["dim"]
         self.source_key: str | None = index.get("source_key")  # set when packed from a fingerprinted folder
+        packed_regions = index.get("max_regions")  # regions kept per image by the pack; None: all (older stores)
+        self.max_regions: int | None = packed_regions if isinstance(packed_regions, int) else None
         try:
             entries = {int(k): (int(v[0]), int(v[1])) for k, v in index["ids"].items()}
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
@@ -319,12 +379,26 @@ class PackedFeatureStore:
         offset, n = self._entry(img_id)
         return padded_regions(np.array(self.array[offset : offset + min(n, max_regions)]), max_regions)
 
-    def get_batch(self, img_ids: Sequence[int], max_regions: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(float32 [B, max_regions, D], n_regions long [B])`, with one fancy-index read of the memmap."""
+    def get_batch(self, img_ids: Sequence[int], max_regions: int, dtype: torch.dtype = torch.float32,
+                  out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`([B, max_regions, D], n_regions long [B])`, each image as `get` gives it. `dtype=torch.float16` keeps the
+        stored values as they are (no widening: the batch path moves them to the device in fp16, half the bytes);
+        `out`: a zero-filled fp16 `[B, max_regions, D]` tensor to fill (e.g. in shared memory, in a DataLoader worker,
+        so that handing the batch to the main process copies nothing)."""
         entries = np.array([self._entry(i) for i in img_ids], dtype=np.int64).reshape(-1, 2)
         n = np.minimum(entries[:, 1], max_regions)
+        if dtype == torch.float16:  # one copy per image, straight from the memmap into the batch
+            shape = (len(entries), max_regions, self.dim)
+            if out is None:
+                out = torch.from_numpy(np.zeros(shape, dtype=DTYPE))
+            elif tuple(out.shape) != shape or out.dtype != torch.float16:
+                raise ValueError(f"out is {out.dtype} {tuple(out.shape)}, not float16 {shape}")
+            array, target = self.array.view(np.ndarray), out.numpy()  # plain slices: a memmap's cost ~10 µs each
+            for b, (offset, k) in enumerate(zip(entries[:, 0].tolist(), n.tolist())):
+                target[b, :k] = array[offset : offset + k]
+            return out, torch.from_numpy(n)
         mask = np.arange(max_regions)[None, :] < n[:, None]
         rows = (entries[:, :1] + np.arange(max_regions)[None, :])[mask]
         out = torch.zeros(len(entries), max_regions, self.dim)
         out[torch.from_numpy(mask)] = torch.from_numpy(self.array[rows]).float()
-        return out, torch.from_numpy(n)
+        return out.to(dtype), torch.from_numpy(n)

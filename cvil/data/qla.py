@@ -1,6 +1,7 @@
 """Reader for the reference's QLA JSON files (`{split}2014_qla_mrcnn.json`): one dict per question.
 
-Fields (see docs/architecture.md §1): questions per language (`en`/`ja`/`hi`, or upstream Oscar's `q` for English),
+Fields (see docs/architecture.md §1): questions per language (the `question_field` of every language file of
+`cvil.languages`: `en`, `ja`, `hi`, `zh`, ...; or upstream Oscar's `q` for English),
 `o` detector tags, `an` label ids with soft scores `s`, `img_id`, `q_id`, and `{lang}-en` word alignments. The
 reference silently drops train/val rows with no label (its answer-coverage filter); we drop them too, but count
 them and say why, and we fail on any malformed row instead of skipping it.
@@ -25,7 +26,7 @@ from typing import Any
 from cvil.data.errors import DataFormatError
 from cvil.data.json_file import load_json_and_digest
 
-QUESTION_LANGUAGES = ("en", "ja", "hi")
+ENGLISH = "en"  # the teacher's language: its question field comes first, and upstream Oscar calls it `q`
 ALIGNMENT_SUFFIX = "-en"
 REQUIRED_FIELDS = ("o", "an", "s", "img_id")  # and `q_id` in test files (`reads_q_id`)
 KEY_Q_ID = "q_id"  # rows keyed by their unique non-zero q_id
@@ -87,7 +88,23 @@ class QLAFile:
     def languages(self) -> tuple[str, ...]:
         """Question languages present in at least one row, in a stable order."""
         seen = {lang for row in self.rows for lang in row.questions}
-        return tuple(sorted(seen, key=lambda lang: (lang not in QUESTION_LANGUAGES, lang)))
+        known = set(question_languages().values())
+        return tuple(sorted(seen, key=lambda lang: (lang not in known, lang)))
+
+
+def question_languages() -> dict[str, str]:
+    """{question field: language code} of every registered language (`cvil.languages`), English first."""
+    from cvil.languages import question_fields
+
+    fields = question_fields()
+    return dict(sorted(fields.items(), key=lambda item: item[1] != ENGLISH))
+
+
+def alignment_languages() -> dict[str, str]:
+    """{alignment field: language code} of every registered language that declares one (`ja-en` -> `ja`)."""
+    from cvil.languages import alignment_fields
+
+    return alignment_fields()
 
 
 def reads_q_id(path: str | Path) -> bool:
@@ -130,7 +147,10 @@ def _parse_alignment(path: Path, where: str, value: object) -> list[AlignmentEnt
     return entries
 
 
-def _parse_row(path: Path, index: int, raw: object, *, test: bool, keyed_by_q_id: bool) -> QLARow:
+def _parse_row(path: Path, index: int, raw: object, *, test: bool, keyed_by_q_id: bool,
+               fields: dict[str, str] | None = None, aligned: dict[str, str] | None = None) -> QLARow:
+    """`fields`: {question field: language code}; `aligned`: {alignment field: language code} (default: the
+    registry's)."""
     where = f"row {index}"
     if not isinstance(raw, dict):
         raise DataFormatError(path, where, "a JSON object", type(raw).__name__)
@@ -139,18 +159,21 @@ def _parse_row(path: Path, index: int, raw: object, *, test: bool, keyed_by_q_id
     if missing:
         raise DataFormatError(path, where, f"field(s) {', '.join(missing)}", f"keys {sorted(raw)}")
     row = dict(raw)
-    alignment_keys = [key for key in row if isinstance(key, str) and key.endswith(ALIGNMENT_SUFFIX) and len(key) > 3]
-    languages = list(QUESTION_LANGUAGES) + [k[: -len(ALIGNMENT_SUFFIX)] for k in alignment_keys]
-    questions = {lang: row.pop(lang) for lang in dict.fromkeys(languages) if lang in row}
-    if "en" not in questions and "q" in row:  # upstream Oscar's English question field
-        questions["en"] = row.pop("q")
+    fields = question_languages() if fields is None else fields
+    aligned = alignment_languages() if aligned is None else aligned
+    alignment_keys = [key for key in row if isinstance(key, str) and (
+        key in aligned or key.endswith(ALIGNMENT_SUFFIX) and len(key) > 3)]
+    languages = list(fields) + [k[: -len(ALIGNMENT_SUFFIX)] for k in alignment_keys if k not in aligned]
+    questions = {fields.get(name, name): row.pop(name) for name in dict.fromkeys(languages) if name in row}
+    if ENGLISH not in questions and "q" in row:  # upstream Oscar's English question field
+        questions[ENGLISH] = row.pop("q")
     if not questions:
-        raise DataFormatError(path, where, f"a question field ({', '.join(QUESTION_LANGUAGES)} or q)", f"keys {sorted(raw)}")
+        raise DataFormatError(path, where, f"a question field ({', '.join(fields)} or q)", f"keys {sorted(raw)}")
     for lang, text in questions.items():
         if not isinstance(text, str):
             raise DataFormatError(path, f"{where} field {lang!r}", "a question string", repr(text))
-    alignments = {key[: -len(ALIGNMENT_SUFFIX)]: _parse_alignment(path, f"{where} field {key!r}", row.pop(key))
-                  for key in alignment_keys}
+    alignments = {aligned.get(key, key[: -len(ALIGNMENT_SUFFIX)]):
+                  _parse_alignment(path, f"{where} field {key!r}", row.pop(key)) for key in alignment_keys}
     tags, answer_ids, scores, img_id = (row.pop(name) for name in REQUIRED_FIELDS)
     q_id = row.pop("q_id", 0)
     if not isinstance(tags, str):
@@ -196,8 +219,9 @@ def read_qla(path: str | Path, *, drop_empty: bool = True, test: bool | None = N
     reasons: Counter[str] = Counter()
     dropped_at: list[int] = []
     first_at: dict[int, int] = {}  # q_id -> row, in test files: EvalAI results are keyed by it
+    fields, aligned = question_languages(), alignment_languages()
     for index, raw in enumerate(data):
-        row = _parse_row(path, index, raw, test=test, keyed_by_q_id=by_q_id)
+        row = _parse_row(path, index, raw, test=test, keyed_by_q_id=by_q_id, fields=fields, aligned=aligned)
         if test and first_at.setdefault(row.q_id, index) != index:
             raise DataFormatError(path, f"row {index} field 'q_id'", "a q_id used by one row only (a test file)",
                                   f"{row.q_id}, already the q_id of row {first_at[row.q_id]}")

@@ -1,7 +1,8 @@
 """Readers for the three region-feature formats of the reference, behind one small `FeatureSource` protocol.
 
 - `pt-dir`: one `{img_id}.pt` float32 tensor `[n, D]` per image (what `features-split.py` writes and training reads);
-- `vinvl-pt`: one `{split}_img_frcnn_feats.pt` holding `{img_id: tensor}`;
+- `vinvl-pt`: one `{split}_img_frcnn_feats.pt` holding `{img_id: tensor}` (memory-mapped when it is a zip-format
+  file, so a whole split is not read into memory at once);
 - `tsv`: VinVL rows `img_id \\t num_boxes \\t base64(float32[num_boxes * D])` (row[0] key, row[1] count, row[-1]
   payload) with an optional offset map `{img_id: byte offset}` for random access.
 Every tensor is loaded with `torch.load(weights_only=True)` and checked (2-D, expected width, finite), so a bad
@@ -13,6 +14,7 @@ from __future__ import annotations
 import binascii
 import mmap
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -77,12 +79,16 @@ def _tensor_to_array(value: object, path: Path, img_id: int) -> np.ndarray:
     return value.detach().to("cpu", torch.float32).numpy()
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, *, mmap: bool = False) -> object:
+    """`torch.load(weights_only=True)`; `mmap=True` maps a zip-format file (torch >= 1.6's default) instead of reading
+    it: tensors are views of the file, read by the OS when first touched (a legacy-format file is read whole)."""
     import torch
 
     from cvil.torch_files import load_error_detail
 
     try:
+        if mmap and zipfile.is_zipfile(path):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
@@ -114,13 +120,16 @@ class PtDirSource:
 
 
 class VinVLDictSource:
-    """One `.pt` file holding `{img_id: tensor}` (loaded whole, as the reference does before splitting it)."""
+    """One `.pt` file holding `{img_id: tensor}`. A zip-format file (what `torch.save` writes since torch 1.6) is
+    memory-mapped (`torch.load(mmap=True)`): the dict and the tensors' headers are read, each image's bytes only when
+    `get` reads them, so packing a 100 GB split does not need 100 GB of memory. A legacy-format file is loaded whole,
+    as the reference does before splitting it."""
 
     def __init__(self, path: str | Path, dim: int | None = None) -> None:
         self.path, self.dim = Path(path), dim
         if not self.path.is_file():
             raise DataFormatError(self.path, "file", "a VinVL {img_id: tensor} .pt file", "no such file")
-        value = _torch_load(self.path)
+        value = _torch_load(self.path, mmap=True)
         if not isinstance(value, dict):
             raise DataFormatError(self.path, "top level", "a dict {img_id: tensor}", type(value).__name__)
         self._tensors = {_as_img_id(k, self.path, f"key {k!r}"): v for k, v in value.items()}

@@ -18,9 +18,12 @@ Layout of `out_dir`:
   ids, sha256), a `content_hash` over all of it, and the teacher's checkpoint path and config hash.
 
 `TeacherCache(out_dir)` checks on load that the tensors present are exactly the manifest's (missing and extra
-question ids are named), that counts agree, that every tensor has the declared dtype and shape `[L + R, H]`, that
-(optionally) the ids equal those of the dataset it will serve and the config hash equals the loaded teacher's, and
-that the shard bytes hash to the recorded sha256. `hidden_states_for(batch)` re-pads the cached rows into the
+question ids are named), that counts agree, that every tensor has the declared dtype and shape `[L + R, H]` (shard
+headers only), that the manifest's content hash holds, and (optionally) that the ids equal those of the dataset it
+will serve and the config hash equals the loaded teacher's. The shard bytes are hashed against the recorded sha256
+when the cache is built and on request (`verify_hash=True`, `TeacherCache.verify()`, `cvil kd-cache --verify DIR`),
+not on every open: an mVQA-size cache is ~200 GB, about 12 minutes of hashing per open per rank.
+`hidden_states_for(batch)` re-pads the cached rows into the
 batch's padded teacher layout `[B, T_t + R, H]` (fp32), one entry per teacher hidden state (`None` where not
 cached), which is what `cvil.distill.kd_losses.distillation_loss` takes as `teacher_hidden`.
 
@@ -61,6 +64,7 @@ ROW_KEYS_Q_ID = "q_id"  # `cvil.data.qla.KEY_Q_ID`: what a manifest without `row
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
+SHARD_BYTES = 512 << 20  # rows buffered per shard while building (the build holds about twice this in memory)
 
 
 class TeacherCacheError(CvilError, ValueError):
@@ -122,7 +126,8 @@ def build_teacher_cache(
     batch_size: int,
     dtype: torch.dtype = torch.float16,
     teacher_path: str | Path | None = None,
-    shard_size: int = 10_000,
+    shard_size: int | None = None,
+    max_shard_bytes: int = SHARD_BYTES,
     num_workers: int = 0,
     overwrite: bool = False,
 ) -> dict:
@@ -132,6 +137,11 @@ def build_teacher_cache(
     teacher's depth as `distillation_loss` maps them. `teacher_model` is an `OscarVQA` (or a `FrozenTeacher`);
     it runs in eval mode without autograd, on its own device and in fp32 (wrap it in a `FrozenTeacher` with
     another precision to change that).
+
+    Rows are converted to the stored `dtype` (fp16; other dtypes only for tests of exactness) on the teacher's device
+    and buffered until `max_shard_bytes` of them (default 512 MiB; `shard_size` optionally caps the questions per
+    shard too): at mVQA scale a question is ~451 KB, so a count cap of 10,000 questions held 4.5 GB in memory.
+    Each shard's sha256 is taken when it is written.
     """
     from cvil.distill.teacher import FrozenTeacher
 
@@ -151,8 +161,10 @@ def build_teacher_cache(
         dup = {q for q in ids if ids.count(q) > 1} if len(ids) < 50_000 else set()
         raise TeacherCacheError(f"the dataset has duplicate question ids ({_names(dup)}); a cache keyed by question "
                                 "id cannot serve it")
-    if shard_size < 1:
+    if shard_size is not None and shard_size < 1:
         raise ValueError("shard_size must be >= 1")
+    if max_shard_bytes < 1:
+        raise ValueError("max_shard_bytes must be >= 1")
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in list(out.glob("shard-*.safetensors")) + [out / MANIFEST]:
@@ -164,9 +176,11 @@ def build_teacher_cache(
     shards: list[dict] = []
     pending: dict[str, torch.Tensor] = {}
     pending_ids: list[int] = []
+    pending_bytes = 0
     max_regions = None
 
     def flush() -> None:
+        nonlocal pending_bytes
         if not pending_ids:
             return
         path = out / f"shard-{len(shards):05d}.safetensors"
@@ -174,6 +188,7 @@ def build_teacher_cache(
         shards.append({"file": path.name, "question_ids": list(pending_ids), "sha256": sha256_file(path)})
         pending.clear()
         pending_ids.clear()
+        pending_bytes = 0
 
     for batch in loader:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -186,12 +201,14 @@ def build_teacher_cache(
         lengths = batch["teacher_attention_mask"][:, :t_t].sum(1).tolist()
         for b, (q, length) in enumerate(zip(batch["question_ids"].tolist(), lengths)):
             keep = torch.cat([torch.arange(length), torch.arange(t_t, t_t + r)]).to(device)
-            for layer in teacher_layers:
-                pending[_key(q, layer)] = states[layer][b].index_select(0, keep).to("cpu", dtype).contiguous()
+            for layer in teacher_layers:  # to the stored dtype on the device: half the copy and the buffer
+                row = states[layer][b].index_select(0, keep).to(dtype).cpu().contiguous()
+                pending[_key(q, layer)] = row
+                pending_bytes += row.numel() * row.element_size()
             question_ids.append(int(q))
             text_lengths.append(int(length))
             pending_ids.append(int(q))
-            if len(pending_ids) >= shard_size:
+            if pending_bytes >= max_shard_bytes or (shard_size is not None and len(pending_ids) >= shard_size):
                 flush()
     flush()
     if question_ids != ids:
@@ -221,7 +238,7 @@ class TeacherCache:
         expected_question_ids: Iterable[int] | None = None,
         expected_row_keys: str | None = None,
         teacher_config: Any = None,
-        verify_hash: bool = True,
+        verify_hash: bool = False,
     ) -> None:
         self.dir = Path(out_dir)
         path = self.dir / MANIFEST
@@ -275,10 +292,12 @@ class TeacherCache:
         if sorted(listed) != sorted(ids):
             raise TeacherCacheError(f"{path}: the shards list other question ids than the manifest "
                                     f"(missing {_names(set(ids) - set(listed))}, extra {_names(set(listed) - set(ids))})")
+        if _content_hash(m) != m.get("content_hash"):
+            raise TeacherCacheError(f"{path}: content hash mismatch (manifest edited?)")
         self._handles: dict[str, Any] = {}
         self._check_tensors()
         if verify_hash:
-            self._check_hashes()
+            self.verify()
 
     # -- integrity --------------------------------------------------------------------------------------------------
     def _open(self, name: str):
@@ -331,13 +350,13 @@ class TeacherCache:
             raise TeacherCacheError(f"teacher cache {self.dir}: layers differ from the manifest's {sorted(layers)} for "
                                     f"{_names(partial)} (e.g. {q} has {sorted(present[q])})")
 
-    def _check_hashes(self) -> None:
+    def verify(self) -> None:
+        """Hash every shard against the sha256 recorded when it was written (reads the whole cache; `cvil kd-cache
+        --verify`): catches bytes changed after the build that leave names, shapes and dtypes alone."""
         for shard in self.manifest["shards"]:
             if sha256_file(self.dir / shard["file"]) != shard["sha256"]:
                 raise TeacherCacheError(f"teacher cache shard {self.dir / shard['file']} does not match its sha256 "
                                         "(modified or corrupted since it was written)")
-        if _content_hash(self.manifest) != self.manifest.get("content_hash"):
-            raise TeacherCacheError(f"{self.dir / MANIFEST}: content hash mismatch (manifest edited?)")
 
     # -- serving -----------------------------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -9,7 +9,9 @@ docs/metrics.md): ``corpus4`` (corpus BLEU-4, no smoothing: the reference notes'
 answers) and ``corpus1`` (corpus BLEU-1: the only candidate whose BLEU/accuracy ratio on a JVG-like answer set falls
 in the paper's 0.93-0.96; the JVG evaluation and leaderboard default, :data:`JVG_PRESET`).
 Tokenisation: fugashi with unidic-lite, surface forms. Alternatives go through sacrebleu (``ja-mecab`` = MeCab +
-IPAdic, or ``char``) with its own defaults (``smooth:exp``); NLTK options do not apply there.
+IPAdic, ``char``, ``zh``, ``13a``, ... any sacrebleu tokenizer by name) with its own defaults (``smooth:exp``); NLTK
+options do not apply there. A language file names its BLEU tokenizer (``bleu:``; ``fugashi+nltk`` is ``fugashi``
+here; :func:`language_tokenizer`).
 
 Why a signature: the tokenisers segment differently and NLTK and sacrebleu smooth differently, so a BLEU number is
 meaningless without them (reference anchors §2(f)). Every :class:`BleuResult` carries tokeniser, backend, level,
@@ -40,7 +42,15 @@ import numpy as np
 from cvil.data.text import japanese_words
 from cvil.errors import UsageError  # a BLEU setting the user asked for (still a ValueError)
 
-TOKENIZERS = ("fugashi", "ja-mecab", "char")
+def _sacrebleu_tokenizers() -> tuple[str, ...]:
+    try:
+        from sacrebleu.metrics.bleu import _TOKENIZERS
+    except ImportError:  # pragma: no cover - sacrebleu is a dependency; its table moved: the ones we always had
+        return ("ja-mecab", "char")
+    return tuple(_TOKENIZERS)
+
+
+TOKENIZERS = ("fugashi", *_sacrebleu_tokenizers())  # fugashi = NLTK backend; the rest are sacrebleu's
 DEFAULT_WEIGHTS = (0.25, 0.25, 0.25, 0.25)
 LEVELS = ("corpus", "sentence")
 SMOOTHINGS = ("none",) + tuple(f"method{i}" for i in range(8))
@@ -92,6 +102,13 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "missing"
+
+
+def language_tokenizer(lang: str) -> str:
+    """The `tokenizer` of :func:`corpus_bleu` that the language file of `lang` declares (``bleu:``)."""
+    from cvil.languages import get_language
+
+    return get_language(lang).bleu_tokenizer
 
 
 def fugashi_tokens(text: str) -> list[str]:
@@ -281,8 +298,8 @@ def corpus_bleu(
 
     ``tokenizer="fugashi"`` uses NLTK: start from ``preset`` (default ``corpus4``) and override any of ``level``
     (``"corpus"`` | ``"sentence"``), ``weights``, ``smoothing`` (``"none"``, ``"method0"`` .. ``"method7"``, or a
-    callable labelled by ``smoothing_name``) and ``auto_reweigh``. ``"ja-mecab"`` and ``"char"`` use sacrebleu with
-    its defaults; NLTK options are then an error.
+    callable labelled by ``smoothing_name``) and ``auto_reweigh``. Any other name (``"ja-mecab"``, ``"char"``,
+    ``"zh"``, ``"13a"``, ...) is a sacrebleu tokenizer, used with sacrebleu's defaults; NLTK options are then an error.
     """
     if tokenizer not in TOKENIZERS:
         raise UsageError(f"unknown BLEU tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")

@@ -102,8 +102,10 @@ def _run_jvg(args: argparse.Namespace) -> int:
     else:
         gt = load_unknown(args.unknown)
     preds = read_results(args.results, list(gt["question_id"]))
-    tokenizer = None if args.bleu_tokenizer == "none" else args.bleu_tokenizer
-    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer, **_bleu_options(args))
+    from cvil.eval.jvg import FROM_LANGUAGE
+
+    tokenizer = {None: FROM_LANGUAGE, "none": None}.get(args.bleu_tokenizer, args.bleu_tokenizer)
+    result = evaluate_predictions("jvg", gt, preds, bleu_tokenizer=tokenizer, lang=args.lang, **_bleu_options(args))
     counts = result.report["counts"]
     extra: dict[str, Any] = {k: counts[k] for k in ("n", "n_covered", "correct_uncovered")}
     if "bleu" in result.report:
@@ -164,12 +166,12 @@ def register(subparsers: Any) -> None:
     vqa.set_defaults(func=_run_vqa)
 
     hi = sub.add_parser("hindi", help="accuracy over merged Hindi classes and English classes")
-    hi.add_argument("--questions")
-    hi.add_argument("--annotations", required=True)
-    hi.add_argument("--results", required=True)
+    hi.add_argument("--questions", help="v2_OpenEnded_mscoco_*_questions.json (checked against the annotations)")
+    hi.add_argument("--annotations", required=True, help="v2_mscoco_*_annotations.json of the Hindi questions")
+    hi.add_argument("--results", required=True, help='results JSON: [{"question_id", "answer"}] (Hindi answers)')
     hi.add_argument("--classes", required=True, help="vqa/hi_ans2label.json")
-    hi.add_argument("--out")
-    hi.add_argument("--per-question")
+    hi.add_argument("--out", help="write the accuracies (merged Hindi classes and English) here (JSON)")
+    hi.add_argument("--per-question", help="write the per-question CSV here")
     _add_evaluator(hi)
     hi.set_defaults(func=_run_hindi)
 
@@ -179,8 +181,12 @@ def register(subparsers: Any) -> None:
     truth.add_argument("--qla", help="a labelled QLA file (e.g. vg/val2014_qla_mrcnn.json), scored through the "
                        "trainval_label2ans.pkl beside it (rows without a label are left out; a file without unique "
                        "q_ids, as the release's train/val, names its rows by position: question_id 0, 1, ...)")
-    jvg.add_argument("--results", required=True)
-    jvg.add_argument("--bleu-tokenizer", default="fugashi", choices=["fugashi", "ja-mecab", "char", "none"])
+    jvg.add_argument("--results", required=True, help='results JSON: [{"question_id", "answer"}]')
+    jvg.add_argument("--lang", default=None, help="the questions' language (default: the JVG set's, Japanese): its "
+                     "language file gives the BLEU tokenizer and the question types (cvil/languages)")
+    jvg.add_argument("--bleu-tokenizer", default=None, metavar="NAME",
+                     help="fugashi (NLTK), a sacrebleu tokenizer (ja-mecab, char, zh, 13a, ...) or none "
+                          "(default: the language file's)")
     _add_bleu_options(jvg)
     jvg.add_argument("--out", help="write summary, counts and BLEU signature here (JSON)")
     jvg.add_argument("--per-question", help="write the per-question CSV here")

@@ -5,8 +5,9 @@ points at), as lm-eval's task YAML and MTEB's task metadata declare theirs, inst
 a field's presence or the language:
 
 - `vqa` (VQA v2 / mVQA): the official VQA accuracy from the raw annotator answers of the official annotation file
-  (`v2_mscoco_<stem>_annotations.json`); Hindi questions (`lang: hi`) are scored over the merged Hindi classes
-  (`hi_ans2label.json`); without that file, over the English classes, with a warning naming it (declared fallback).
+  (`v2_mscoco_<stem>_annotations.json`); questions in a language whose file says `merge_answers: true` (Hindi,
+  `cvil/languages/hi.yaml`) are scored over the merged classes (`hi_ans2label.json`); without that file, over the
+  English classes, with a warning naming it (declared fallback).
 - `vg` (JVG-like): exact match, coverage and BLEU against answer strings: the `.unknown` file's for test, else
   `label2ans[an[0]]` over the labelled rows (`cvil.eval.jvg_truth`).
 
@@ -37,19 +38,34 @@ class EvalDataset:
     name: str  # the dataset folder name under data.root
     metric: MetricKind  # what every split is scored with (unless `by_language` says otherwise)
     splits: tuple[str, ...] = layout.SPLITS  # the splits it can be scored on
-    by_language: Mapping[str, MetricKind] = field(default_factory=dict)  # e.g. {"hi": "hindi"}
+    by_language: Mapping[str, MetricKind] = field(default_factory=dict)  # explicit per-language metrics, if any
+    # the metric of questions in a language whose answers are merged across translations (`merge_answers` in its
+    # language file, cvil.languages); None = the dataset has no merged scoring
+    merged_metric: MetricKind | None = None
+
+    def kind(self, lang: str) -> MetricKind:
+        """The metric kind of `lang`: `by_language`, else `merged_metric` for a `merge_answers` language, else
+        `metric`."""
+        if lang in self.by_language:
+            return self.by_language[lang]
+        if self.merged_metric is not None:
+            from cvil.languages import get_language
+
+            if get_language(lang).merge_answers:
+                return self.merged_metric
+        return self.metric
 
     def metrics(self, lang: str) -> tuple[Metric, ...]:
         """The metrics a split asked in `lang` produces (`<split>.<name>` in the tracking store), with units."""
-        return declared(self.by_language.get(lang, self.metric))
+        return declared(self.kind(lang))
 
     def main_score(self, lang: str) -> str:
-        return MAIN_SCORE[self.by_language.get(lang, self.metric)]
+        return MAIN_SCORE[self.kind(lang)]
 
     def metric_for(self, lang: str, folder: str | Path) -> MetricKind:
         """The metric of a split asked in `lang`. `hindi` needs the merged classes file; without it the split is
         scored with the default metric, and the fallback is said (never silent)."""
-        kind = self.by_language.get(lang, self.metric)
+        kind = self.kind(lang)
         classes = Path(folder) / layout.HINDI_CLASSES
         if kind == "hindi" and not classes.is_file():
             log.warning("%s is missing: %s questions of %s are scored with the %s metric over the English classes, "
@@ -72,7 +88,7 @@ def register(dataset: EvalDataset) -> EvalDataset:
     return dataset
 
 
-register(EvalDataset("vqa", metric="vqa", by_language={"hi": "hindi"}))
+register(EvalDataset("vqa", metric="vqa", merged_metric="hindi"))
 register(EvalDataset("vg", metric="jvg"))
 
 

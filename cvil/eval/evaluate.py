@@ -11,7 +11,8 @@ model and reused on any results file.
   :mod:`cvil.eval.vqa_official`), recorded as ``report["evaluator"]`` (also for ``"hindi"``).
 - ``"hindi"``: the same annotations; needs ``classes=`` (:class:`cvil.eval.hindi.HindiClasses`).
 - ``"jvg"``: rows of the ``.unknown`` file (dicts with ``q_id``, ``answer``, ``ja``/``q``, ``an``) or the frame from
-  :func:`cvil.eval.jvg.unknown_frame`; options ``bleu_tokenizer`` and ``question_types``.
+  :func:`cvil.eval.jvg.unknown_frame`; options ``lang`` (its language file gives the defaults of the next two),
+  ``bleu_tokenizer`` and ``question_types``.
 
 ``summary`` keys are the tracking-schema metric names without the split prefix (``accuracy``, ``accuracy_covered``,
 ``coverage``, ``bleu``, ``accuracy.<type>``); use :meth:`EvalResult.metrics` to add it. All summary values are percent.
@@ -114,14 +115,15 @@ def _evaluate_jvg(
     rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
     predictions: Mapping[int, str],
     *,
-    bleu_tokenizer: str | None = "fugashi",
+    bleu_tokenizer: str | None = jvg_mod.FROM_LANGUAGE,
     question_types: Any = None,
+    lang: str | None = None,
     **bleu_options: Any,
 ) -> EvalResult:
     gt = rows if isinstance(rows, pd.DataFrame) else jvg_mod.unknown_frame(rows)
     validate_results([{"question_id": q, "answer": a} for q, a in predictions.items()], list(gt["question_id"]))
     res = jvg_mod.evaluate_jvg(
-        gt, predictions, bleu_tokenizer=bleu_tokenizer, question_types=question_types, **bleu_options
+        gt, predictions, bleu_tokenizer=bleu_tokenizer, question_types=question_types, lang=lang, **bleu_options
     )
     report: dict[str, Any] = {"counts": res.counts}
     if res.bleu is not None:

@@ -25,18 +25,34 @@ from cvil.data.errors import DataFormatError
 from cvil.data.json_file import load_json
 from cvil.eval import bleu as bleu_mod
 from cvil.eval import question_types as qt
+from cvil.languages import JVG_LANGUAGE  # the default `lang` (another one: `lang=`, cvil.languages)
 
-QUESTION_FIELDS = ("ja", "q")  # the Japanese question; upstream files call it `q`
+UPSTREAM_QUESTION_FIELD = "q"  # what upstream JVG files call the question
+FROM_LANGUAGE = "language"  # `bleu_tokenizer` default: the one the language file declares
+
+
+def question_fields(lang: str | None = None) -> tuple[str, ...]:
+    """Where a row's question is looked for: the language's question field (`lang`), else every registered
+    non-English language's, then upstream's `q`."""
+    from cvil.languages import get_language, languages
+
+    if lang is not None:
+        return tuple(dict.fromkeys((get_language(lang).question_field, lang, UPSTREAM_QUESTION_FIELD)))
+    first = get_language(JVG_LANGUAGE).question_field
+    others = [name for other in languages().values() if other.alignment_field  # not English: it aligns to English
+              for name in (other.question_field, other.code)]
+    return tuple(dict.fromkeys((first, *others, UPSTREAM_QUESTION_FIELD)))
 
 
 def unknown_frame(rows: Iterable[Mapping[str, Any]], source: str | Path = "the .unknown rows") -> pd.DataFrame:
     """Rows of a ``.unknown`` file (named `source` in errors) as a table: question_id, question, ground_truth,
     covered."""
     records = []
+    fields = question_fields()
     for i, row in enumerate(rows):
         if "q_id" not in row or "answer" not in row:
             raise DataFormatError(source, f"row {i}", "fields 'q_id' and 'answer'", f"keys {sorted(row)}")
-        question = next((row[f] for f in QUESTION_FIELDS if f in row), "")
+        question = next((row[f] for f in fields if f in row), "")
         records.append(
             {
                 "question_id": int(row["q_id"]),
@@ -80,16 +96,24 @@ def evaluate_jvg(
     gt: pd.DataFrame,
     predictions: Mapping[int, str],
     *,
-    bleu_tokenizer: str | None = "fugashi",
+    bleu_tokenizer: str | None = FROM_LANGUAGE,
     question_types: Mapping[str, qt.QuestionWord] | None = None,
+    lang: str | None = None,
     **bleu_options: Any,
 ) -> JVGResult:
     """Score predictions (question id -> answer string) against every row of ``gt`` (from :func:`unknown_frame`).
 
+    ``lang`` (default :data:`JVG_LANGUAGE`) is the questions' language: its file (cvil.languages) gives the BLEU
+    tokenizer (``bleu_tokenizer`` default; ``fugashi`` for ja) and the question types (``question_types`` default).
     ``bleu_tokenizer=None`` skips BLEU; ``bleu_options`` go to :func:`cvil.eval.bleu.corpus_bleu` (with fugashi the
     preset defaults to :data:`cvil.eval.bleu.JVG_PRESET`). Per-type accuracies are exact match over all rows of that
     type.
     """
+    lang = JVG_LANGUAGE if lang is None else lang
+    if bleu_tokenizer == FROM_LANGUAGE:
+        bleu_tokenizer = bleu_mod.language_tokenizer(lang)
+    if question_types is None:
+        question_types = qt.question_words(lang)
     missing = [q for q in gt["question_id"] if q not in predictions]
     if missing:
         raise KeyError(f"no prediction for question_id {missing[0]} ({len(missing)} missing)")

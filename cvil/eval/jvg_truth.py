@@ -19,6 +19,7 @@ import pandas as pd
 
 from cvil.data.errors import DataFormatError
 from cvil.data.qla import QLARow
+from cvil.languages import JVG_LANGUAGE
 
 ANSWER_FIELD = "answer_field"  # the rows' own `answer` strings (the `.unknown` file)
 LABEL_MAP = "label_map"  # label2ans[an[0]] (trainval_label2ans.pkl)
@@ -38,7 +39,7 @@ class JVGTruth:
 
 
 def jvg_truth(rows: Sequence[QLARow], label2ans: Sequence[str], *, file: str | Path = "<rows>",
-              lang: str = "ja") -> JVGTruth:
+              lang: str = JVG_LANGUAGE) -> JVGTruth:
     """Answer strings from the rows' `answer` field when every row has one, else from `label2ans` for labelled rows."""
     if rows and all(isinstance(r.extra.get("answer"), str) for r in rows):
         records = [_record(r, r.extra["answer"], lang) for r in rows]

@@ -30,7 +30,9 @@ here (the paper is silent on all of them):
    made": いつ + つく, kept). The rule is a character heuristic, not a tokenisation: kanji + okurigana + つく
    (追いつく, 思いつく) still contains いつ and counts as itsu.
 
-Everything is data: pass another map to :func:`classify` to change any rule.
+Everything is data: the words and masks above live in the Japanese language file (`cvil/languages/ja.yaml`,
+`question_types`), the rules in this module; another language declares its own (`question_words(lang)`), and
+:func:`classify` takes any map.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from cvil.languages import JVG_LANGUAGE
 
 OTHER = "other"
 JOIN = "|"  # separator when several types are stored in one CSV cell
@@ -52,35 +57,20 @@ class QuestionWord:
     exclude: tuple[str, ...] = field(default=())
 
 
-#: なんで meaning "why": not なんです / なんでしょう ("what is it") and not なんでも ("anything")
-_NANDE_WHY = "なんで(?!す|しょう|も)"
-
-#: hiragana that may stand right before a question word (particles, and the ら/ば of たら/れば): rule 8
-_PARTICLES = "はがをにでもとてへやのらば"
+#: the language whose question types `classify` uses when given none: Table I(b) is the breakdown of the JVG set
+TABLE_1B_LANGUAGE = JVG_LANGUAGE
 
 
-def _inside_word(word: str) -> str:
-    """Rule 8: the kana question word ``word`` inside a longer word (after a hiragana that is no particle)."""
-    return f"(?<=[ぁ-ゖ])(?<![{_PARTICLES}])(?<!いったい){word}"
+def question_words(lang: str) -> dict[str, QuestionWord]:
+    """The question types a language file declares (`question_types`), in its order; {} when it declares none."""
+    from cvil.languages import get_language
+
+    return dict(_question_words(get_language(lang).question_types))
 
 
-#: いつつ ("five"), but not いつ + a verb つく/つか/つけ/... (いつつくられましたか, "when was it made")
-_ITSUTSU = "いつつ(?![かきくけこっ])"
-
-# Order = the row order of Table I(b).
-JAPANESE_QUESTION_TYPES: dict[str, QuestionWord] = {
-    "nani": QuestionWord(("何", "なに", "なん"), exclude=(_NANDE_WHY, "なんでも", "何故", "何処")),
-    "dare": QuestionWord(("誰", "だれ")),
-    "doko": QuestionWord(("どこ", "何処")),
-    "donna": QuestionWord(("どんな",)),
-    "dorekurai": QuestionWord(("どれくらい", "どのくらい", "どれぐらい", "どのぐらい")),
-    "dou": QuestionWord(
-        ("どう", "どのように"), exclude=("どうして", "ぶどう", "どうぶつ", "どうろ", _inside_word("どう"))
-    ),
-    "itsu": QuestionWord(("いつ",), exclude=("いつも", _ITSUTSU, _inside_word("いつ"))),
-    "ikutsu": QuestionWord(("いくつ",)),
-    "naze": QuestionWord(("なぜ", "何故", "どうして", "なんで"), exclude=("なんです", "なんでしょう", "なんでも")),
-}
+@lru_cache(maxsize=32)
+def _question_words(types: tuple) -> tuple[tuple[str, QuestionWord], ...]:
+    return tuple((t.name, QuestionWord(t.words, t.exclude)) for t in types)
 
 
 def _mask(text: str, exclude: Sequence[str]) -> str:
@@ -93,7 +83,7 @@ def _mask(text: str, exclude: Sequence[str]) -> str:
 
 def classify(question: str, types: Mapping[str, QuestionWord] | None = None) -> tuple[str, ...]:
     """All types whose word is present in ``question`` (in map order), or ``("other",)``."""
-    types = JAPANESE_QUESTION_TYPES if types is None else types
+    types = question_words(TABLE_1B_LANGUAGE) if types is None else types
     text = unicodedata.normalize("NFKC", question)
     found = tuple(
         name for name, qw in types.items() if any(w in _mask(text, qw.exclude) for w in qw.words)

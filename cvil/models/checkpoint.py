@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cvil.fileio import atomic_write
+from cvil.fileio import atomic_write, write_manifest
 from cvil.models.config import config_from_dict, config_to_dict, read_config_json
 
 # The model class is the caller's (`OscarVQA.from_pretrained` passes itself): `cvil.models.oscar` imports this module,
@@ -251,17 +251,22 @@ def save_safetensors_checkpoint(model: nn.Module, folder: str | Path) -> Path:
 
 def save_oscar_checkpoint(model: nn.Module, folder: str | Path, vocab_file: str | Path | None = None) -> Path:
     """The original Oscar format: `pytorch_model.bin` (torch.save of the Oscar-named state dict) + `config.json`
-    (+ `vocab.txt` copied from `vocab_file`, a vocab file or a tokenizer folder holding one). The synthetic teacher is
-    saved this way so it goes through the same loading path as a real OSCAR+ checkpoint."""
+    (+ `vocab.txt` copied from `vocab_file`, a vocab file or a tokenizer folder holding one) + the checksum manifest
+    `SHA256SUMS` over those files (`cvil.fileio.write_manifest`; checked when the folder is loaded as `kd.teacher` or
+    `model.init`). The synthetic teacher is saved this way so it goes through the same loading path as a real OSCAR+
+    checkpoint (which has no manifest)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = _cpu_state(model)
     atomic_write(folder / BIN_NAME, lambda p: torch.save(state, p))
     _write_config(model, folder)
+    names = [BIN_NAME, CONFIG_NAME]
     if vocab_file is not None:
         source = Path(vocab_file)
         source = source / VOCAB_NAME if source.is_dir() else source
         if not source.is_file():
             raise FileNotFoundError(f"no vocabulary file at {source}")
-        shutil.copyfile(source, folder / VOCAB_NAME)
+        atomic_write(folder / VOCAB_NAME, lambda p: shutil.copyfile(source, p))
+        names.append(VOCAB_NAME)
+    write_manifest(folder, names)
     return folder

@@ -1,17 +1,20 @@
 """`run(cfg)`: one whole training run, in process — what `cvil train`, grids and searches call.
 
 It sets up the process group (under torchrun), seeds, the rank-0 tracker, saves the resolved config, trains every
-stage (resuming from `output_dir` when asked; a finished run resumed is left untouched; a run killed after its last
-stage finishes from that checkpoint's weights), scores the final model on the evaluation splits, and closes the
+stage (resuming from `output_dir` when asked; a finished run resumed is left untouched, except that a tracked run a
+kill left RUNNING is closed FINISHED; a run killed after its last stage finishes from that checkpoint's weights),
+scores the final model on the evaluation splits, and closes the
 MLflow run as FINISHED, FAILED, or KILLED (when `on_eval` raised `cvil.errors.StopTrial`, e.g. an Optuna prune, or on SIGTERM/SIGINT:
 `cvil.train.stop_signals`). It holds the run folder's lock throughout (`cvil.train.run_lock`).
+
+Before anything is written it refuses a run folder holding a symlink, and `--overwrite` replaces only a folder marked
+as a cvil run, and there only what cvil wrote (`cvil.train.run_layout`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -73,7 +76,8 @@ def _describe_run(tracker, cfg: RunConfig) -> None:
     from cvil.train import run_metadata
 
     tracker.mark_experiment()
-    tracker.set_tags(run_metadata.source_tags(git_commit()))
+    world = {} if schema.WORLD in cfg.tracking.tags else run_metadata.world_tags(cfg)  # a tag given wins
+    tracker.set_tags({**world, **run_metadata.source_tags(git_commit())})
     tracker.log_datasets(run_metadata.dataset_inputs(cfg))
 
 
@@ -98,44 +102,79 @@ RUN_OUTPUTS = run_layout.OUTPUTS  # what a run writes into its output_dir
 
 
 def existing_outputs(out: Path, *, resume: bool, overwrite: bool) -> list[Path]:
-    """The earlier run's outputs that `overwrite` will remove; refuses to start over them without it."""
+    """The earlier run's outputs that `overwrite` will remove; refuses to start over them without it, and refuses to
+    replace (or to resume into) a folder that is not recognisably a cvil run (`run_layout.replaceable_outputs`)."""
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other: continue the run in output_dir, "
                          "or replace it, not both")
-    if resume:
-        return []
     found = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
+    if resume:
+        if found and not run_layout.checkpoint_path(out).exists() and not run_layout.has_marker(out):
+            raise run_layout.RunFolderError(
+                f"--resume refused: {found[0]} is in {out}, which has neither a checkpoint nor a {run_layout.MARKER} "
+                "marker, so it is not recognisably a cvil run folder and its files may be yours: move them away, "
+                "or choose another output_dir")
+        return []
     if found and not overwrite:
         raise UsageError(f"output_dir {out} already holds a run ({', '.join(p.name for p in found)}): pass --resume "
                          f"to continue it, --overwrite to replace it, or choose another output_dir")
-    return found
-
-
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    return run_layout.replaceable_outputs(out) if found else []
 
 
 def _finished_metrics(cfg: RunConfig, progress, out: Path) -> dict | None:
-    """The final metrics of a run whose stages and final evaluation are all done (None when something is left)."""
+    """The final metrics of a run whose stages and final evaluation are all done (None when something is left).
+
+    `final_metrics.json` is written atomically and last, so a damaged one was damaged afterwards: rather than guess
+    (re-running the final evaluation would replace `final/` and the predictions, and log the metrics again to the
+    tracked run), it is an error naming the file, which the user deletes to have `--resume` redo the evaluation."""
     done = run_layout.final_metrics_path(out)
     if progress.stage < len(cfg.stages) or not done.is_file():
         return None
-    return json.loads(done.read_text(encoding="utf-8"))
+    try:
+        metrics = json.loads(done.read_text(encoding="utf-8"))
+        problem = "" if isinstance(metrics, dict) and all(
+            isinstance(v, (int, float)) for v in metrics.values()) else "expected a JSON object of metric values"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problem = f"not readable JSON ({exc})"
+    if problem:
+        raise run_layout.RunFolderError(
+            f"{done}: {problem}; it marks the run as finished: delete it to re-run the final evaluation with --resume")
+    return metrics
+
+
+def _close_left_open_run(cfg: RunConfig, progress, metrics: dict) -> None:
+    """A run killed after writing `final_metrics.json` but before closing its tracked run left it RUNNING: close it
+    as FINISHED (with the final metrics, where they did not reach the store)."""
+    if cfg.tracking.enabled and progress.run_id:
+        from cvil.tracking import finish_open_run
+
+        if finish_open_run(cfg.tracking.uri, progress.run_id, metrics, step=progress.global_step):
+            log.info("--resume: closed the tracked run %s, left RUNNING, as FINISHED", progress.run_id)
 
 
 def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = None,
         init_method: str | None = None, overwrite: bool = False, trust_unverified: bool = False) -> dict:
     preflight.check_run(cfg)  # the one pre-run gate, for every caller
     out = Path(cfg.output_dir)
+    run_layout.check_no_symlinks(out)  # before anything is written (cvil never makes one: run_layout)
     stale = existing_outputs(out, resume=resume, overwrite=overwrite)  # every rank, before any rank writes
-    dist = setup_distributed(init_method)
+    dist = setup_distributed(init_method, shared_folders={"data.root": cfg.data.root, "output_dir": cfg.output_dir})
     lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
+    try:
+        return _run_locked(cfg, out, dist, stale, resume=resume, on_eval=on_eval, trust_unverified=trust_unverified)
+    finally:
+        if lock is not None:
+            lock.release()
+        teardown_distributed()
+
+
+def _run_locked(cfg: RunConfig, out: Path, dist, stale: list[Path], *, resume: bool, on_eval: EvalCallback | None,
+                trust_unverified: bool) -> dict:
     if dist.is_main:
         report_effective_batch(cfg, dist.world_size)
     if stale and dist.is_main:
         log.warning("--overwrite: removing the earlier run's %s from %s", ", ".join(p.name for p in stale), out)
-        _remove(stale)
+        run_layout.remove_outputs(stale)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -148,22 +187,22 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
     finished = _finished_metrics(cfg, trainer.progress, out) if resume_state is not None else None
     if finished is not None:  # nothing to do: leave final/, the metrics and the tracked run as they are
         log.info("--resume: %s already finished (final_metrics.json); nothing to do", out)
-        if lock is not None:
-            lock.release()
-        teardown_distributed()
+        if dist.is_main:
+            _close_left_open_run(cfg, trainer.progress, finished)
         return finished
     tracker = _make_tracker(cfg, dist.is_main, trainer.progress.run_id, digest)
     trainer.tracker = tracker
     trainer.progress.run_id = broadcast_object(tracker.run_id or "")
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_layout.config_path(out), to_yaml(cfg))
-        if resume_state is None:
-            tracker.log_params(run_params(cfg, dist.world_size))
-            _describe_run(tracker, cfg)
-        tracker.log_artifact(run_layout.config_path(out))
     status = "FAILED"
     try:
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            run_layout.ensure_marker(out)  # before its first output: what --overwrite recognises
+            atomic_write(run_layout.config_path(out), to_yaml(cfg))
+            if resume_state is None:
+                tracker.log_params(run_params(cfg, dist.world_size))
+                _describe_run(tracker, cfg)
+            tracker.log_artifact(run_layout.config_path(out))
         with stop_on_signals(trainer):
             trainer.run(resume_state)
             from cvil.train.final_eval import finish_run
@@ -176,6 +215,3 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
         raise
     finally:
         tracker.close(status)
-        if lock is not None:
-            lock.release()
-        teardown_distributed()

@@ -9,16 +9,20 @@ ints and a tensor so that the safe unpickler accepts it.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import os
 import random
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cvil.fileio import atomic_paths, atomic_write, sha256_file, tmp_path
+from cvil.fileio import MANIFEST, atomic_paths, atomic_write, sha256_file, tmp_path, write_manifest  # noqa: F401
 from cvil.models.checkpoint import CheckpointError  # noqa: F401  (the one class, also importable from here)
 from cvil.torch_files import load_torch_file
 
@@ -29,16 +33,120 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+class _HashingWriter:
+    """A write-only file that hashes what goes through it: `torch.save` writes its zip sequentially, so the digest
+    is the file's SHA-256 without reading the file back."""
+
+    def __init__(self, handle) -> None:
+        self._handle, self._digest = handle, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to `path` with its SHA-256 in `path.sha256`, both via fsynced temporary files and renames.
 
     Both temporaries are complete before the first rename, so a kill at any point leaves either the previous pair,
-    or the new checkpoint with its checksum still in `path.sha256.tmp` (which `verified_torch_load` accepts).
+    or the new checkpoint with its checksum still in `path.sha256.tmp` (which `verified_torch_load` accepts). The
+    checksum is taken while writing (`_HashingWriter`), not by reading the file again.
     """
     path = Path(path)
     with atomic_paths(path, _sidecar(path)) as (tmp, tmp_sidecar):
-        torch.save(obj, tmp)
-        tmp_sidecar.write_text(sha256_file(tmp) + "\n")
+        with open(tmp, "wb") as handle:
+            writer = _HashingWriter(handle)
+            torch.save(obj, writer)
+        tmp_sidecar.write_text(writer.hexdigest() + "\n")
+
+
+def cpu_snapshot(obj: Any, _memo: dict | None = None) -> Any:
+    """A copy of a checkpoint's state that training can no longer change: every tensor cloned to the CPU (tensors
+    that shared memory still share it), containers rebuilt (their attributes, e.g. a state dict's `_metadata`,
+    kept), anything else deep-copied."""
+    memo = {} if _memo is None else _memo
+    if isinstance(obj, torch.Tensor):
+        key = (obj.untyped_storage().data_ptr(), obj.storage_offset(), tuple(obj.shape), tuple(obj.stride()),
+               obj.dtype, obj.device)
+        if key not in memo:
+            memo[key] = obj.detach().to("cpu", copy=True)
+        return memo[key]
+    if isinstance(obj, dict):
+        out = type(obj)((k, cpu_snapshot(v, memo)) for k, v in obj.items())
+        if getattr(obj, "__dict__", None):
+            out.__dict__.update(copy.deepcopy(obj.__dict__))
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [cpu_snapshot(v, memo) for v in obj]
+        if isinstance(obj, list):
+            return items
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return copy.deepcopy(obj)
+
+
+_SAVERS: "weakref.WeakSet[BackgroundSaver]" = weakref.WeakSet()
+
+
+def _finish_saves_before_fork() -> None:
+    for saver in list(_SAVERS):
+        thread = saver._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_finish_saves_before_fork)
+
+
+class BackgroundSaver:
+    """Checkpoints written by one background thread, so that rank 0's step loop pays only for a CPU copy.
+
+    `save(state, path)` first waits for the previous save (at most one in flight; its error, if any, is raised
+    here), copies `state` on the calling thread (`cpu_snapshot`: training may change the originals right after),
+    then writes, fsyncs, hashes and renames it in the thread exactly as `atomic_torch_save` does, so a kill during a
+    background save leaves the previous checkpoint valid. `wait()` returns when nothing is in flight and raises the
+    error of a failed save; the trainer calls it before the run finishes or exits. The thread is not a daemon:
+    even an unexpected exit waits for the file to be complete. A fork (DataLoader workers) first waits for the save
+    in flight, so that no child starts with a lock held by the writing thread.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._path: Path | None = None
+        _SAVERS.add(self)
+
+    def save(self, state: Any, path: str | Path) -> None:
+        self.wait()
+        snapshot = cpu_snapshot(state)
+        self._path = Path(path)
+        self._thread = threading.Thread(target=self._write, args=(snapshot, self._path), name="cvil-checkpoint")
+        self._thread.start()
+
+    def _write(self, snapshot: Any, path: Path) -> None:
+        try:
+            atomic_torch_save(snapshot, path)
+        except BaseException as exc:  # raised on the training thread by the next save() or wait()
+            self._error = exc
+
+    @property
+    def in_flight(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise CheckpointError(f"writing the checkpoint {self._path} failed in the background: "
+                                  f"{type(error).__name__}: {error}") from error
 
 
 def verified_torch_load(path: str | Path, *, trust_unverified: bool = False) -> Any:
@@ -63,23 +171,14 @@ def verified_torch_load(path: str | Path, *, trust_unverified: bool = False) -> 
     return load_torch_file(path, what="a cvil checkpoint")
 
 
-MANIFEST = "SHA256SUMS"
-
-
-def write_manifest(folder: str | Path) -> Path:
-    """`folder/SHA256SUMS` (`sha256sum` format) over every file in `folder`, written last: what `verify_manifest`
-    checks when the folder is read back (`cvil predict`, a resumed finished run)."""
-    folder = Path(folder)
-    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}" for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")]
-    return atomic_write(folder / MANIFEST, "\n".join(lines) + "\n")
-
-
-def verify_manifest(folder: str | Path, *, trust_unverified: bool = False) -> None:
-    """Check every file listed in `folder/SHA256SUMS`; a missing manifest is refused unless `trust_unverified`."""
+def verify_manifest(folder: str | Path, *, trust_unverified: bool = False, required: bool = True) -> None:
+    """Check every file listed in `folder/SHA256SUMS` (`cvil.fileio.write_manifest`); a missing manifest is refused
+    unless `trust_unverified`, or passes silently when not `required` (a downloaded OSCAR+/mBERT folder has none)."""
     folder = Path(folder)
     manifest = folder / MANIFEST
     if not manifest.is_file():
+        if not required:
+            return
         if trust_unverified:
             log.warning("using %s without a checksum manifest (--trust-unverified)", folder)
             return
@@ -89,6 +188,8 @@ def verify_manifest(folder: str | Path, *, trust_unverified: bool = False) -> No
         if not line.strip():
             continue
         digest, _, name = line.partition("  ")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{manifest} (line {number}): {name!r} is not a file inside {folder}")
         file = folder / name
         if not file.is_file():
             raise CheckpointError(f"{file}: listed in {manifest} (line {number}) but missing")

@@ -2,7 +2,8 @@
 
 - `cvil train --config FILE [--resume | --overwrite] [key=value ...]` (also under `torchrun -m cvil train`);
 - `cvil predict --checkpoint RUN_DIR`: answer a split with a trained model (`cvil.train.predict`);
-- `cvil kd-cache --config FILE --out DIR`: precompute the teacher cache (`cvil.train.kd_cache`).
+- `cvil kd-cache --config FILE --out DIR`: precompute the teacher cache (`cvil.train.kd_cache`); `cvil kd-cache
+  --verify --out DIR` hashes an existing one (opening a cache for training does not).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ def _train(args: argparse.Namespace) -> int:
     read; the dispatcher prints it as one line with exit code 2."""
     from cvil.config import load_config
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from cvil.train.progress_report import configure_logging
+
+    configure_logging(logging.INFO)  # under torchrun: INFO lines from rank 0 only
     cfg = load_config(args.config, args.overrides)
     from cvil.train.api import run  # its first step is the pre-run gate (cvil.train.preflight.check_run)
     from cvil.train.stop_signals import RunInterrupted
@@ -41,7 +44,16 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _kd_cache(args: argparse.Namespace) -> int:
-    from cvil.train.kd_cache import build_kd_cache
+    from cvil.train.kd_cache import build_kd_cache, verify_kd_cache
+
+    if args.verify:
+        for folder, count in verify_kd_cache(args.out).items():
+            print(f"{folder}: {count} questions, every shard matches its sha256")
+        return 0
+    if not args.config:
+        from cvil.errors import UsageError
+
+        raise UsageError("cvil kd-cache: --config is required to build a cache (or pass --verify to check one)")
 
     manifests = build_kd_cache(config=args.config, out=args.out, overrides=args.overrides, overwrite=args.overwrite)
     for split, manifest in manifests.items():
@@ -81,8 +93,11 @@ def register(subparsers) -> None:
                                description="Precompute the teacher cache a run can use instead of the online teacher "
                                            "(kd.teacher_cache=DIR): DIR/train and DIR/val for the config's first KD "
                                            "stage.")
-    kd.add_argument("--config", required=True)
+    kd.add_argument("--config", help="the KD run config whose first KD stage is cached (required to build)")
     kd.add_argument("--out", required=True, help="cache folder (then train with kd.teacher_cache=OUT)")
-    kd.add_argument("--overwrite", action="store_true")
-    kd.add_argument("overrides", nargs="*", metavar="key=value")
+    kd.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
+    kd.add_argument("--verify", action="store_true",
+                    help="build nothing: hash every shard of the cache in --out (OUT, or OUT/train and OUT/val) "
+                         "against its manifest")
+    kd.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. data.root=...")
     kd.set_defaults(func=_kd_cache)

@@ -1,7 +1,11 @@
 """DDP plumbing in the torchrun style: read RANK/WORLD_SIZE from the environment, gloo on CPU, NCCL on GPU.
 
-Only rank 0 writes checkpoints and talks to MLflow; every rank computes. Tests spawn processes with a `file://`
-init method instead of a port (no collisions between overlapping runs).
+Only rank 0 (the global rank 0, on the first node) writes checkpoints, packs missing feature stores and talks to
+MLflow; every rank computes. Several machines therefore need the same `data.root` and `output_dir` (a shared
+filesystem): `setup_distributed(..., shared_folders=...)` checks it at start (`check_shared_folders`: rank 0 writes
+a nonce file into each folder, every rank reads it back after a barrier) and stops every rank with one line naming
+the host that cannot see it. Tests spawn processes with a `file://` init method instead of a port (no collisions
+between overlapping runs).
 
 Every collective goes through the helpers below (nothing else calls `torch.distributed` collectives; a test scans
 the sources). They move tensors to the process's device first: NCCL refuses CPU tensors, so a CPU tensor reduced
@@ -10,12 +14,22 @@ under NCCL fails the first evaluation of every multi-GPU run.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from cvil.errors import CvilError
+
+log = logging.getLogger(__name__)
+
+
+class SharedFolderError(CvilError):
+    """A rank cannot see a folder that every node must share (`data.root`, `output_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +71,10 @@ def on_process_device(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(process_device())
 
 
-def setup_distributed(init_method: str | None = None) -> DistInfo:
-    """Initialise the process group when launched by torchrun (or WORLD_SIZE > 1); otherwise a single process."""
+def setup_distributed(init_method: str | None = None, *, shared_folders: dict[str, str | Path] | None = None
+                      ) -> DistInfo:
+    """Initialise the process group when launched by torchrun (or WORLD_SIZE > 1); otherwise a single process.
+    `shared_folders` ({config key: folder}): with several processes, check that every rank sees them."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -73,7 +89,54 @@ def setup_distributed(init_method: str | None = None) -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=init_method or "env://", rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=10))
-    return DistInfo(rank, world_size, local_rank, device)
+    info = DistInfo(rank, world_size, local_rank, device)
+    if shared_folders:
+        check_shared_folders(info, shared_folders)
+    return info
+
+
+def check_shared_folders(info: DistInfo, folders: dict[str, str | Path]) -> None:
+    """Every rank sees rank 0's files in each of `folders` ({config key: folder}, e.g. data.root, output_dir), or
+    every rank raises `SharedFolderError` naming the first rank and host that does not (no rank hangs at a later
+    barrier). Rank 0 writes a nonce file into each folder (creating it; a folder it cannot write, e.g. a read-only
+    data.root, is not checked), every rank reads it back after a barrier, rank 0 removes it. No-op in one process."""
+    if not _multi_process():
+        return
+    import secrets
+    import socket
+
+    token = broadcast_object(secrets.token_hex(16) if info.is_main else None)
+    name = f".cvil-shared-check-{token}"
+    written: dict[str, str] = {}
+    if info.is_main:
+        for key, folder in folders.items():
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                (Path(folder) / name).write_text(token, encoding="utf-8")
+                written[key] = str(folder)
+            except OSError as exc:
+                log.info("cannot write into %s %s (%s): not checking that every node sees it", key, folder, exc)
+    written = broadcast_object(written)  # after rank 0's writes: a barrier with what to look for
+
+    def sees(folder: str | Path) -> bool:
+        try:
+            return (Path(folder) / name).read_text(encoding="utf-8") == token
+        except OSError:
+            return False
+
+    missing = [key for key in written if not sees(folders[key])]
+    views = all_gather_objects((info.rank, socket.gethostname(), missing))  # every rank has read by now
+    if info.is_main:
+        for key in written:
+            (Path(folders[key]) / name).unlink(missing_ok=True)
+    blind = [(rank, host, keys) for rank, host, keys in views if keys]
+    if blind:
+        rank, host, keys = blind[0]
+        more = f" ({len(blind) - 1} more rank(s) too)" if len(blind) > 1 else ""
+        raise SharedFolderError(
+            f"{keys[0]} {written[keys[0]]} is not shared between the nodes: rank {rank} on host {host} does not see "
+            f"the file rank 0 (on {views[0][1]}) wrote there{more}; every node must see the same data.root and "
+            f"output_dir (a shared filesystem): only rank 0 packs feature stores and writes checkpoints")
 
 
 def teardown_distributed() -> None:

@@ -102,7 +102,7 @@ def _score_jvg(ctx: EvalContext, folder: Path, split: str, rows: list[QLARow], l
     predictions = predict(ctx, folder, split, [r for r in rows if r.key in wanted])
     if not ctx.dist.is_main:
         return None
-    result = evaluate_predictions("jvg", truth.records, predictions)
+    result = evaluate_predictions("jvg", truth.records, predictions, lang=lang)
     result.report.update(answer_source=truth.source, unscored=truth.unscored)
     return result
 
@@ -207,7 +207,7 @@ def finish_run(cfg: RunConfig, ctx: EvalContext, tracker, *, step: int) -> dict[
         tracker.log_model_pointer(  # a pointer to final/ (no copy of the weights)
             run_layout.final_dir(out), name=cfg.tracking.run_name or f"{cfg.schedule}-s{cfg.train.seed}",
             params={"schedule": cfg.schedule, "seed": cfg.train.seed, "init": cfg.model.init},
-            step=step)
+            step=step, metrics=metrics, datasets={split: f"{folder.name}/{split}" for split in cfg.evaluate})
         # the resume-done marker (`api.run`): never half-written
         atomic_write(run_layout.final_metrics_path(out), json.dumps(metrics, indent=2, sort_keys=True))
     return metrics

@@ -30,3 +30,17 @@ def build_kd_cache(*, config: str | Path, out: str | Path, overrides: list[str] 
                                        batch_size=cfg.data.eval_batch_size, teacher_path=cfg.kd.teacher,
                                        overwrite=overwrite)
             for split, loader in (("train", data.train), ("val", data.val))}
+
+
+def verify_kd_cache(out: str | Path) -> dict[str, int]:
+    """Hash every shard of the teacher cache(s) in `out` (a cache folder, or one holding `train/` and `val/`) against
+    their manifests; returns each folder's question count. Raises `TeacherCacheError` naming a bad shard."""
+    from cvil.distill.teacher_cache import MANIFEST, TeacherCache
+    from cvil.errors import UsageError
+
+    out = Path(out)
+    folders = [out] if (out / MANIFEST).is_file() else [
+        out / split for split in ("train", "val") if (out / split / MANIFEST).is_file()]
+    if not folders:
+        raise UsageError(f"no teacher cache in {out}: neither {out / MANIFEST} nor {out}/train|val/{MANIFEST}")
+    return {str(folder): len(TeacherCache(folder, verify_hash=True)) for folder in folders}

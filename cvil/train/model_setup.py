@@ -1,7 +1,9 @@
 """Building the models a run needs and shaping them per stage (head size, what trains).
 
 The student starts from `model.init` (an mBERT-style HF BERT folder, or an Oscar-format/our own checkpoint), or
-from scratch for the TEACHER schedule. Per stage, the classifier is re-initialised when the label set changes or
+from scratch for the TEACHER schedule. A model folder that carries cvil's checksum manifest (`SHA256SUMS`: a run's
+`final/`, an Oscar export) is verified before it is loaded, as `model.init` or as `kd.teacher`; one without (a
+downloaded checkpoint) loads as it is. Per stage, the classifier is re-initialised when the label set changes or
 the stage asks for it (the reference's missing `remove-classifier.py`), and parameters are frozen as the stage says:
 head-only stages train `classifier.*` alone (as the reference's `--only_classifier`); a pure KD stage freezes the
 pooler and the classifier, which the KD loss never reaches, so DDP needs no `find_unused_parameters`
@@ -24,7 +26,7 @@ from cvil.config import ConfigError, KDConfig, RunConfig, StageConfig
 from cvil.data.errors import DataSetupError
 from cvil.models.config import oscar_config
 from cvil.models.oscar import OscarVQA
-from cvil.train.checkpointing import atomic_torch_save, verified_torch_load
+from cvil.train.checkpointing import atomic_torch_save, verified_torch_load, verify_manifest
 from cvil.data import layout
 from cvil.data.feature_store import PackedFeatureStore
 from cvil.torch_files import load_torch_file
@@ -59,6 +61,7 @@ def build_student(cfg: RunConfig, device: torch.device) -> OscarVQA:
     dropout: dict = dict(hidden_dropout_prob=cfg.model.hidden_dropout_prob,
                    attention_probs_dropout_prob=cfg.model.attention_probs_dropout_prob)
     if cfg.model.init:
+        verify_manifest(cfg.model.init, required=False)  # a folder cvil wrote (a run's final/) is checked first
         if cfg.model.use_img_layernorm:  # otherwise: the checkpoint decides (a BERT folder has none, as mBERT)
             dropout["use_img_layernorm"] = True
         model = OscarVQA.from_pretrained(cfg.model.init, num_labels=num_labels, img_feature_dim=img_dim,
@@ -98,6 +101,7 @@ def kd_projection(model: nn.Module) -> nn.Module | None:
 def load_teacher(cfg: RunConfig, device: torch.device) -> OscarVQA:
     if not cfg.kd.teacher:
         raise ConfigError("a KD stage needs kd.teacher (an Oscar-format teacher checkpoint folder)")
+    verify_manifest(cfg.kd.teacher, required=False)  # cvil's Oscar export carries one; a downloaded OSCAR+ has none
     model = OscarVQA.from_pretrained(cfg.kd.teacher, attn_implementation=cfg.model.attn_implementation)
     return model.to(device).eval()
 

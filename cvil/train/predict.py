@@ -48,12 +48,13 @@ def main(args) -> int:
     if not args.checkpoint:
         raise UsageError("--checkpoint RUN_DIR (or RUN_DIR/final) is required")
     checkpoint = Path(args.checkpoint)
+    run_layout.check_no_symlinks(_run_dir(checkpoint))  # it writes predictions (and metrics.jsonl) in there
     ctx, folder = load_for_prediction(checkpoint, args.data, [],
                                       trust_unverified=getattr(args, "trust_unverified", False))
     result = score_split(ctx, folder, args.split)
     if result is None:
         raise UsageError(f"nothing to score in {folder} ({args.split})")
-    out = Path(args.out or run_layout.results_path(args.checkpoint, args.split))
+    out = Path(args.out or run_layout.results_path(_run_dir(checkpoint), args.split))  # not inside final/
     tracker = _run_tracker(checkpoint, getattr(args, "run_id", None))
     try:
         metrics = record_scored_split(result, args.split, out, tracker)

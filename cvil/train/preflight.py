@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,12 +143,96 @@ def _warn_if_vocabularies_differ(cfg: RunConfig, tokenizer) -> None:
                     cfg.model.tokenizer, len(given), init, len(own), moved)
 
 
+UNK_WARN_RATE = 0.05  # warn when at least this share of the target language's words are only [UNK] to the student
+UNK_SAMPLE_ROWS = 500  # questions read from the start of the first stage's train file (no full parse)
+_SAMPLE_BYTES = 4 << 20
+
+
+def sample_questions(qla: Path, lang: str, rows: int = UNK_SAMPLE_ROWS) -> list[str]:
+    """The `lang` questions of the first `rows` rows of a QLA JSON list, read from its first few MB only (a real
+    train file is hundreds of MB): a cheap sample, not a validation (a damaged file is the data setup's to report)."""
+    try:
+        with open(qla, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(_SAMPLE_BYTES)
+    except OSError:
+        return []
+    decoder, out = json.JSONDecoder(), []
+    pos = text.find("[") + 1
+    while pos and len(out) < rows:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            row, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            break
+        if isinstance(row, dict):
+            question = row.get(lang, row.get("q") if lang == "en" else None)
+            if isinstance(question, str) and question.strip():
+                out.append(question)
+    return out
+
+
+def unknown_word_rate(tokenizer, questions: list[str], lang: str) -> tuple[float, int, str | None]:
+    """(share of words, words seen, the most frequent such word) of the words of `questions` that `tokenizer` reads
+    as its unknown token (`[UNK]`) or partly so. Each question is tokenised whole, as training does (a Japanese word
+    alone would tokenise differently: `ます` is a word-piece continuation inside `あります`), and a word counts as
+    unknown when an `[UNK]` token covers any of its characters; words as the `{lang}-en` alignments count them."""
+    from collections import Counter
+
+    from cvil.data.text import target_words
+
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not getattr(tokenizer, "is_fast", False):
+        return 0.0, 0, None
+    encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+    seen, unknown = 0, Counter()
+    for question, ids, offsets in zip(questions, encoded["input_ids"], encoded["offset_mapping"]):
+        unk_chars = {c for i, (a, b) in zip(ids, offsets) if i == unk for c in range(a, b)}
+        start = 0
+        for word in target_words(question, lang):
+            if not word.strip():
+                continue
+            at = question.find(word, start)
+            seen += 1
+            if at < 0:
+                continue
+            start = at + len(word)
+            if unk_chars.intersection(range(at, start)):
+                unknown[word] += 1
+    if not seen:
+        return 0.0, 0, None
+    # the example: the most frequent unknown word that has a letter (not a lone question mark)
+    example = max(unknown, key=lambda w: (any(ch.isalpha() for ch in w), unknown[w]), default=None)
+    return sum(unknown.values()) / seen, seen, example
+
+
+def warn_unknown_words(cfg: RunConfig, tokenizer) -> float | None:
+    """Warn (once, rank 0) when the student tokenizer maps >= 5 % of the target language's words in a sample of the
+    first stage's train questions to `[UNK]`: such a run trains without error but cannot read those words (a
+    vocabulary built for another language, or a cased/uncased mismatch). Returns the rate, None when not checked."""
+    if not cfg.stages or os.environ.get("RANK", "0") not in ("", "0"):
+        return None
+    lang = cfg.stages[-1].lang  # the student's target language
+    qla = layout.qla_path(Path(cfg.data.root) / cfg.stages[0].dataset, "train")
+    questions = sample_questions(qla, lang)
+    if not questions:
+        return None
+    rate, n_words, example = unknown_word_rate(tokenizer, questions, lang)
+    if n_words and rate >= UNK_WARN_RATE:
+        log.warning("the student tokenizer %s maps %.1f %% of the %r words of %d %s train questions to %s (e.g. %r): "
+                    "the student cannot read them; use a tokenizer whose vocabulary covers %r (model.tokenizer)",
+                    cfg.model.tokenizer or cfg.model.init, 100 * rate, lang, len(questions), qla,
+                    getattr(tokenizer, "unk_token", "[UNK]"), example, lang)
+    return rate
+
+
 def check_models(cfg: RunConfig, tokenizer, teacher_tokenizer=None) -> None:
     """Refuse model/tokenizer combinations that would fail at the first step (or silently train the wrong thing)."""
     problems = []
     student = _student_shape(cfg, tokenizer)
     problems.append(_vocab_problem("student", cfg.model.tokenizer or cfg.model.init, tokenizer, student))
     _warn_if_vocabularies_differ(cfg, tokenizer)
+    warn_unknown_words(cfg, tokenizer)
     if cfg.kd.teacher and any(s.distils for s in cfg.stages) and Path(cfg.kd.teacher).is_dir():
         raw = _config_json(cfg.kd.teacher)
         if not _is_oscar_vqa(cfg.kd.teacher, raw):

@@ -6,12 +6,16 @@ at least every `interval_s` seconds in between, and at the stage's last step:
 
     [train] kd step 120/1200 (10%) loss 0.4312 | 38.2 samples/s | ETA 4m12s
 
-Also here: the default `train.log_every`, scaled to the stage so that short runs still get curves.
+On a terminal the tqdm bar carries the same facts in its postfix (`BarPostfix`: loss and the stage's ETA). Also
+here: the default `train.log_every`, scaled to the stage so that short runs still get curves, and the per-rank
+logging set-up (`configure_logging`: INFO from rank 0 only under torchrun).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 import time
 from typing import Callable, TextIO
@@ -67,9 +71,62 @@ class ProgressReporter:
         return line
 
 
+class BarPostfix:
+    """On a terminal: the tqdm bar's postfix shows the last logged loss and the stage's ETA (the bar itself counts
+    one epoch's batches, so its own ETA is the epoch's). `attach(bar)` for each epoch's bar, `update` per step."""
+
+    def __init__(self, stage: str, total_steps: int, *, start_step: int = 0, interval_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stage, self.total, self.interval_s, self.clock = stage, max(1, total_steps), interval_s, clock
+        self.start_step, self.start_time = start_step, clock()
+        self.bar = None
+        self.loss: float | None = None
+        self.last_time = float("-inf")
+
+    def attach(self, bar) -> None:
+        self.bar = bar
+
+    def postfix(self, step: int) -> dict[str, str]:
+        per_step = (self.clock() - self.start_time) / max(step - self.start_step, 1)
+        out = {"loss": f"{self.loss:.4f}"} if self.loss is not None else {}
+        out["stage"] = f"{step}/{self.total}"
+        out["stage ETA"] = format_duration(per_step * (self.total - step))
+        return out
+
+    def update(self, step: int, parts: dict | None = None) -> dict[str, str] | None:
+        """Record step `step` (1-based within the stage); returns the postfix set, if it was refreshed."""
+        if parts and parts.get("loss") is not None:
+            self.loss = float(parts["loss"])
+        now = self.clock()
+        if self.bar is None or (now - self.last_time < self.interval_s and step < self.total):
+            return None
+        self.last_time = now
+        shown = self.postfix(step)
+        self.bar.set_postfix(shown, refresh=False)
+        return shown
+
+
 def reporter_for(progress: str, bar_shown: bool, is_main: bool, stage: str, total_steps: int,
-                 samples_per_step: int, start_step: int = 0) -> ProgressReporter | None:
-    """The stage's reporter, or None: on rank 0 only, not beside a tqdm bar, not with `train.progress=off`."""
-    if progress == "off" or bar_shown or not is_main:
+                 samples_per_step: int, start_step: int = 0) -> ProgressReporter | BarPostfix | None:
+    """The stage's reporter, or None: on rank 0 only, not with `train.progress=off`; beside a tqdm bar it is the
+    bar's postfix (loss and stage ETA), elsewhere the periodic log lines."""
+    if progress == "off" or not is_main:
         return None
+    if bar_shown:
+        return BarPostfix(stage, total_steps, start_step=start_step)
     return ProgressReporter(stage, total_steps, samples_per_step, start_step=start_step)
+
+
+def configure_logging(level: int = logging.INFO, rank: int | None = None) -> None:
+    """Logging for a command that may run under torchrun: INFO lines from rank 0 only (N processes would print
+    every line N times); the other ranks log warnings and errors, prefixed with their rank."""
+    if rank is None:
+        try:
+            rank = int(os.environ.get("RANK", "0"))
+        except ValueError:
+            rank = 0
+    if rank == 0:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.basicConfig(level=max(level, logging.WARNING),
+                            format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")

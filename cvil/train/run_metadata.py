@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cvil.config import RunConfig
 from cvil.data import layout
-from cvil.tracking_schema import COMMAND
+from cvil.tracking_schema import COMMAND, WORLD
 
 _CHUNK = 1 << 20
 DIGEST_CHARS = 16  # MLflow's dataset digest column holds at most 36 characters
@@ -82,6 +82,20 @@ def dataset_inputs(cfg: RunConfig) -> list[dict[str, str]]:
         if item is not None:
             out.append(item)
     return out
+
+
+def world_tags(cfg: RunConfig) -> dict[str, str]:
+    """`cvil.world` (`cvil.data.synth.manifest.world_identity`) when `data.root` is a synthetic world (its
+    `world.json` names the preset and seed), so runs on different worlds never look alike in the store; nothing for
+    real data."""
+    from cvil.data.synth.manifest import world_identity
+
+    manifest = Path(cfg.data.root) / "world.json"
+    try:
+        built = json.loads(manifest.read_text(encoding="utf-8"))
+        return {WORLD: world_identity(str(built["preset"]), int(built.get("seed", 0)))}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _command() -> str:

@@ -30,8 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from cvil.config import ConfigError, RunConfig, StageConfig
 from cvil.fileio import atomic_write
 from cvil.tracking import NullTracker, Tracker
-from cvil.train import model_setup, progress_report, run_layout
-from cvil.train.checkpointing import atomic_torch_save, capture_rng, restore_rng, verified_torch_load
+from cvil.train import loss_guard, model_setup, progress_report, run_layout
+from cvil.train.checkpointing import BackgroundSaver, capture_rng, restore_rng, verified_torch_load
 from cvil.data.tokenizers import load_tokenizer
 from cvil.train.data_setup import StageData, build_stage_data, to_device
 from cvil.train.distributed import DistInfo, barrier
@@ -84,6 +84,8 @@ class Trainer:
         self.model = model_setup.build_student(cfg, dist.device)
         self.show_progress = cfg.train.progress == "on" or (
             cfg.train.progress == "auto" and sys.stderr.isatty() and not os.environ.get("CI"))
+        self.saver = BackgroundSaver()  # rank 0 writes checkpoints off the step loop (cvil.train.checkpointing)
+        self._last_save = time.monotonic()
 
     # ------------------------------------------------------------------------------------------- checkpoints
     @property
@@ -93,10 +95,18 @@ class Trainer:
     def _stage_dir(self, index: int) -> Path:
         return run_layout.stage_dir(self.out, index, self.cfg.stages[index].name)
 
+    def _checkpoint_due(self) -> bool:
+        """`train.checkpoint_every_s` > 0: that many seconds since the last save; else `checkpoint_every` steps."""
+        if self.cfg.train.checkpoint_every_s > 0:
+            return time.monotonic() - self._last_save >= self.cfg.train.checkpoint_every_s
+        return self.progress.stage_step % self.cfg.train.checkpoint_every == 0
+
     def _save_checkpoint(self, optimizer, scheduler) -> None:
+        """Rank 0 copies the state to the CPU and a background thread writes it (`BackgroundSaver`)."""
+        self._last_save = time.monotonic()
         if not self.dist.is_main:
             return
-        atomic_torch_save({
+        self.saver.save({
             "model": self.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -127,10 +137,24 @@ class Trainer:
             # killed after the last stage (during the final save or evaluation): finish from its selected weights
             model_setup.match_head(self.model, resume_state["model"])
             self.model.load_state_dict(resume_state["model"])
-        for index in range(start_stage, len(cfg.stages)):
-            stage_resume = resume_state if index == start_stage else None
-            self._run_stage(index, cfg.stages[index], stage_resume)
+        try:
+            for index in range(start_stage, len(cfg.stages)):
+                stage_resume = resume_state if index == start_stage else None
+                self._run_stage(index, cfg.stages[index], stage_resume)
+        except BaseException:
+            self._wait_for_saves(quiet=True)  # the checkpoint of an interrupted run is complete before it exits
+            raise
+        self._wait_for_saves()
         return {"global_step": self.progress.global_step}
+
+    def _wait_for_saves(self, *, quiet: bool = False) -> None:
+        """Until the background save is on disk; its error is raised (logged instead while another propagates)."""
+        try:
+            self.saver.wait()
+        except Exception:
+            if not quiet:
+                raise
+            log.exception("the last checkpoint could not be written")
 
     def _prepare_stage(self, index: int, stage: StageConfig, data: StageData) -> None:
         model_setup.prepare_head(self.model, stage, data.num_labels, seed=self.cfg.train.seed + index)
@@ -183,7 +207,7 @@ class Trainer:
             if hasattr(data.train.dataset, "set_epoch"):
                 data.train.dataset.set_epoch(epoch)
             self.model.train()
-            for batches in _windows(self._progress_bar(data.train, f"{stage.name} ep{epoch}"),
+            for batches in _windows(self._progress_bar(data.train, f"{stage.name} ep{epoch}", report),
                                     cfg.train.grad_accum):
                 if self.progress.stage_step >= total_steps:
                     break
@@ -193,6 +217,9 @@ class Trainer:
                 timer.add(sum(batch["input_ids"].shape[0] for batch in batches) * dist.world_size)
                 self.progress.batches_in_epoch += len(batches)
                 grad_norm = optimizer_step(optimizer, scheduler, self.step_settings)
+                loss_guard.check_step(grad_norm, parts, precision=self.precision, step=self.progress.global_step + 1,
+                                      stage=f"{index} {stage.name}", batches=batches, dataset=data.train.dataset,
+                                      checkpoint=self.checkpoint_path)  # NaN/inf: stop before anything is saved
                 self.progress.stage_step += 1
                 self.progress.global_step += 1
                 step = self.progress.global_step
@@ -202,7 +229,7 @@ class Trainer:
                     report.update(self.progress.stage_step, parts)
                 if stage.eval_every and self.progress.stage_step % stage.eval_every == 0:
                     self._evaluate_and_select(index, stage, data, objective)
-                if self.progress.stage_step % cfg.train.checkpoint_every == 0:
+                if self._checkpoint_due():
                     self._save_checkpoint(optimizer, scheduler)
                 if self.stop_signal:
                     self._save_checkpoint(optimizer, scheduler)
@@ -223,15 +250,17 @@ class Trainer:
 
     def _report_data(self, index: int, stage: StageConfig, data: StageData) -> None:
         """What the stage trains on, and what the coverage filter left out (JVG train: about a quarter of the rows),
-        in the log and as `data.*` metrics (MLflow and metrics.jsonl)."""
+        in the log and as run tags `data.<stage>.*` (bookkeeping, not curves: as metrics they led MLflow's charts)."""
         dropped = sum(data.train_dropped.values())
         share = 100 * dropped / max(1, dropped + data.train_kept)
         reasons = "; ".join(f"{n} {why}" for why, n in sorted(data.train_dropped.items())) or "none"
         log.info("stage %d %s: training on %d rows; the coverage filter dropped %d of %d train rows (%.1f%%): %s",
                  index, stage.name, data.train_rows, dropped, dropped + data.train_kept, share, reasons)
-        self._log_metrics({"data.train.rows": data.train_rows, "data.train.dropped_rows": dropped,
-                           "data.train.dropped_pct": share, "data.val.dropped_rows": data.val_dropped},
-                          self.progress.global_step)
+        if self.dist.is_main:
+            prefix = f"data.{stage.name}"
+            self.tracker.set_tags({f"{prefix}.train.rows": data.train_rows, f"{prefix}.train.dropped_rows": dropped,
+                                   f"{prefix}.train.dropped_pct": round(share, 2),
+                                   f"{prefix}.val.dropped_rows": data.val_dropped})
 
     def _wrap(self, model):
         """DDP under torchrun, then `torch.compile` when asked (the plain module keeps the state-dict keys)."""
@@ -296,12 +325,15 @@ class Trainer:
         if self.dist.is_main:
             self.tracker.log_metrics(metrics, step)
 
-    def _progress_bar(self, iterable, desc: str):
+    def _progress_bar(self, iterable, desc: str, report=None):
         if not (self.show_progress and self.dist.is_main):
             return iterable
         from tqdm import tqdm
 
-        return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+        bar = tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+        if hasattr(report, "attach"):  # progress_report.BarPostfix: loss and the stage's ETA beside the bar
+            report.attach(bar)
+        return bar
 
 
 def _windows(batches, size: int):

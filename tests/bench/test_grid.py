@@ -279,7 +279,11 @@ def test_shipped_grids_name_their_cells_and_configs():
         "table2_hi": {"BASELINE": "hindi_baseline", "KD": "hindi_kd"},
         "table4_vqa_ja": {"AUG": "vqa_ja_aug", "KD": "vqa_ja_kd"},
     }
-    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations"}
+    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh"}
+    zh = load_grid("table_zh")  # a third language (not a paper table): its own world, with Chinese added
+    assert {c.name: c.config for c in zh.cells} == {k: f"configs/synthetic/zh_{k.lower()}.yaml"
+                                                    for k in ("BASELINE", "AUG", "KD")}
+    assert zh.world == {"preset": "small+zh", "root": "worlds/small_zh", "seed": 0}
     paper = load_grid("paper_table3_ablations")
     assert paper.world is None and set(paper.paths) == {"data_root", "teacher", "student_init"}
     assert paper.seeds == (88,)  # the authors' seed, not seed 0 (`seeds: 1` + an override that lost)

@@ -251,3 +251,91 @@ def test_aso_over_seed_scores():
     worse, _ = two_level.aso_score([0.50, 0.51, 0.52, 0.53], [0.40, 0.41, 0.42, 0.43], seed=0)
     assert better == pytest.approx(0.0, abs=0.05) and worse == pytest.approx(1.0, abs=0.05)
     assert "deepsig" in why
+
+
+# ------------------------------------------------------------------------------------ the large-n (linear) path
+
+def test_closed_form_bca_equals_scipys_bca_on_the_same_draws(monkeypatch):
+    """The O(n) acceleration (leave-one-out means in closed form) gives scipy's BCa interval, draw for draw."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=500)
+    b = a + rng.normal(0.1, 1, 500)
+    scipy_ci = sig.paired_bootstrap_ci(a, b, n_resamples=R, seed=4)  # n <= LINEAR_TIME_MIN_N: scipy's BCa
+    assert scipy_ci.method == "BCa"
+    monkeypatch.setattr(sig, "GROUPED_MAX_VALUES", 0)  # index draws: scipy's own resamples for the same seed
+    theta_b, drawn = sig.bootstrap_means(b - a, R, 4)
+    reference = stats.bootstrap((a, b), sig._mean_difference, paired=True, vectorized=True, n_resamples=R,
+                                batch=sig._batch(a.size), rng=np.random.default_rng(4))
+    assert drawn == "index draws" and np.array_equal(theta_b, reference.bootstrap_distribution)
+    low, high = sig._quantiles(theta_b, sig._bca_levels(b - a, theta_b, 0.95))
+    assert low == pytest.approx(scipy_ci.ci_low, abs=1e-9) and high == pytest.approx(scipy_ci.ci_high, abs=1e-9)
+    monkeypatch.setattr(sig, "LINEAR_TIME_MIN_N", 100)  # the whole large-n path on these 500 questions
+    linear = sig.paired_bootstrap_ci(a, b, n_resamples=R, seed=4)
+    assert linear.method == "BCa (closed-form jackknife)" and "linear-time bootstrap (index draws)" in linear.notes[0]
+    assert (linear.ci_low, linear.ci_high) == pytest.approx((scipy_ci.ci_low, scipy_ci.ci_high), abs=1e-9)
+
+
+def test_large_n_path_records_its_method_and_agrees_with_the_small_n_path(monkeypatch):
+    rng = np.random.default_rng(8)
+    n = 3000
+    a = rng.choice([0.0, 1 / 3, 2 / 3, 1.0], n)
+    b = np.clip(a + rng.choice([-1 / 3, 0.0, 1 / 3, 1 / 3], n), 0, 1)  # B ahead by about 0.07
+    small = sig.paired_test(a, b, n_resamples=R, seed=0)
+    monkeypatch.setattr(sig, "LINEAR_TIME_MIN_N", 1000)
+    large = sig.paired_test(a, b, n_resamples=R, seed=0)
+    assert large.method == "permutation: randomised; CI: BCa (closed-form jackknife)"
+    assert any("linear-time sign-flip permutation (binomial counts over" in note for note in large.notes)
+    assert any("linear-time bootstrap (multinomial counts over" in note for note in large.notes)
+    # the same tests with other Monte Carlo draws: the same Δ, the interval within Monte Carlo error
+    assert large.delta == small.delta and large.p_value <= 2 / (R + 1) and small.p_value <= 2 / (R + 1)
+    width = small.ci_high - small.ci_low
+    assert abs(large.ci_low - small.ci_low) < 0.1 * width and abs(large.ci_high - small.ci_high) < 0.1 * width
+    # no difference at all: p = 1 and the degenerate BCa falls back to the percentile interval, as below the size
+    same = sig.paired_test(a, a.copy(), n_resamples=R, seed=0)
+    assert same.p_value == 1.0 and same.ci_low == same.ci_high == 0.0 and "CI: percentile" in same.method
+    # many distinct values: random sign bits and index draws instead of counts
+    monkeypatch.setattr(sig, "GROUPED_MAX_VALUES", 100)
+    c = rng.normal(size=n)
+    many = sig.paired_test(c, c + rng.normal(0.5, 1, n), n_resamples=99, seed=0)
+    assert any("random sign bits" in note for note in many.notes) and any("index draws" in n for n in many.notes)
+    assert many.p_value == pytest.approx(2 / 100) and many.ci_low > 0.4  # two-sided: 2 x (0 + 1) / (99 + 1)
+
+
+def test_sign_flip_null_has_the_permutation_distribution():
+    """The binomial-count draws have the sign-flip distribution: mean 0, variance Σd² / n²."""
+    d = np.repeat([-1.0, 0.0, 0.5, 1.0], [400, 300, 200, 100])
+    null, drawn = sig.sign_flip_null(d, 20_000, 0)
+    assert drawn == "binomial counts over 4 distinct differences"
+    assert abs(null.mean()) < 0.05 * null.std()
+    assert null.var() == pytest.approx(np.sum(d ** 2) / d.size ** 2, rel=0.05)
+
+
+def test_grouped_two_level_bootstrap_matches_brute_force(monkeypatch):
+    from bench.stats import two_level
+
+    monkeypatch.setattr(two_level, "LINEAR_TIME_MIN_N", 0)
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.0, 1.0, (2, 4))
+    b = rng.uniform(0.3, 1.0, (2, 4))
+    delta, se, p, low, high = _brute_force_two_level(a, b)
+    got = two_level.two_level_bootstrap(a, b, n_resamples=100_000, seed=0)
+    assert got.drawn == "multinomial counts over 4 distinct score tuples"
+    assert (got.delta, got.se) == pytest.approx((delta, se))
+    assert got.p_value == pytest.approx(p, abs=0.01)
+    assert (got.ci_low, got.ci_high) == pytest.approx((low, high), abs=0.05 * (high - low))
+
+
+def test_seed_aware_comparison_at_scale_says_how_it_drew(monkeypatch):
+    from bench.stats import two_level
+
+    rng = np.random.default_rng(1)
+    a, b = _by_seed(rng, [0.30, 0.50, 0.70], 2000), _by_seed(rng, [0.40, 0.50, 0.75], 2000)
+    indexed = sig.compare_seeds(a, b, n_resamples=2000, seed=0, aso=False)
+    monkeypatch.setattr(two_level, "LINEAR_TIME_MIN_N", 1000)
+    grouped = sig.compare_seeds(a, b, n_resamples=2000, seed=0, aso=False)
+    assert any("multinomial counts over 64 distinct score tuples" in note for note in grouped.result.notes)
+    assert not any("linear-time" in note for note in indexed.result.notes)
+    assert grouped.delta == indexed.delta and grouped.p_value > 0.05
+    assert grouped.p_value == pytest.approx(indexed.p_value, abs=0.05)

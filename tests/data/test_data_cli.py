@@ -127,3 +127,25 @@ def test_validate_names_the_release_tsv_and_the_pack_command(tmp_path, capsys):
     assert f"found {tsv} (the release's TSV feature layout)" in out and f"`{command}`" in out
     assert main(shlex.split(command)[1:]) == 0  # the printed command works as printed
     assert main(["data", "validate", str(folder)]) == 0
+
+
+def test_pack_max_regions_and_workers_options(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from cvil.data.feature_store import PackedFeatureStore
+
+    folder = tmp_path / "pt"
+    folder.mkdir()
+    for img_id, n in ((1, 9), (2, 3)):
+        torch.save(torch.from_numpy(np.ones((n, 4), dtype=np.float32)), folder / f"{img_id}.pt")
+    args = ["data", "pack", "--source", "pt-dir", "--input", str(folder), "--out", str(tmp_path / "out"),
+            "--max-regions", "5", "--workers", "2"]
+    assert main(args) == 0
+    assert "packed 2 images, 8 regions (first 5 per image) x 4 (float16)" in capsys.readouterr().out
+    assert PackedFeatureStore(tmp_path / "out").max_regions == 5
+    tsv = ["data", "pack", "--source", "tsv", "--input", str(tmp_path / "f.tsv"), "--out", str(tmp_path / "o"),
+           "--workers", "2"]
+    assert main(tsv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers reads per-image files in parallel: it applies to --source pt-dir" in err[0]

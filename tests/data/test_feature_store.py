@@ -123,3 +123,50 @@ def test_pack_from_a_real_reader(tmp_path):
         torch.save(torch.from_numpy(array), folder / f"{img_id}.pt")
     store = pack_features(open_feature_source("pt-dir", folder), tmp_path / "packed")
     assert store.ids() == sorted(features)
+
+
+# ------------------------------------------------------------------------------------------- packing at scale
+
+def test_pack_keeps_the_regions_training_reads_and_records_it(tmp_path):
+    rng = np.random.default_rng(1)
+    features = {1: rng.standard_normal((80, D)).astype(np.float32), 2: rng.standard_normal((7, D)).astype(np.float32)}
+    store = pack_features(ArraySource(features), tmp_path / "default")  # new packs: the first 50 regions
+    index = json.loads((tmp_path / "default" / INDEX_FILE).read_text())
+    assert (index["max_regions"], index["truncated_images"], store.max_regions) == (50, 1, 50)
+    assert store.num_regions(1) == 50 and store.total_regions == 57
+    got, n = store.get(1, max_regions=50)
+    assert n == 50 and torch.equal(got, torch.from_numpy(features[1][:50].astype(np.float16).astype(np.float32)))
+    every = pack_features(ArraySource(features), tmp_path / "all", max_regions=None)
+    assert every.max_regions is None and every.num_regions(1) == 80
+    assert torch.equal(every.get(1, max_regions=50)[0], got)  # what training reads is the same
+
+
+def test_pack_with_worker_processes_is_byte_identical(tmp_path):
+    folder = tmp_path / "pt"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for img_id in range(12):
+        torch.save(torch.from_numpy(rng.standard_normal((int(rng.integers(0, 70)), D)).astype(np.float32)),
+                   folder / f"{img_id}.pt")
+    source = open_feature_source("pt-dir", folder)
+    pack_features(source, tmp_path / "one")
+    pack_features(source, tmp_path / "two", workers=2)
+    for name in (FEATURES_FILE, INDEX_FILE):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    torch.save(torch.full((3, D), float("nan")), folder / "5.pt")  # an error in a worker: the same one-line error
+    with pytest.raises(DataFormatError, match=r"5\.pt: img_id 5: expected finite features"):
+        pack_features(source, tmp_path / "bad", workers=2)
+
+
+def test_training_refuses_a_store_packed_with_fewer_regions(tmp_path):
+    from cvil.data import layout
+    from cvil.data.errors import DataSetupError
+    from cvil.train.data_setup import feature_store
+    from cvil.train.distributed import DistInfo
+
+    folder = tmp_path / "vg"
+    pack_features(ArraySource(make_features()), layout.packed_store_path(folder, "train"), max_regions=4)
+    assert feature_store(folder, "train", DistInfo(), max_regions=4).max_regions == 4
+    with pytest.raises(DataSetupError, match=r"packed with at most 4 regions per image, but data.max_regions is 5: "
+                                             r"re-pack it with `cvil data pack \.\.\. --max-regions 5`"):
+        feature_store(folder, "train", DistInfo(), max_regions=5)

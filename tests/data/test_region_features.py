@@ -135,3 +135,28 @@ def test_packing_any_format_gives_the_same_store(sources, tmp_path):
         pack_features(reader, out)
     for file in (FEATURES_FILE, INDEX_FILE):
         assert len({(out / file).read_bytes() for out in packed}) == 1
+
+
+def test_vinvl_dict_file_is_memory_mapped_not_read_whole(tmp_path, monkeypatch):
+    """A zip-format VinVL `.pt` is opened with torch.load(mmap=True): each image's bytes are read when used."""
+    import torch as torch_module
+
+    features = make_features()
+    calls = []
+    real_load = torch_module.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("mmap", False))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch_module, "load", spy)
+    source = open_feature_source("vinvl-pt", write_vinvl_pt(tmp_path / "zip.pt", features))
+    assert calls == [True]
+    for img_id, array in features.items():
+        np.testing.assert_array_equal(source.get(img_id), array)
+    legacy = tmp_path / "legacy.pt"  # the pre-1.6 format cannot be mapped: read whole, as before
+    torch.save({k: torch.from_numpy(v) for k, v in features.items()}, legacy, _use_new_zipfile_serialization=False)
+    calls.clear()
+    old = open_feature_source("vinvl-pt", legacy)
+    assert calls == [False] and old.ids() == sorted(features)
+    np.testing.assert_array_equal(old.get(12), features[12])

@@ -203,8 +203,10 @@ def test_count_mismatch_corruption_and_teacher_mismatch(copy_of, world):
     shard = cache / m["shards"][0]["file"]
     _rewrite_shard(shard, lambda t: t[next(iter(t))].mul_(2))  # same keys, shapes, dtype: only the hash sees it
     with pytest.raises(TeacherCacheError, match="does not match its sha256"):
-        TeacherCache(cache)
-    TeacherCache(cache, verify_hash=False)  # structure is intact
+        TeacherCache(cache, verify_hash=True)
+    opened = TeacherCache(cache)  # structure is intact: an open reads the headers, not the bytes
+    with pytest.raises(TeacherCacheError, match=rf"{m['shards'][0]['file']} does not match its sha256"):
+        opened.verify()
     bad = dict(m, count=m["count"] + 1)
     (cache / MANIFEST).write_text(json.dumps(bad))
     with pytest.raises(TeacherCacheError, match=rf"count {m['count'] + 1} but {m['count']} question ids"):
@@ -234,3 +236,47 @@ def test_build_refuses_bad_inputs(world, cache_dir, tmp_path):
         build_teacher_cache(world["teacher"], world["dataset"], cache_dir, KD_LAYERS, batch_size=8)
     with pytest.raises(TeacherCacheError, match="no teacher cache"):
         TeacherCache(tmp_path / "nothing")
+
+
+def test_opening_a_cache_does_not_hash_its_shards(cache_dir, monkeypatch):
+    import cvil.distill.teacher_cache as tc
+
+    def no_hashing(path):
+        raise AssertionError(f"hashed {path} on open")
+
+    monkeypatch.setattr(tc, "sha256_file", no_hashing)
+    assert len(TeacherCache(cache_dir)) == 48  # a training open: headers and manifest only
+    with pytest.raises(AssertionError, match="hashed"):
+        TeacherCache(cache_dir, verify_hash=True)
+
+
+def test_build_buffer_is_capped_in_bytes(world, tmp_path):
+    cap = 40_000  # bytes; a question is 4 layers x [L + R, 32] fp16, about 16 KB here
+    manifest = build_teacher_cache(world["teacher"], world["dataset"], tmp_path, KD_LAYERS, batch_size=16,
+                                   max_shard_bytes=cap)
+    assert sum(len(s["question_ids"]) for s in manifest["shards"]) == 48 and len(manifest["shards"]) > 3
+    for shard in manifest["shards"]:
+        stored = load_file(str(tmp_path / shard["file"]))
+        assert {t.dtype for t in stored.values()} == {torch.float16}
+        per_question = [sum(t.numel() * 2 for k, t in stored.items() if k.startswith(f"{q}.h"))
+                        for q in shard["question_ids"]]
+        assert sum(per_question[:-1]) < cap  # the buffer is written out as soon as it reaches the cap
+    TeacherCache(tmp_path, verify_hash=True)
+
+
+def test_kd_cache_verify_command(cache_dir, tmp_path, capsys):
+    from cvil.cli import main
+
+    both = tmp_path / "kd"
+    for split in ("train", "val"):
+        shutil.copytree(cache_dir, both / split)
+    assert main(["kd-cache", "--verify", "--out", str(both)]) == 0
+    out = capsys.readouterr().out
+    assert f"{both / 'train'}: 48 questions, every shard matches its sha256" in out and f"{both / 'val'}:" in out
+    m = json.loads((both / "val" / MANIFEST).read_text())
+    _rewrite_shard(both / "val" / m["shards"][1]["file"], lambda t: t[next(iter(t))].add_(1))
+    assert main(["kd-cache", "--verify", "--out", str(both)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{m['shards'][1]['file']} does not match its sha256" in err[0]
+    assert main(["kd-cache", "--out", str(both)]) == 2
+    assert "--config is required to build a cache" in capsys.readouterr().err

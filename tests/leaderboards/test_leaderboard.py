@@ -244,3 +244,14 @@ def test_html_page_renders_in_headless_chromium(store, tmp_path):
     dom = proc.stdout
     assert 'id="leaderboard"' in dom and "cViL_KD" in dom and "published (paper)" in dom
     assert "83.75 ± 47.65*" in dom  # marked (199 resamples: p ≥ 1/200, so "*" after Holm)
+
+
+def test_comparisons_in_a_process_pool_give_the_same_table(store):
+    """The table's comparisons are independent and seeded: two worker processes give exactly one process's tests."""
+    c, _, _ = store
+    serial, parallel = _build(c, workers=1, aso=True), _build(c, workers=2, aso=True)
+    tested = {k: e.test.to_dict() for k, e in serial.entries.items() if e.test is not None}
+    assert len(tested) == 4
+    assert {k: e.test.to_dict() for k, e in parallel.entries.items() if e.test is not None} == tested
+    assert [e.mark for e in serial.entries.values()] == [e.mark for e in parallel.entries.values()]
+    assert serial.footnotes == parallel.footnotes

@@ -10,11 +10,12 @@ from leaderboards.spec import Column, load_published, load_spec, load_specs, pub
 def test_all_specs_load_and_match_published_columns():
     published = load_published()
     specs = load_specs()
-    assert {s.paper_table for s in specs} == {"I(a)", "I(b)", "II(a)", "II(b)", "III", "IV"}
+    # every paper table has a spec; specs of tables beyond the paper (table_zh, a third language) have none
+    assert {s.paper_table for s in specs if s.paper_table} == {"I(a)", "I(b)", "II(a)", "II(b)", "III", "IV"}
     for spec in specs:
         assert spec.reference in {r.label for r in spec.rows}
         labels = {c.label for c in spec.columns}
-        for row in published[spec.paper_table]:
+        for row in published.get(spec.paper_table, []):
             assert set(row) - {"system", "setting", "note"} <= labels, (spec.id, row)
 
 

@@ -55,7 +55,7 @@ def oscar_dir(tmp_path, make_model):
 def test_oscar_format_round_trip(tmp_path, make_model, batch, img_layernorm):
     model = make_model(use_img_layernorm=img_layernorm)
     save_oscar_checkpoint(model, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "pytorch_model.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SHA256SUMS", "config.json", "pytorch_model.bin"]
     raw = torch.load(tmp_path / "pytorch_model.bin", weights_only=True)
     assert list(raw) == list(model.state_dict())
     config = json.loads((tmp_path / "config.json").read_text())

@@ -114,3 +114,45 @@ def test_helpers_under_gloo_two_processes(tmp_path):
     for p in procs:
         p.join(timeout=60)
     assert results == [(r, [3.0, 20.0], "from 0", [{0: 0}, {1: 2}]) for r in range(2)]
+
+
+def _shared_worker(rank: int, init_file: str, folders_by_rank: list, queue) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        distributed.check_shared_folders(distributed.DistInfo(rank, 2), folders_by_rank[rank])
+        queue.put((rank, "ok"))
+    except distributed.SharedFolderError as exc:
+        queue.put((rank, str(exc)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_every_rank_must_see_the_data_root_and_output_dir(tmp_path):
+    """Rank 1 stands for a node whose output_dir is a local folder, not the shared one: both ranks stop with one
+    line naming rank 1, its host and the folder; with the same folders on both ranks nothing is said or left."""
+    import socket
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shared = {"data.root": str(data), "output_dir": str(tmp_path / "runs" / "a")}
+    elsewhere = {"data.root": str(data), "output_dir": str(tmp_path / "node1-local" / "a")}
+    (tmp_path / "node1-local" / "a").mkdir(parents=True)
+    ctx = mp.get_context("spawn")
+    for name, by_rank in (("same", [shared, shared]), ("differ", [shared, elsewhere])):
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_shared_worker, args=(r, str(tmp_path / f"init-{name}"), by_rank, queue))
+                 for r in range(2)]
+        for p in procs:
+            p.start()
+        results = dict(queue.get(timeout=120) for _ in procs)
+        for p in procs:
+            p.join(timeout=60)
+        if name == "same":
+            assert results == {0: "ok", 1: "ok"}
+            assert not [p for p in tmp_path.rglob(".cvil-shared-check-*")]  # rank 0 cleaned up
+        else:
+            assert results[0] == results[1] and "\n" not in results[0]
+            assert results[0].startswith(f"output_dir {tmp_path / 'runs' / 'a'} is not shared between the nodes: "
+                                         f"rank 1 on host {socket.gethostname()} does not see the file rank 0")

@@ -7,7 +7,8 @@ import io
 import pytest
 
 from cvil.config import ConfigError, load_config
-from cvil.train.progress_report import ProgressReporter, default_log_every, format_duration, reporter_for
+from cvil.train.progress_report import (BarPostfix, ProgressReporter, default_log_every, format_duration,
+                                        reporter_for)
 
 
 class Clock:
@@ -75,12 +76,46 @@ def test_resumed_stage_counts_from_its_position():
     assert rep.update(60) is None and "ETA 1m20s" in out.getvalue()
 
 
-def test_reporter_only_without_a_bar_on_rank_zero_and_not_off():
-    assert reporter_for("auto", bar_shown=False, is_main=True, stage="s", total_steps=3, samples_per_step=1)
+def test_reporter_on_rank_zero_and_not_off_lines_or_the_bar_postfix():
+    line = reporter_for("auto", bar_shown=False, is_main=True, stage="s", total_steps=3, samples_per_step=1)
+    assert isinstance(line, ProgressReporter)
     assert reporter_for("on", bar_shown=False, is_main=True, stage="s", total_steps=3, samples_per_step=1)
     assert reporter_for("off", bar_shown=False, is_main=True, stage="s", total_steps=3, samples_per_step=1) is None
-    assert reporter_for("auto", bar_shown=True, is_main=True, stage="s", total_steps=3, samples_per_step=1) is None
+    assert isinstance(reporter_for("auto", bar_shown=True, is_main=True, stage="s", total_steps=3, samples_per_step=1),
+                      BarPostfix)  # beside a bar: no lines, the bar's postfix
+    assert reporter_for("off", bar_shown=True, is_main=True, stage="s", total_steps=3, samples_per_step=1) is None
     assert reporter_for("auto", bar_shown=False, is_main=False, stage="s", total_steps=3, samples_per_step=1) is None
+
+
+def test_the_bar_shows_the_loss_and_the_stage_eta():
+    from tqdm import tqdm
+
+    clock = Clock()
+    postfix = BarPostfix("kd", 100, clock=clock)
+    stream = io.StringIO()
+    bar = tqdm(range(10), file=stream, desc="kd ep0")
+    postfix.attach(bar)
+    clock.now = 10.0
+    shown = postfix.update(10, {"loss": 0.4312})
+    assert shown == {"loss": "0.4312", "stage": "10/100", "stage ETA": "1m30s"}  # 1 s/step, 90 steps left
+    assert bar.postfix and "loss=0.4312" in bar.postfix and "stage ETA=1m30s" in bar.postfix
+    clock.now = 10.1
+    assert postfix.update(11, None) is None  # refreshed at most every interval_s
+    bar.close()
+
+
+@pytest.mark.parametrize("rank, shown", [("0", ["INFO cvil.x: info line", "WARNING cvil.x: warn line"]),
+                                         ("1", ["WARNING [rank 1] cvil.x: warn line"])])
+def test_under_torchrun_info_lines_come_from_rank_zero_only(rank, shown):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import logging\nfrom cvil.train.progress_report import configure_logging\nconfigure_logging()\n"
+            "logging.getLogger('cvil.x').info('info line')\nlogging.getLogger('cvil.x').warning('warn line')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "RANK": rank})
+    assert [line.split(" ", 2)[2] for line in proc.stderr.strip().splitlines()] == shown
 
 
 def test_format_duration():

@@ -101,3 +101,19 @@ def test_a_run_as_the_mlflow_ui_sees_it(overrides_for, synthetic_config, tmp_pat
     # log_every=0: about 100 points per stage, so even a run of a few dozen steps has a curve, not one point
     total_steps = sum(int(seen[-1].split("/")[1]) for seen in steps.values())
     assert len(history["metrics"]) >= min(total_steps, 20)
+    # the LoggedModel carries the final metrics, each linked to the dataset (name and digest) it was measured on
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_store)
+    linked = {m.key: m for m in client.get_logged_model(info["model_id"]).metrics}
+    final = json.loads((out / "final_metrics.json").read_text(encoding="utf-8"))
+    assert final and set(linked) == set(final)
+    assert all(linked[k].value == pytest.approx(final[k]) for k in final)
+    test_keys = [k for k in final if k.startswith("test.")]
+    assert test_keys and all(linked[k].dataset_name == "vg/test" and linked[k].dataset_digest == expected["vg/test"]
+                             for k in test_keys)
+    assert len(client.get_metric_history(run_id, "test.accuracy")) == 1  # the run's own point is not duplicated
+    # the world is part of the run's identity; bookkeeping is tags, not chart-leading metrics
+    assert tags["cvil.world"] == "tiny"
+    assert not [k for k in client.get_run(run_id).data.metrics if k.startswith("data.")]
+    assert {f"data.{s.name}.train.rows" for s in cfg.stages} <= set(tags)

@@ -44,7 +44,7 @@ def test_baseline_schedule_end_to_end_with_mlflow(overrides_for, synthetic_confi
     assert json.loads((out / "stages" / "0-jvg_head" / "selection.json").read_text())["select"] == "val_score"
     from cvil.train import run_layout
 
-    assert {p.name for p in out.iterdir()} - {"run.lock"} <= set(run_layout.OUTPUTS)  # one owner of the layout
+    assert {p.name for p in out.iterdir()} - {"run.lock", run_layout.MARKER} <= set(run_layout.OUTPUTS)  # one owner of the layout
     run_info = MlflowClient(mlflow_store).search_runs(
         [MlflowClient(mlflow_store).get_experiment_by_name("cvil").experiment_id])[0]
     assert run_info.info.status == "FINISHED"

@@ -11,9 +11,11 @@ it from any MT output and any word aligner:
   `english_words(en)` to target word `j` of `target_words(translation, lang)`; `order="tgt-en"` reads `j-i` files;
 - or `aligner`: cvil's embedding aligner (`cvil.data.prepare.aligner`) on any HF encoder folder.
 Each target word becomes `[tgt_word, en_word, en_idx]` (its linked English word with the lowest index; the aligner
-picks its most similar) or `[tgt_word]` when unaligned. Japanese words are fugashi + unidic-lite surface forms
-(`cvil.data.text.japanese_words`): the release's segmenter is unknown, and the code-mixer only needs words that
-concatenate back to the sentence, which these do.
+picks its most similar) or `[tgt_word]` when unaligned. `lang` is a language of the registry (`cvil.languages`: a
+shipped file or one given with `language_files` / `--language-file`); its file names the two fields written
+(`question_field`, `alignment_field`) and the target words (`segmentation`): Japanese words are fugashi + unidic-lite
+surface forms (`cvil.data.text.japanese_words`): the release's segmenter is unknown, and the code-mixer only needs
+words that concatenate back to the sentence with the file's `codemix_joiner`, which these do.
 Rows are read and written as plain JSON objects, so every other field survives unchanged (keys are written sorted).
 """
 
@@ -93,13 +95,28 @@ def write_aligner_input(*, translations: str | Path, lang: str, out: str | Path)
 def add_language(*, qla: str | Path, lang: str, translations: str | Path, out: str | Path,
                  alignments: str | Path | None = None, alignment_order: str = "en-tgt", aligner: str | None = None,
                  aligner_options: dict | None = None, allow_missing: bool = False,
-                 show_progress: bool | None = None) -> dict:
-    """Write `out`: the rows of `qla` with `{lang}` and `{lang}-en` added; returns the report (also `out.report.json`)."""
+                 show_progress: bool | None = None, language_files: Sequence[str | Path] = ()) -> dict:
+    """Write `out`: the rows of `qla` with the language's question and alignment fields (`{lang}`, `{lang}-en`)
+    added; returns the report (also `out.report.json`). `language_files` are registered first (`cvil.languages`)."""
+    from cvil.languages import add_paths, get_language
+
+    add_paths(language_files)
+    language = get_language(lang)  # an unknown code: one line with the closest known ones
+    if language.alignment_field is None:
+        raise DataFormatError(language.source, "alignment_field", f"an alignment field for {lang!r} (it is the "
+                              "language the others align to)", "null")
+    question_field, alignment_field = language.question_field, language.alignment_field
     if (alignments is None) == (aligner is None):
         raise DataFormatError("add-language", "options", "exactly one of --alignments FILE or --aligner MODEL",
                               "both" if alignments else "neither")
     if alignment_order not in ORDERS:
         raise DataFormatError("--alignment-order", "value", " or ".join(ORDERS), repr(alignment_order))
+    if aligner is not None:  # the encoder's folder and depth, before any file is read or the model loaded
+        from cvil.data.prepare.encoder_folder import check_encoder
+
+        opts = aligner_options or {}
+        check_encoder(aligner, layer=opts.get("layer", 8), method=opts.get("method", "argmax"),
+                      similarity=opts.get("similarity"), option="--aligner")
     qla, out = Path(qla), Path(out)
     rows = load_json(qla, "a QLA JSON file")
     if not isinstance(rows, list):
@@ -139,12 +156,12 @@ def add_language(*, qla: str | Path, lang: str, translations: str | Path, out: s
         aligned = model.align_many([(words[ln][1], words[ln][0]) for ln in needed])
         field_of = {ln: a.entries(words[ln][1], words[ln][0]) for ln, a in zip(needed, aligned)}
     skip = set(missing)
-    kept = [{**row, lang: by_line[table[english[i]][0]][1], f"{lang}-en": field_of[table[english[i]][0]]}
+    kept = [{**row, question_field: by_line[table[english[i]][0]][1], alignment_field: field_of[table[english[i]][0]]}
             for i, row in enumerate(progress(rows, desc="rows", total=len(rows), enabled=show_progress))
             if i not in skip]
     write_json(out, kept)
-    n_words = sum(len(r[f"{lang}-en"]) for r in kept)
-    n_aligned = sum(len(e) >= 3 for r in kept for e in r[f"{lang}-en"])
+    n_words = sum(len(r[alignment_field]) for r in kept)
+    n_aligned = sum(len(e) >= 3 for r in kept for e in r[alignment_field])
     report = {"input": qla.name, "lang": lang, "rows_in": len(rows), "rows_out": len(kept),
               "rows_dropped_missing_translation": len(missing), "translation_lines": len(table) + len(duplicate_lines),
               "duplicate_translation_lines": duplicate_lines[:20], "duplicates": len(duplicate_lines),

@@ -29,7 +29,8 @@ import torch
 from cvil.data.encoding import tokenize_batch
 from cvil.data.text import english_words, target_words
 
-METHODS = ("argmax", "softmax")
+from cvil.data.prepare.encoder_folder import METHODS, check_encoder
+
 DEFAULT_SIMILARITY = {"argmax": "cosine", "softmax": "dot"}
 
 def extract_links(sim: torch.Tensor, method: str = "argmax", threshold: float = 1e-3) -> torch.Tensor:
@@ -125,11 +126,8 @@ class EmbeddingAligner:
     ) -> None:
         from transformers import AutoModel, AutoTokenizer  # heavy import, only when an aligner is built
 
-        if method not in METHODS:
-            raise ValueError(f"unknown extraction method {method!r}; expected one of {METHODS}")
+        check_encoder(model_dir, layer=layer, method=method, similarity=similarity)  # before the ~20 s load
         self.similarity = similarity or DEFAULT_SIMILARITY[method]
-        if self.similarity not in ("cosine", "dot"):
-            raise ValueError(f"similarity must be 'cosine' or 'dot', not {self.similarity!r}")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModel.from_pretrained(model_dir).to(device).eval()
         n_layers = self.model.config.num_hidden_layers
@@ -186,20 +184,23 @@ class EmbeddingAligner:
 
 
 def _row_words(row: dict, lang: str, where: str) -> tuple[list[str], list[str]]:
-    """(target words, English words) of a QLA row: an existing `{lang}-en` field's words (so its indices, and gold
-    pairs made against it, stay valid), else `target_words` (fugashi for Japanese, as `cvil data add-language`
-    writes them); English words are `english_words(en)`."""
+    """(target words, English words) of a QLA row: an existing alignment field's words (so its indices, and gold
+    pairs made against it, stay valid), else `target_words` (the language file's segmentation: fugashi for
+    Japanese, as `cvil data add-language` writes them); English words are `english_words(en)`. The fields are the
+    language file's (`question_field`, `alignment_field`: `{lang}`, `{lang}-en`)."""
     from cvil.data.errors import DataFormatError
+    from cvil.languages import get_language
 
     if not isinstance(row, dict):
         raise DataFormatError(where, "row", "a JSON object", type(row).__name__)
-    if lang not in row:
-        raise DataFormatError(where, "fields", f"a {lang!r} question field", f"keys {sorted(row)}")
+    language = get_language(lang)
+    if language.question_field not in row:
+        raise DataFormatError(where, "fields", f"a {language.question_field!r} question field", f"keys {sorted(row)}")
     english = row.get("en", row.get("q"))
     if english is None:
         raise DataFormatError(where, "fields", "an English question ('en' or 'q')", f"keys {sorted(row)}")
-    existing = row.get(f"{lang}-en")
-    tgt = [str(e[0]) for e in existing] if existing else list(target_words(row[lang], lang))
+    existing = row.get(language.alignment_field or f"{lang}-en")
+    tgt = [str(e[0]) for e in existing] if existing else list(target_words(row[language.question_field], lang))
     return tgt, list(english_words(english))
 
 
@@ -215,6 +216,10 @@ def align_qla(*, qla: str | Path, lang: str, model: str, out: str | Path | None 
     from cvil.data.errors import DataFormatError
     from cvil.data.json_file import load_json
 
+    from cvil.languages import get_language
+
+    field = get_language(lang).alignment_field or f"{lang}-en"  # an unknown language: a did-you-mean error
+    check_encoder(model, layer=layer, method=method, similarity=similarity)  # before reading anything big
     rows = load_json(qla, "a QLA JSON file")
     if not isinstance(rows, list):
         raise DataFormatError(qla, "top level", "a JSON list of question rows", type(rows).__name__)
@@ -226,7 +231,7 @@ def align_qla(*, qla: str | Path, lang: str, model: str, out: str | Path | None 
         raise UsageError(str(exc)) from None
     alignments = aligner.align_many(words)
     for row, (tgt, en), al in zip(rows, words, alignments):
-        row[f"{lang}-en"] = al.entries(tgt, en)
+        row[field] = al.entries(tgt, en)
     scores, scored = None, []
     if gold:
         scored = [(al.links, row[gold]) for row, al in zip(rows, alignments) if gold in row]

@@ -32,6 +32,7 @@ from cvil.data.label_maps import save_label_maps
 from cvil.data.json_file import load_json, read_text
 from cvil.data.prepare.common import progress, write_json
 from cvil.errors import UsageError
+from cvil.languages import JVG_LANGUAGE, get_language
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def _check_splits(by_split: dict[str, list[QA]], split_of: dict[int, str], *, qa
 
 
 def _row(qa: QA, tags: str, label: int | None) -> dict:
-    return {"ja": qa.question, "o": tags, "an": [] if label is None else [label], "s": [] if label is None else [1.0],
+    return {get_language(JVG_LANGUAGE).question_field: qa.question, "o": tags, "an": [] if label is None else [label], "s": [] if label is None else [1.0],
             "img_id": qa.img_id, "q_id": qa.qa_id}
 
 

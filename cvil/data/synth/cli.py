@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cvil.data.synth.lexicon import EXTRA_LEXICONS
 from cvil.data.synth.presets import DEFAULT_PRESET, PRESETS
 
 
@@ -12,10 +13,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "synth", help="generate the synthetic multilingual VQA world",
         description="Generate a deterministic synthetic VQA world (English VQA v2-like set with Japanese/Hindi "
-                    "translations and alignments, a JVG-like Japanese set, region features, tokenisers) in the "
+                    "(and, with PRESET+LANG, other) translations and alignments, a JVG-like Japanese set, region "
+                    "features, tokenisers) in the "
                     "real file layout. Same preset and seed -> byte-identical files.")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                   help=f"world size (default: {DEFAULT_PRESET})")
+    p.add_argument("--preset", default=DEFAULT_PRESET, metavar="PRESET",
+                   help=f"world size: {', '.join(sorted(PRESETS))} (default: {DEFAULT_PRESET}); PRESET+LANG adds the "
+                        f"questions and alignments of another language ({', '.join(sorted(EXTRA_LEXICONS))}), e.g. "
+                        f"small+zh")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--force", action="store_true", help="replace an existing synthetic world in --out")

@@ -252,3 +252,85 @@ JVG_TAIL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "why": (("休む", "遊ぶ", "食べる", "待つ", "運ぶ", "売る", "飾る", "見る", "走る", "眠る", "乗る", "守る"),
             ("ため", "から", "ためです", "からです", "ために置かれた", "ことができるから")),
 }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Languages added after Japanese and Hindi (`cvil synth --preset small+zh`). Each is one `ExtraLexicon`: the words of
+# the classes, colours and positions, and the VQA templates as segments (word, English alignment target). The writer
+# renders them from their own random stream, after the Japanese and Hindi fields, and only when the preset names the
+# language, so the default worlds stay byte-identical. Segments are split further by the language file's
+# segmentation (`cvil/languages/<code>.yaml`: `char` for Chinese), every piece aligned to its segment's English word.
+# Template slots: {C} the class word (aligned to {c} or {cs}), {CTR} its measure word, {COL} a colour word, {POS} a
+# position (its own segments and alignments).
+# ----------------------------------------------------------------------------------------------------------------
+
+JA, HI = "ja", "hi"  # the languages of the original world (the translated VQA set and, for ja, the JVG set)
+
+
+@dataclass(frozen=True)
+class ExtraLexicon:
+    code: str
+    classes: dict                # English class -> word (Chinese nouns have no plural)
+    counters: dict               # English class -> measure word of "how many" questions
+    colours: dict                # English colour -> word
+    positions: dict              # English position -> ((word, English word or None), ...)
+    templates: dict              # English template (`Template.en`) -> ((segment, English target or None), ...)
+
+
+ZH = ExtraLexicon(
+    code="zh",
+    classes={
+        "cat": "猫", "dog": "狗", "car": "汽车", "horse": "马", "elephant": "大象", "umbrella": "伞", "bus": "公交车",
+        "bird": "鸟", "chair": "椅子", "cup": "杯子", "bicycle": "自行车", "apple": "苹果", "boat": "船", "clock": "钟",
+        "bottle": "瓶子", "banana": "香蕉", "cow": "牛", "sheep": "羊", "bear": "熊", "truck": "卡车", "train": "火车",
+        "book": "书", "table": "桌子", "bed": "床", "kite": "风筝", "giraffe": "长颈鹿", "zebra": "斑马",
+        "pizza": "披萨", "lamp": "灯", "vase": "花瓶", "laptop": "笔记本电脑", "phone": "手机",
+    },
+    counters={
+        "cat": "只", "dog": "只", "car": "辆", "horse": "匹", "elephant": "头", "umbrella": "把", "bus": "辆",
+        "bird": "只", "chair": "把", "cup": "个", "bicycle": "辆", "apple": "个", "boat": "艘", "clock": "个",
+        "bottle": "个", "banana": "根", "cow": "头", "sheep": "只", "bear": "只", "truck": "辆", "train": "列",
+        "book": "本", "table": "张", "bed": "张", "kite": "只", "giraffe": "只", "zebra": "匹", "pizza": "个",
+        "lamp": "盏", "vase": "个", "laptop": "台", "phone": "部",
+    },
+    colours={
+        "red": "红色", "blue": "蓝色", "green": "绿色", "yellow": "黄色", "white": "白色", "black": "黑色",
+        "brown": "棕色", "gray": "灰色", "orange": "橙色", "pink": "粉色", "purple": "紫色",
+    },
+    positions={
+        "top left": (("左", "left"), ("上", "top")), "top": (("上", "top"), ("面", None)),
+        "top right": (("右", "right"), ("上", "top")), "left": (("左", "left"), ("边", None)),
+        "middle": (("中间", "middle"),), "right": (("右", "right"), ("边", None)),
+        "bottom left": (("左", "left"), ("下", "bottom")), "bottom": (("下", "bottom"), ("面", None)),
+        "bottom right": (("右", "right"), ("下", "bottom")),
+    },
+    templates={  # 猫是什么颜色的？ / 猫的颜色是什么？ / 猫在哪里？ / 猫位于哪里？ / 图片里有猫吗？ / 有几只猫？ / ...
+        "what color is the {c}?": (("{C}", "{c}"), ("是", "is"), ("什么", "what"), ("颜色", "color"), ("的", None),
+                                   ("？", None)),
+        "what is the color of the {c}?": (("{C}", "{c}"), ("的", "of"), ("颜色", "color"), ("是", "is"),
+                                          ("什么", "what"), ("？", None)),
+        "where is the {c}?": (("{C}", "{c}"), ("在", "is"), ("哪里", "where"), ("？", None)),
+        "where is the {c} located?": (("{C}", "{c}"), ("位于", "located"), ("哪里", "where"), ("？", None)),
+        "is there {a} {c} in the picture?": (("图片", "picture"), ("里", "in"), ("有", "there"), ("{C}", "{c}"),
+                                             ("吗", None), ("？", None)),
+        "how many {cs} are there?": (("有", "there"), ("几", "how"), ("{CTR}", "many"), ("{C}", "{cs}"), ("？", None)),
+        "is the {c} {col}?": (("{C}", "{c}"), ("是", "is"), ("{COL}", "{col}"), ("的", None), ("吗", None),
+                              ("？", None)),
+        "what is in the {pos} of the picture?": (("图片", "picture"), ("的", "of"), ("{POS}", None), ("有", "is"),
+                                                 ("什么", "what"), ("？", None)),
+    },
+)
+
+#: languages `cvil synth --preset <preset>+<code>` can add, by code
+EXTRA_LEXICONS: dict[str, ExtraLexicon] = {ZH.code: ZH}
+
+
+def class_words(code: str) -> dict[str, str]:
+    """English class -> its word in `code` (JA, HI or an `EXTRA_LEXICONS` language), e.g. for Fig. 3's object pairs."""
+    if code == JA:
+        return {c.en: c.ja for c in CLASSES}
+    if code == HI:
+        return {c.en: c.hi for c in CLASSES}
+    if code in EXTRA_LEXICONS:
+        return dict(EXTRA_LEXICONS[code].classes)
+    raise KeyError(f"the synthetic lexicon has no {code!r} words (it has {', '.join([JA, HI, *EXTRA_LEXICONS])})")

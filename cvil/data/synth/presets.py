@@ -4,15 +4,15 @@
 dominated by colour and "where is the X?" questions, ~12k translated and ~2k "real" Japanese training questions), so
 that a hidden-64 × 4-layer teacher can learn it and the whole paper grid runs in minutes on 2 CPU cores.
 `tiny` is for tests (seconds; some scenes over 50 regions so truncation is exercised). `medium` is larger and mixes in
-the harder question types.
+the harder question types. `<preset>+zh` (e.g. `small+zh`) adds Chinese questions and alignments (`get_preset`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cvil.errors import UsageError
-from cvil.suggest import unknown_choice
+from cvil.suggest import did_you_mean, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class Preset:
     student_vocab: int = 1200
     student_split_share: float = 0.3    # share of tag words the student splits into several pieces
     teacher_accuracy_target: float = 0.85
+    # languages translated besides Japanese and Hindi (codes of `lexicon.EXTRA_LEXICONS`), from their own random
+    # streams: off by default, because their fields and texts change the QLA files and the student tokenizer
+    # (`get_preset("small+zh")`)
+    languages: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -101,9 +105,33 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_PRESET = "small"
 
 
+LANGUAGE_JOIN = "+"  # `small+zh`: the preset `small` with Chinese questions and alignments added
+
+
 def get_preset(name: str) -> Preset:
-    """The preset called `name`, or a UsageError (a ValueError) that suggests the closest name."""
+    """The preset called `name`, or a UsageError (a ValueError) that suggests the closest name.
+
+    `<preset>+<code>[+<code>...]` is the preset with those languages of `lexicon.EXTRA_LEXICONS` added (each also
+    needs a language file, `cvil.languages`); the name, with its languages, is the world's preset in world.json."""
+    from cvil.data.synth.lexicon import EXTRA_LEXICONS
+
+    base, *extra = name.split(LANGUAGE_JOIN)
     try:
-        return PRESETS[name]
+        preset = PRESETS[base]
     except KeyError:
-        raise UsageError(unknown_choice("synth preset", name, PRESETS)) from None
+        raise UsageError(unknown_choice("synth preset", base, PRESETS)) from None
+    if not extra:
+        return preset
+    for code in extra:
+        if code not in EXTRA_LEXICONS:
+            raise UsageError(f"{name}: unknown language of the synthetic lexicon {code!r}"
+                             f"{did_you_mean(code, EXTRA_LEXICONS, cutoff=0.5)} (known: {', '.join(EXTRA_LEXICONS)}; "
+                             "a language the synthetic world can add needs an ExtraLexicon in "
+                             "cvil/data/synth/lexicon.py)")
+    if len(set(extra)) != len(extra):
+        raise UsageError(f"synth preset {name!r} names a language twice")
+    from cvil.languages import get_language
+
+    for code in extra:
+        get_language(code)  # its language file: segmentation, fields and joiner of the rendering
+    return replace(preset, name=name, languages=tuple(extra))

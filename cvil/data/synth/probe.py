@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cvil.data import layout
+from cvil.data.synth.lexicon import JA
 from cvil.data.safe_pickle import load_restricted_pickle
 from cvil.data.text import english_words
 
@@ -163,12 +164,12 @@ def probe_jvg(root: Path, epochs: int) -> dict:
     coverage = sum(1 for r in all_val if r["an"]) / len(all_val)
     rows = {s: _load_rows(folder, s) for s in ("train", "val")}
     aug = {s: _load_rows(root / "vqa", s) for s in ("train", "val")}
-    counts = Counter(t for r in rows["train"] + aug["train"] for t in _ja_tokens(r["ja"]))
+    counts = Counter(t for r in rows["train"] + aug["train"] for t in _ja_tokens(r[JA]))
     vocab = {w: i for i, w in enumerate(sorted(w for w, n in counts.items() if n >= 2))}
 
     def tensors(folder_, split, rs, n):
         feats, mask = _stack(rs, _features(folder_, split, [r["img_id"] for r in rs]))
-        return _bag([_ja_tokens(r["ja"]) for r in rs], vocab), feats, mask, _targets(rs, n)
+        return _bag([_ja_tokens(r[JA]) for r in rs], vocab), feats, mask, _targets(rs, n)
 
     data = {s: tensors(folder, s, rows[s], n_labels) for s in ("train", "val")}
     groups = [r.get("question_type", "?") for r in rows["val"]]

@@ -1,4 +1,5 @@
-"""Japanese and Hindi renderings of the English questions, with word alignments.
+"""Japanese and Hindi (and any `lexicon.EXTRA_LEXICONS` language) renderings of the English questions, with word
+alignments.
 
 The renderings come from the segmented templates of `lexicon.py`, so the word segmentation and the gold alignment
 are known exactly. Two alignment fields are written per language:
@@ -10,13 +11,17 @@ are known exactly. Two alignment fields are written per language:
   deliberate aligner-like noise: each aligned word is dropped (left unaligned) with probability `align_drop` and
   moved to a neighbouring English word with probability `align_shift`. In a share `string_idx_frac` of rows every
   `en_idx` is stored as a string (the reference reads it with `int()`), so readers must accept both.
+
+A language added after Japanese and Hindi (`translate_extra`) is rendered the same way from its `ExtraLexicon`, its
+segments split by its language file's segmentation, with its own random generator, so the Japanese and Hindi fields
+and their draws are those of a world without it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cvil.data.synth.lexicon import CLASSES, COLOURS
+from cvil.data.synth.lexicon import CLASSES, COLOURS, EXTRA_LEXICONS, HI, JA, ExtraLexicon
 from cvil.data.synth.questions import Question
 from cvil.data.text import english_words
 
@@ -25,7 +30,7 @@ def _slots(q: Question, lang: str) -> dict[str, list[str]]:
     """Slot -> list of target words; "{...}" English alignment targets are filled separately."""
     o = CLASSES[q.cls] if q.cls is not None else None
     col = COLOURS[q.colour] if q.colour is not None else None
-    if lang == "ja":
+    if lang == JA:
         return {
             "{C}": [o.ja] if o else [], "{CTR}": [o.ja_counter] if o else [],
             "{ARU}": [("い" if o.animate else "あり")] if o else [],
@@ -59,8 +64,8 @@ def _en_targets(q: Question, target: str | None, n_words: int) -> list[str | Non
 
 
 def render(q: Question, lang: str) -> tuple[str, list[str], list[list[int]]]:
-    """(sentence, target words, gold [tgt_idx, en_idx] pairs) of `q` in `lang` ("ja" or "hi")."""
-    template = q.template.ja if lang == "ja" else q.template.hi
+    """(sentence, target words, gold [tgt_idx, en_idx] pairs) of `q` in `lang` (JA or HI)."""
+    template = q.template.ja if lang == JA else q.template.hi
     slots = _slots(q, lang)
     en_words = english_words(q.en)
     words: list[str] = []
@@ -73,7 +78,7 @@ def render(q: Question, lang: str) -> tuple[str, list[str], list[list[int]]]:
                     raise ValueError(f"template bug: {en_word!r} not in {en_words} ({q.en!r})")
                 gold.append([len(words), en_words.index(en_word)])
             words.append(word)
-    sentence = "".join(words) if lang == "ja" else " ".join(words).replace(" ?", "?")
+    sentence = "".join(words) if lang == JA else " ".join(words).replace(" ?", "?")
     return sentence, words, gold
 
 
@@ -100,10 +105,59 @@ def translate_row(rng: np.random.Generator, q: Question, preset) -> dict:
     as_string = bool(rng.random() < preset.string_idx_frac)
     fields: dict = {}
     gold_fields: dict = {}
-    for lang in ("ja", "hi"):
+    for lang in (JA, HI):
         sentence, words, gold = render(q, lang)
         fields[lang] = sentence
         fields[f"{lang}-en"] = noisy_alignment(rng, words, gold, en_words, preset, as_string)
         gold_fields[f"gold-{lang}-en"] = gold
-    return {"ja": fields["ja"], "hi": fields["hi"], "ja-en": fields["ja-en"], "hi-en": fields["hi-en"],
+    return {JA: fields[JA], HI: fields[HI], f"{JA}-en": fields[f"{JA}-en"], f"{HI}-en": fields[f"{HI}-en"],
             **gold_fields}
+
+
+def render_extra(q: Question, lex: ExtraLexicon) -> tuple[str, list[str], list[list[int]]]:
+    """`render` for a language of `EXTRA_LEXICONS`: its template's segments, each split by the language file's
+    segmentation and every piece aligned to the segment's English word; the sentence is the pieces joined by the
+    file's code-mix joiner (which gives the pieces back under the same segmentation)."""
+    from cvil.languages import get_language
+
+    language = get_language(lex.code)
+    o = CLASSES[q.cls] if q.cls is not None else None
+    col = COLOURS[q.colour] if q.colour is not None else None
+    targets = {"{c}": o.en if o else None, "{cs}": o.en_plural if o else None, "{col}": col.en if col else None}
+    slots = {"{C}": lex.classes[o.en] if o else None, "{CTR}": lex.counters[o.en] if o else None,
+             "{COL}": lex.colours[col.en] if col else None}
+    en_words = english_words(q.en)
+    try:
+        template = lex.templates[q.template.en]
+    except KeyError:
+        raise KeyError(f"the {lex.code} lexicon has no template for {q.template.en!r}") from None
+    words: list[str] = []
+    gold: list[list[int]] = []
+    for segment, target in template:
+        pieces = lex.positions[q.pos.en] if segment == "{POS}" else ((slots.get(segment, segment), target),)
+        for word, en_target in pieces:
+            en_word = targets.get(en_target, en_target)
+            if en_word is not None and en_word not in en_words:
+                raise ValueError(f"{lex.code} template bug: {en_word!r} not in {en_words} ({q.en!r})")
+            for piece in language.words(word):
+                if en_word is not None:
+                    gold.append([len(words), en_words.index(en_word)])
+                words.append(piece)
+    sentence = language.codemix_joiner.join(words)
+    if list(language.words(sentence)) != words:
+        raise ValueError(f"{lex.code}: {sentence!r} does not segment back into {words} ({language.segmentation})")
+    return sentence, words, gold
+
+
+def translate_extra(rng: np.random.Generator, q: Question, preset, code: str) -> dict:
+    """The `{code}`, `{code}-en` and `gold-{code}-en` fields of one VQA row in an `EXTRA_LEXICONS` language, drawn
+    from `rng` (the language's own stream)."""
+    from cvil.languages import get_language
+
+    language = get_language(code)
+    en_words = english_words(q.en)
+    as_string = bool(rng.random() < preset.string_idx_frac)
+    sentence, words, gold = render_extra(q, EXTRA_LEXICONS[code])
+    return {language.question_field: sentence,
+            language.alignment_field or f"{code}-en": noisy_alignment(rng, words, gold, en_words, preset, as_string),
+            f"gold-{code}-en": gold}

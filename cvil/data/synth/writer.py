@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from cvil.data import layout
 from cvil.errors import OutputExistsError
 from cvil.data.synth import questions as Q
 from cvil.data.synth.jvg import make_jvg_questions, top_k_vocabulary
-from cvil.data.synth.lexicon import CLASSES, COLOURS, hindi_answer
+from cvil.data.synth.lexicon import CLASSES, COLOURS, HI, JA, hindi_answer
 from cvil.data.synth.presets import get_preset
 from cvil.data.synth.scenes import Prototypes, make_scene, scene_features, zipf_weights
 from cvil.data.synth.tokenizers import build_tokenizers
-from cvil.data.synth.translate import translate_row
+from cvil.data.synth.translate import translate_extra, translate_row
+from cvil.languages import get_language
 
 GENERATOR_VERSION = "1.1"
 PICKLE_PROTOCOL = 4
@@ -37,6 +39,7 @@ OWNED_ENTRIES = (WORLD_FILE, TIMING_FILE, "vqa", "vg", "tokenizers")
 
 # stream ids of the random generators (never reorder: changing one would change every world)
 S_PROTO, S_IDS, S_SCENE, S_FEAT, S_QUESTION, S_ANNOT, S_TRANSLATE, S_JVG_W, S_JVG = range(1, 10)
+S_TRANSLATE_EXTRA = 10  # a language of `Preset.languages`: its own stream per (language, split), drawn after the rest
 SPLIT_NO = {"train": 0, "val": 1, "test": 2}
 EMPTY_TAGS_EVERY = 16  # every 16th image of a split (the first included) has `o: ''`, as real Oscar test rows
 
@@ -48,6 +51,11 @@ def _empty_tag_images(img_ids: list[int]) -> set[int]:
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), *keys])
+
+
+def _language_key(code: str) -> int:
+    """A stable integer of a language code for its random stream (crc32: the same on every platform and run)."""
+    return zlib.crc32(code.encode("utf-8"))
 
 
 def _write_json(path: Path, obj, *, indent=None) -> None:
@@ -98,6 +106,10 @@ def _vqa(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
             for j, q in enumerate(Q.make_questions(r_q, scene, preset, preset.vqa_q_per_image)):
                 raw = Q.annotate(r_ann, q, preset)
                 items[split].append((scene, img_id * 1000 + j, q, raw, translate_row(r_tr, q, preset)))
+        for code in preset.languages:  # after every other draw: the ja/hi fields are those of a world without it
+            r_extra = _rng(seed, S_TRANSLATE_EXTRA, _language_key(code), k)
+            for *_, q, _, tr in items[split]:
+                tr.setdefault("extra", {}).update(translate_extra(r_extra, q, preset, code))
 
     # label set: normalised answers given >= answer_min_count times by train+val annotators (as VQA's 3,129)
     counts = Counter(Q.normalize_answer(a) for s in ("train", "val") for *_, raw, _ in items[s] for a in raw)
@@ -120,12 +132,13 @@ def _vqa(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
             labelled = sorted(((ans2label[a], s) for a, s in scores.items() if a in ans2label),
                               key=lambda x: (-x[1], x[0]))
             rows.append({
-                "en": q.en, "ja": tr["ja"], "hi": tr["hi"], "o": "" if scene.img_id in untagged else scene.tags,
+                "en": q.en, JA: tr[JA], HI: tr[HI], "o": "" if scene.img_id in untagged else scene.tags,
                 "an": [a for a, _ in labelled], "s": [s for _, s in labelled],
                 "img_id": scene.img_id, "q_id": q_id,
                 "answer_type": q.template.answer_type, "question_type": q.template.question_type,
-                "ja-en": tr["ja-en"], "hi-en": tr["hi-en"],
-                "gold-ja-en": tr["gold-ja-en"], "gold-hi-en": tr["gold-hi-en"],
+                f"{JA}-en": tr[f"{JA}-en"], f"{HI}-en": tr[f"{HI}-en"],
+                f"gold-{JA}-en": tr[f"gold-{JA}-en"], f"gold-{HI}-en": tr[f"gold-{HI}-en"],
+                **tr.get("extra", {}),  # the fields of `preset.languages`, last
             })
             official_q.append({"image_id": scene.img_id, "question": q.en, "question_id": q_id})
             official_a.append({
@@ -153,11 +166,13 @@ def _vqa(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
                 objs = [{"class": CLASSES[d.cls].en, "rect": list(d.rect), "conf": d.conf} for d in s.detections]
                 f.write(f"{s.img_id}\t{json.dumps({'objects': objs}, ensure_ascii=False)}\n")
 
-    texts = {"en": [], "ja": [], "hi": [], "tags": []}
+    texts = {"en": [], JA: [], HI: [], "tags": []}
     for *_, q, _, tr in items["train"]:
         texts["en"].append(q.en)
-        texts["ja"].append(tr["ja"])
-        texts["hi"].append(tr["hi"])
+        texts[JA].append(tr[JA])
+        texts[HI].append(tr[HI])
+    texts["extra"] = [tr["extra"][get_language(code).question_field] for code in preset.languages
+                      for *_, tr in items["train"]]
     texts["tags"] = [s.tags.replace(";", " ") for s in scenes["train"]]
     texts["answers_en"] = answers
     texts["answers_hi"] = hi_labels
@@ -197,7 +212,7 @@ def _jvg(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
         untagged = _empty_tag_images(ids[split])
         for scene, q_id, q in items[split]:
             label = ans2label.get(q.answer)
-            rows.append({"ja": q.ja, "o": "" if scene.img_id in untagged else scene.tags,
+            rows.append({JA: q.ja, "o": "" if scene.img_id in untagged else scene.tags,
                          "an": [] if label is None else [label], "s": [] if label is None else [1.0],
                          "img_id": scene.img_id, "q_id": q_id})
             answers.append(q.answer)
@@ -211,7 +226,7 @@ def _jvg(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
         counts_out[split] = {"images": len(ids[split]), "questions": len(rows), "covered": covered,
                              "coverage": round(covered / max(len(rows), 1), 4),
                              "types": dict(sorted(Counter(q.qtype for *_, q in items[split]).items()))}
-    texts = {"ja": [q.ja for *_, q in items["train"]], "answers_ja": sorted(set(q.answer for *_, q in items["train"])),
+    texts = {JA: [q.ja for *_, q in items["train"]], "answers_ja": sorted(set(q.answer for *_, q in items["train"])),
              "tags": sorted(set(s.tags.replace(";", " ") for s, *_ in items["train"]))}
     return {"splits": counts_out, "num_labels": len(vocab)}, texts
 
@@ -247,8 +262,9 @@ def generate(preset_name: str, seed: int, out: str | Path, *, force: bool = Fals
         jvg_summary, jvg_texts = _jvg(tmp, preset, seed, protos)
         english = vqa_texts["en"] + vqa_texts["tags"] + vqa_texts["answers_en"]
         # the student sees less English than the teacher, so some English words end up split differently
-        multilingual = (vqa_texts["ja"] + vqa_texts["hi"] + vqa_texts["en"][::4] + vqa_texts["tags"][::4]
-                        + vqa_texts["answers_hi"] + jvg_texts["ja"] + jvg_texts["answers_ja"] + jvg_texts["tags"])
+        multilingual = (vqa_texts[JA] + vqa_texts[HI] + vqa_texts["en"][::4] + vqa_texts["tags"][::4]
+                        + vqa_texts["answers_hi"] + jvg_texts[JA] + jvg_texts["answers_ja"] + jvg_texts["tags"]
+                        + vqa_texts["extra"])  # empty unless the preset adds languages
         tok_summary = build_tokenizers(tmp, english, multilingual, [c.en for c in CLASSES[:preset.n_classes]],
                                        preset)
         t_gen = time.perf_counter() - t0
@@ -266,6 +282,8 @@ def generate(preset_name: str, seed: int, out: str | Path, *, force: bool = Fals
             "size_mb": {name: round(_dir_size(tmp / name) / 2**20, 3) for name in ("vqa", "vg", "tokenizers")},
             "files": {name: _files(tmp / name) for name in ("vqa", "vg", "tokenizers")},
         }
+        if preset.languages:  # absent from the default worlds' manifests (byte-identical to before)
+            manifest["languages"] = list(preset.languages)
         _write_json(tmp / WORLD_FILE, manifest, indent=2)
         if out.exists():
             for name in OWNED_ENTRIES:

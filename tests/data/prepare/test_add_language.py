@@ -169,3 +169,49 @@ def test_mt_model_writes_the_translations_tsv_then_the_aligner_aligns(inputs, tm
     for row, en in zip(rows, english):
         assert all(len(e) == 1 or en[e[2]] == e[1] for e in row["ja-en"])
     assert report["alignment_source"] == f"aligner {encoder}" and report["aligned_words"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ any language file
+ZH_TSV = "What color is the car?\t汽车是什么颜色的？\nWhere is the cat?\t猫在哪里？\nHow many dogs?\t有几只狗？\n"
+# char words: [汽, 车, 是, 什, 么, 颜, 色, 的, ？] / [猫, 在, 哪, 里, ？] / [有, 几, 只, 狗, ？]
+ZH_PHARAOH = "4-0 4-1 2-2 0-3 0-4 1-5 1-6 5-8\n3-0 1-1 0-2 0-3 4-4\n0-1 1-2 2-3 3-4\n"
+
+
+def test_chinese_is_segmented_per_character_by_its_language_file(inputs, tmp_path):
+    (tmp_path / "zh.tsv").write_text(ZH_TSV, encoding="utf-8")
+    (tmp_path / "zh.pharaoh").write_text(ZH_PHARAOH, encoding="utf-8")
+    out = tmp_path / "zh.json"
+    assert main(["data", "add-language", "--qla", str(inputs["qla"]), "--lang", "zh", "--translations",
+                 str(tmp_path / "zh.tsv"), "--alignments", str(tmp_path / "zh.pharaoh"), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    assert rows[0]["zh"] == "汽车是什么颜色的？"
+    assert rows[0]["zh-en"] == [["汽", "car", 4], ["车", "car", 4], ["是", "is", 2], ["什", "What", 0],
+                                ["么", "What", 0], ["颜", "color", 1], ["色", "color", 1], ["的"], ["？", "?", 5]]
+    assert rows[3]["zh-en"][3] == ["狗", "dogs", 2]
+    qla = read_qla(out)
+    assert qla.rows[1].questions["zh"] == "猫在哪里？" and qla.rows[1].alignments["zh"][2] == ("哪", "Where", 0)
+
+
+def test_a_new_language_file_names_the_fields_and_the_segmentation(inputs, tmp_path, capsys):
+    langs = tmp_path / "langs"
+    langs.mkdir()
+    (langs / "pig.yaml").write_text("code: pig\nname: Pig Latin\nquestion_field: q_pig\nalignment_field: pig_align\n"
+                                    "segmentation: whitespace\n", encoding="utf-8")
+    (tmp_path / "pig.tsv").write_text("What color is the car?\tatwhay olorcay isway ethay arcay ?\n"
+                                      "Where is the cat?\terewhay isway ethay atcay ?\n", encoding="utf-8")
+    (tmp_path / "pig.pharaoh").write_text("0-0 1-1 2-2 3-3 4-4 5-5\n0-0 1-1 2-2 3-3 4-4\n", encoding="utf-8")
+    argv = ["data", "add-language", "--qla", str(inputs["qla"]), "--lang", "pig", "--translations",
+            str(tmp_path / "pig.tsv"), "--alignments", str(tmp_path / "pig.pharaoh"), "--allow-missing",
+            "--out", str(tmp_path / "pig.json")]
+    assert _error(capsys, argv).startswith("cvil data: unknown language 'pig' (known: en, hi, ja, zh;")
+    from cvil import languages
+
+    try:
+        assert main(argv + ["--language-file", str(langs)]) == 0
+        rows = json.loads((tmp_path / "pig.json").read_text(encoding="utf-8"))
+        assert rows[1]["q_pig"] == "erewhay isway ethay atcay ?" and rows[1]["pig_align"][3] == ["atcay", "cat", 3]
+        qla = read_qla(tmp_path / "pig.json")  # the reader maps the declared fields to the code
+        assert qla.rows[1].questions["pig"] == "erewhay isway ethay atcay ?"
+        assert qla.rows[1].alignments["pig"][0] == ("erewhay", "Where", 0)
+    finally:
+        languages.forget_added()

@@ -104,7 +104,7 @@ def test_cli_softmax_and_bad_layer(tmp_path, tiny_encoder, capsys):
     assert all(len(e) == 1 or (e[1] == ["the", "cat"][e[2]]) for e in entries)
     capsys.readouterr()
     assert main(["align", "--input", str(src), "--lang", "ja", "--model", str(tiny_encoder), "--layer", "5"]) == 2
-    assert "cvil align: layer 5 outside" in capsys.readouterr().err
+    assert "cvil align: --layer 5 is outside 0..2 for the 2-layer encoder" in capsys.readouterr().err
 
 
 def test_cli_segments_a_row_without_alignments_like_add_language(tmp_path, tiny_encoder):
