@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from cvil import tracking_schema as schema
+from cvil.tracking import unreachable
 
 T = TypeVar("T")
 
@@ -82,27 +83,6 @@ def client(uri: str):
     apply_http_defaults()
     with store_setup_lock(uri):
         return MlflowClient(tracking_uri=uri)
-
-
-PROBE_TIMEOUT_S = 5.0  # a server that accepts connections and never answers costs this, once, not 3 x 30 s per call
-
-
-def unreachable(uri: str) -> str:
-    """Why the HTTP store at `uri` cannot be used now (nothing answers within `PROBE_TIMEOUT_S`); "" when something
-    answers (any HTTP status, a TLS handshake) or the store is not HTTP."""
-    if not uri.startswith(("http://", "https://")):
-        return ""
-    import requests
-
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
-    except requests.exceptions.SSLError:
-        return ""  # a server answered; MLflow's own TLS settings decide
-    except requests.exceptions.Timeout:
-        return f"no answer within {PROBE_TIMEOUT_S:g} s"
-    except requests.exceptions.RequestException as exc:
-        return f"cannot connect ({type(exc).__name__})"
-    return ""
 
 
 def one_line(exc: BaseException | str, limit: int = 300) -> str:

@@ -62,6 +62,27 @@ class NullTracker:
     def close(self, status: str = "FINISHED") -> None: ...
 
 
+PROBE_TIMEOUT_S = 5.0  # a server that accepts connections and never answers costs this, once, not 3 x 30 s per call
+
+
+def unreachable(uri: str) -> str:
+    """Why the HTTP store at `uri` cannot be used now (nothing answers within `PROBE_TIMEOUT_S`); "" when something
+    answers (any HTTP status, a TLS handshake) or the store is not HTTP."""
+    if not uri.startswith(("http://", "https://")):
+        return ""
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
+    except requests.exceptions.SSLError:
+        return ""  # a server answered; MLflow's own TLS settings decide
+    except requests.exceptions.Timeout:
+        return f"no answer within {PROBE_TIMEOUT_S:g} s"
+    except requests.exceptions.RequestException as exc:
+        return f"cannot connect ({type(exc).__name__})"
+    return ""
+
+
 def resolve_tracking_uri(uri: str = "") -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -107,6 +128,11 @@ class MLflowTracker:
         self._warned: set[str] = set()
         self._stamps: dict[tuple[str, int], int] = {}  # (metric, step) -> timestamp of its last logged point
         self._budget_s, self._delay_s, self._next_try = retry_budget_s, self.first_delay_s, 0.0
+        self._mlflow = mlflow
+        problem = unreachable(self.uri)  # one short probe, not MLflow's retries per call (+94 s before training)
+        if problem:
+            self._disable(ConnectionError(f"{self.uri}: {problem}"))
+            return
         try:
             with store_setup_lock(self.uri):
                 client = MlflowClient(tracking_uri=self.uri)  # a fresh SQLite store is migrated here

@@ -160,6 +160,8 @@ def test_an_unavailable_server_costs_a_few_requests_not_minutes(tmp_path, monkey
             _exercise(tracker, tmp_path)
     finally:
         server.shutdown()
-    assert _Unavailable.requests == 3  # one call, MLFLOW_HTTP_REQUEST_MAX_RETRIES=2 retries; then tracking is off
+    # the health probe (it answers, so MLflow is tried), then one call with MLFLOW_HTTP_REQUEST_MAX_RETRIES=2 retries;
+    # then tracking is off
+    assert _Unavailable.requests == 4
     assert tracker.run_id is None and any("MLflow tracking disabled" in str(w.message) for w in caught)
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"

@@ -383,7 +383,7 @@ def test_a_server_that_never_answers_costs_one_probe(monkeypatch):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
-    monkeypatch.setattr(tracking, "PROBE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("cvil.tracking.PROBE_TIMEOUT_S", 0.3)
     try:
         warned: list[str] = []
         store = tracking.Store(f"http://127.0.0.1:{server.getsockname()[1]}", warned.append)
@@ -391,6 +391,25 @@ def test_a_server_that_never_answers_costs_one_probe(monkeypatch):
         server.close()
     assert not store.on and len(warned) == 1 and "no answer within 0.3 s" in warned[0]
     assert store.run(lambda c: 1 / 0, default="off") == "off"
+
+
+def test_cvil_train_s_tracker_probes_a_server_that_never_answers_once(monkeypatch):
+    """The training side too (issue 26): `MLflowTracker` against such a server cost +94 s before training; now one
+    probe, one warning, tracking off, the run goes on."""
+    from cvil.tracking import MLflowTracker
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    monkeypatch.setattr("cvil.tracking.PROBE_TIMEOUT_S", 0.3)
+    try:
+        with pytest.warns(UserWarning, match=r"MLflow tracking disabled .*no answer within 0.3 s"):
+            tracker = MLflowTracker(uri=f"http://127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        server.close()
+    assert tracker.run_id is None
+    tracker.log_metrics({"a": 1.0}, 1)  # a no-op, not a wait
+    tracker.close()
 
 
 def test_a_corrupt_store_in_the_middle_is_one_warning_not_a_traceback(mlflow_store, tmp_path, caplog):
