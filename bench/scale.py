@@ -164,7 +164,7 @@ def _throughput(ds, batches: int, workers: int, seed: int = 0) -> dict[str, Any]
     import torch
     from torch.utils.data import DataLoader
 
-    from cvil.data.collate import collate
+    from cvil.inputs.collate import collate
 
     order = np.random.default_rng(seed).permutation(len(ds))[: batches * BATCH].tolist()
     chunks = [order[k : k + BATCH] for k in range(0, len(order), BATCH)]
@@ -200,7 +200,7 @@ def _throughput(ds, batches: int, workers: int, seed: int = 0) -> dict[str, Any]
 
 def probe(folder: Path, root: Path, *, batches: int, workers: list[int], go: Path | None = None) -> dict[str, Any]:
     """One process: open the split (after `go` exists, so that ranks start together), then measure."""
-    import cvil.data.vqa_dataset  # noqa: F401  (imports are not the open: NLTK and transformers take seconds)
+    import cvil.inputs.dataset  # noqa: F401  (imports are not the open: NLTK and transformers take seconds)
     import cvil.train.data_setup  # noqa: F401
 
     _tokenizers(root)

@@ -12,7 +12,7 @@ import pytest
 
 from cvil import languages as registry
 from cvil.config import ConfigError, load_config
-from cvil.data.codemix import JOINERS
+from cvil.inputs.codemix import JOINERS
 from cvil.data.text import target_words
 from cvil.eval import question_types as qt
 from cvil.eval.datasets import eval_dataset

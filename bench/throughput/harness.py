@@ -68,9 +68,9 @@ class Harness:
     def __init__(self, size: BenchSize | str, *, device: str | torch.device = "cpu", world: BenchWorld | None = None,
                  world_root: str | Path | None = None, n_batches: int = 4, batch_size: int | None = None,
                  seed: int = 0, peak: float | None = None) -> None:
-        from cvil.data.collate import collate
-        from cvil.data.vqa_dataset import VQADataset
-        from cvil.data.alignment import KDSelection
+        from cvil.inputs.collate import collate
+        from cvil.inputs.dataset import VQADataset
+        from cvil.inputs.alignment import KDSelection
 
         self.size = SIZES[size] if isinstance(size, str) else size
         self.device = torch.device(device)
@@ -163,7 +163,7 @@ class Harness:
     # -- per-step alignment (naive) -----------------------------------------------------------------------------
     def walk(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Re-tokenise both texts of every example of batch `i` and walk them (the reference's per-step path)."""
-        from cvil.data.encoding import encode_text
+        from cvil.inputs.encoding import encode_text
 
         w, total = self.world, FIXED_TEXT + self.size.max_regions
         applies, aligns = [], []
@@ -182,7 +182,7 @@ class Harness:
             torch.cuda.synchronize(self.device)
 
     def runner(self, kind: str, name: str, variant: Variant) -> Runner:
-        from cvil.data.collate import model_inputs
+        from cvil.inputs.collate import model_inputs
         from cvil.eval.soft_score import batch_score_sum
         from cvil.train.data_setup import to_device
         from cvil.train.optim import build_optimizer, build_scheduler

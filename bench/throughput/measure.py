@@ -138,9 +138,9 @@ def measure_loading(world: BenchWorld, rounds: int, workers: Sequence[int] = (0,
     """DataLoader throughput over the KD dataset with code-mixing (the KD stage's train loader) of `world`."""
     from torch.utils.data import DataLoader
 
-    from cvil.data.collate import collate
-    from cvil.data.vqa_dataset import VQADataset
-    from cvil.data.alignment import KDSelection
+    from cvil.inputs.collate import collate
+    from cvil.inputs.dataset import VQADataset
+    from cvil.inputs.alignment import KDSelection
 
     w, r = world, max_regions
     cuda = device.type == "cuda"

@@ -1,7 +1,7 @@
 """The released code's per-example, per-step KD position selection (`get_align`, reference §2.3), for benchmarks.
 
 Kept as the *naive* reference the throughput harness (`bench/throughput/harness.py`) and the alignment benchmark
-(`tests/benchmarks/test_alignment_speed.py`) time against `cvil.data.alignment`'s precomputed pairs: a Python walk
+(`tests/benchmarks/test_alignment_speed.py`) time against `cvil.inputs.alignment`'s precomputed pairs: a Python walk
 over 178-slot (`text` + regions) arrays, run for every example at every step. No code-mix part (alignment B).
 """
 

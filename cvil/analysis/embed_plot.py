@@ -143,29 +143,6 @@ def _default_tokenizer(model_dir: Path, root: Path, side: str) -> Path:
     return shared if shared.is_dir() else model_dir
 
 
-class _Features:
-    """The split's packed store when there is one, else the per-image `.pt` files read on demand (nothing written)."""
-
-    def __init__(self, folder: Path, split: str) -> None:
-        from cvil.data import layout
-        from cvil.data.feature_store import PackedFeatureStore
-        from cvil.data.region_features import PtDirSource
-
-        packed = layout.packed_store_path(folder, split)
-        self.store = PackedFeatureStore(packed) if (packed / "index.json").exists() else None
-        self.source = None if self.store else PtDirSource(layout.feature_dir(folder, split))
-
-    def get(self, img_id: int, max_regions: int) -> tuple[torch.Tensor, int]:
-        if self.store is not None:
-            return self.store.get(img_id, max_regions)
-        from cvil.data.region_features import padded_regions
-
-        return padded_regions(self.source.get(img_id), max_regions)
-
-    def dim(self, img_id: int) -> int:
-        return int(self.get(img_id, 1)[0].shape[1])
-
-
 def _load_model(model_dir: Path, num_labels: int, img_dim: int, device: torch.device):
     from cvil.models.checkpoint import CheckpointError
     from cvil.models.oscar import OscarVQA
@@ -185,11 +162,12 @@ def side_embeddings(spec: SideSpec, split: str, word_ids: dict[int, str], classe
                     notes: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
     """{"text": (labels, [N, H]), "image": (labels, [M, H])}: last-layer embeddings of one model on one split."""
     from cvil.data import layout
-    from cvil.data.collate import collate
+    from cvil.inputs.collate import collate
     from cvil.data.image_labels import read_image_labels
     from cvil.data.qla import read_qla
-    from cvil.data.vqa_dataset import VQADataset
+    from cvil.inputs.dataset import VQADataset
     from cvil.data.label_sets import label_maps
+    from cvil.data.split_features import open_split_features
     from cvil.data.tokenizers import load_tokenizer
 
     path = layout.qla_path(spec.folder, split)
@@ -209,8 +187,8 @@ def side_embeddings(spec: SideSpec, split: str, word_ids: dict[int, str], classe
     words = [tokenizer.convert_ids_to_tokens(i) for i in word_ids]
     rows.sort(key=lambda r: not any(w in r.questions[spec.lang].lower() for w in words))
     rows = rows[:max_examples]
-    features = _Features(spec.folder, split)
-    model = _load_model(spec.model_dir, len(label_maps(spec.folder)), features.dim(rows[0].img_id), device)
+    features = open_split_features(spec.folder, split)
+    model = _load_model(spec.model_dir, len(label_maps(spec.folder)), features.dim, device)
     max_text = min(128, int(model.config.max_position_embeddings))
     ds = VQADataset(rows, tokenizer, features, len(label_maps(spec.folder)), spec.lang, max_regions,
                     max_text_len=max_text)

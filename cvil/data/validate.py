@@ -14,11 +14,10 @@ from pathlib import Path
 
 from cvil.data import layout
 from cvil.data.errors import DataFormatError
-from cvil.data.feature_store import INDEX_FILE, PackedFeatureStore, packed_from
 from cvil.data.image_labels import read_image_labels
 from cvil.data.label_maps import LabelMaps, load_label_maps
 from cvil.data.qla import QLAFile, is_aligned, read_qla, read_unknown
-from cvil.data.region_features import PtDirSource
+from cvil.data.split_features import SplitFeatures, open_split_features
 from cvil.data.text import english_words
 
 
@@ -60,45 +59,15 @@ class DatasetReport:
         return not self.errors
 
 
-class _Features:
-    """The features training will read for one split: the packed store if present, else the per-image files."""
-
-    def __init__(self, folder: Path, split: str) -> None:
-        packed, per_image = layout.packed_store_path(folder, split), layout.feature_dir(folder, split)
-        self.store = self.source = None
-        self.stale = (packed / INDEX_FILE).exists() and per_image.is_dir() and not packed_from(packed, per_image)
-        if (packed / INDEX_FILE).exists() and not self.stale:  # a stale store is rebuilt by training: check the files
-            self.store = PackedFeatureStore(packed)
-            self.root, self.description, self.ids = packed, f"packed {packed.relative_to(folder)}/", set(self.store.ids())
-        elif per_image.is_dir():
-            self.source = PtDirSource(per_image)
-            self.root, self.description, self.ids = per_image, f"{per_image.name}/*.pt", set(self.source.ids())
-        else:
-            hint = layout.pack_hint(folder, split)
-            raise DataFormatError(per_image, "folder", f"per-image features (or a packed store in {packed})",
-                                  f"neither exists; {hint}" if hint else "neither exists")
-
-        self._widths: dict[int, int] = {}
-
-    def width(self, img_id: int) -> int:
-        """Feature width of one image (-1 when it has no regions), reading and so checking its tensor once, unless
-        the pack already checked it."""
-        if self.store is not None:
-            return self.store.dim
-        if img_id not in self._widths:
-            array = self.source.get(img_id)
-            self._widths[img_id] = array.shape[1] if array.shape[0] else -1
-        return self._widths[img_id]
-
-
-def _check_features(qla: QLAFile, features: _Features, report: SplitReport, errors: list[str]) -> None:
+def _check_features(qla: QLAFile, features: SplitFeatures, report: SplitReport, errors: list[str]) -> None:
     first_row: dict[int, int] = {}
     for row, file_index in zip(qla.rows, qla.file_indices()):
         first_row.setdefault(row.img_id, file_index)
     report.images = len(first_row)
+    known = set(features.ids())
     widths: dict[int, list[int]] = {}
     for img_id, file_index in sorted(first_row.items()):
-        if img_id not in features.ids:
+        if img_id not in known:
             errors.append(str(DataFormatError(qla.path, f"row {file_index} img_id {img_id}",
                                               f"region features in {features.description}", "none found")))
             continue
@@ -159,7 +128,7 @@ def _check_alignments(qla: QLAFile, report: SplitReport, errors: list[str]) -> N
 
 
 def _check_split(folder: Path, split: str, labels: LabelMaps | None, report: DatasetReport,
-                 features: dict[str, _Features | None], unknown: bool = False) -> None:
+                 features: dict[str, SplitFeatures | None], unknown: bool = False) -> None:
     path = layout.unknown_path(folder) if unknown else layout.qla_path(folder, split)
     split_report = SplitReport(name=path.name if unknown else split)
     try:
@@ -178,7 +147,7 @@ def _check_split(folder: Path, split: str, labels: LabelMaps | None, report: Dat
     report.splits.append(split_report)
     if split not in features:  # the `.unknown` file shares the test split's features: open (and report) them once
         try:
-            features[split] = _Features(folder, split)
+            features[split] = open_split_features(folder, split)
             if features[split].stale:
                 report.warnings.append(f"{layout.packed_store_path(folder, split)}: out of date (the files in "
                                        f"{layout.feature_dir(folder, split)} changed since it was packed); training "
@@ -207,7 +176,7 @@ def validate_dataset(folder: str | Path) -> DatasetReport:
         report.num_labels = labels.num_labels
     except DataFormatError as exc:
         report.errors.append(str(exc))
-    features: dict[str, _Features | None] = {}
+    features: dict[str, SplitFeatures | None] = {}
     for split in layout.SPLITS:
         if layout.qla_path(folder, split).exists():
             _check_split(folder, split, labels, report, features)

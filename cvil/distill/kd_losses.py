@@ -11,7 +11,7 @@ The selected positions arrive as flat index tensors built by the collate functio
   rows; L_tag = Σ A_ij MSE / t² with t the example's object-tag token count; L_CM = Σ B_ij MSE / n² with n its
   question token count; the four are summed, averaged over the batch, and λ-weighted over layers.
 
-  The `[SEP]` rows: the tag walk (`cvil.data.alignment.tag_alignment`) puts the first `[SEP]` into component 2 on
+  The `[SEP]` rows: the tag walk (`cvil.inputs.alignment.tag_alignment`) puts the first `[SEP]` into component 2 on
   purpose (`pairs = [(0, 0)]`, as the released code distilled it) and pairs the final `[SEP]` too whenever the walk
   reaches it in step (`[SEP] == [SEP]`). Neither is an object-tag token, and Eq. 4 sums only over the t tag tokens,
   so `per_component` leaves every component-2 pair whose *student* position is a `[SEP]` (the last segment-0 token,
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-COMPONENTS = ("cls", "image", "tag", "codemix")
+from cvil.inputs.alignment import COMPONENT_NAMES
 
 
 def map_layers(reference_layers: tuple[int, ...], depth: int, reference_depth: int = 12) -> list[int]:
@@ -114,9 +114,9 @@ def distillation_loss(
             continue
         out.per_layer[ref] = float(layer_loss.detach())
         with torch.no_grad():
-            sums = torch.zeros(len(COMPONENTS), device=device).index_add_(0, comp, per_pair.detach())
-            counts = torch.bincount(comp, minlength=len(COMPONENTS))
-            for i, name in enumerate(COMPONENTS):
+            sums = torch.zeros(len(COMPONENT_NAMES), device=device).index_add_(0, comp, per_pair.detach())
+            counts = torch.bincount(comp, minlength=len(COMPONENT_NAMES))
+            for i, name in enumerate(COMPONENT_NAMES):
                 if counts[i] > 0:
                     out.per_component[f"l{ref}.{name}"] = float(sums[i] / counts[i])
     out.total = total
@@ -142,7 +142,7 @@ def _per_component_mask(batch: dict[str, torch.Tensor], b, s_pos, comp) -> torch
     """Which pairs enter the `per_component` loss: all but the tag (component 2) pairs on a student `[SEP]`.
 
     The student's `[SEP]`s are its last segment-0 token (the first `[SEP]`) and its last real text token (the final
-    `[SEP]`, or the first one again when the text has no tags); see `cvil.data.encoding.assemble`.
+    `[SEP]`, or the first one again when the text has no tags); see `cvil.inputs.encoding.assemble`.
     """
     text_len = batch["input_ids"].shape[1]
     real = batch["attention_mask"][:, :text_len].bool()

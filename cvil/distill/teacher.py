@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cvil.data.collate import model_inputs
+from cvil.inputs.collate import model_inputs
 from cvil.precision import autocast
 
 

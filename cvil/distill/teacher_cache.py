@@ -53,7 +53,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cvil.data.collate import collate
+from cvil.inputs.collate import collate
 from cvil.distill.kd_losses import map_layers
 from cvil.fileio import atomic_write, sha256_file
 

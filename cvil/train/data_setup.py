@@ -29,13 +29,14 @@ from torch.utils.data import DataLoader
 
 from cvil.config import DataConfig, KDConfig, StageConfig
 from cvil.data import layout
-from cvil.data.collate import collate
-from cvil.data.feature_store import (DEFAULT_MAX_REGIONS, INDEX_FILE, PackedFeatureStore, pack_features, packed_from,
+from cvil.inputs.collate import collate
+from cvil.data.feature_store import (DEFAULT_MAX_REGIONS, INDEX_FILE, PackedFeatureStore, pack_features,
                                      source_fingerprint)
 from cvil.data.errors import DataFormatError, DataSetupError
 from cvil.data.label_sets import label_maps, relabel
 from cvil.data.qla import QLAFile, read_qla
 from cvil.data.region_features import PtDirSource
+from cvil.data.split_features import store_is_current
 from cvil.train.distributed import DistInfo, barrier, broadcast_object
 from cvil.train.sampling import ResumableSampler, ShardSampler
 
@@ -62,9 +63,10 @@ def split_rows(folder: Path, split: str) -> QLAFile:
 
 def feature_store(folder: Path, split: str, dist: DistInfo, max_regions: int | None = None) -> PackedFeatureStore:
     """The split's packed store, packing it on first use and REBUILDING it when the per-image `.pt` folder beside it
-    changed since (edited, added or removed files: see `store_is_current`). Rank 0 (global) decides and packs under a
-    file lock (parallel grid cells share a dataset folder); the other ranks wait at a barrier. A store packed with
-    fewer regions per image than `max_regions` (`data.max_regions`) is refused."""
+    changed since (edited, added or removed files: see `cvil.data.split_features.store_is_current`, the one owner of
+    "store, else per-image files"). Rank 0 (global) decides and packs under a file lock (parallel grid cells share a
+    dataset folder); the other ranks wait at a barrier. A store packed with fewer regions per image than `max_regions`
+    (`data.max_regions`) is refused."""
     packed = layout.packed_store_path(folder, split)
     if broadcast_object(not store_is_current(folder, split) if dist.is_main else None):
         if dist.is_main:
@@ -77,13 +79,6 @@ def feature_store(folder: Path, split: str, dist: DistInfo, max_regions: int | N
                              f"{max_regions}` (a store packed from per-image .pt files: delete it and training "
                              f"re-packs it)")
     return store
-
-
-def store_is_current(folder: Path, split: str) -> bool:
-    """Whether the split's packed store can be used as it is: it exists and, when the per-image folder it is built
-    from is there, was packed from exactly these files (same names, sizes and mtimes). A store with no per-image
-    folder beside it (packed from a TSV or a VinVL file) is used as it is."""
-    return packed_from(layout.packed_store_path(folder, split), layout.feature_dir(folder, split))
 
 
 def _pack_once(folder: Path, split: str, packed: Path, max_regions: int | None = None) -> None:
@@ -132,7 +127,7 @@ class StageData:
 
 def kd_selection(kd: KDConfig, *, split: str):
     """The positions to distil; code-mixing is a training-time augmentation (train split only, as the reference)."""
-    from cvil.data.vqa_dataset import KDSelection
+    from cvil.inputs.dataset import KDSelection
 
     return KDSelection(cls=kd.cls, image=kd.image, tags=kd.tags, codemix=kd.codemix and split == "train",
                        fix_continuation_overrun=kd.fix_tag_continuation, codemix_rate=kd.codemix_rate,
@@ -144,7 +139,7 @@ def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: D
                   row_identity: str = "q_id", features: PackedFeatureStore | None = None):
     """`row_identity`: `QLAFile.key_description` of the file `rows` come from (teacher caches check it);
     `features`: the split's store when the caller opened it already (`feature_store` is a collective)."""
-    from cvil.data.vqa_dataset import VQADataset
+    from cvil.inputs.dataset import VQADataset
 
     use_kd = stage.distils and kd is not None
     return VQADataset(
@@ -163,9 +158,9 @@ def build_dataset(rows, *, folder: Path, split: str, stage: StageConfig, data: D
 
 
 ENCODED_CACHE = ".cvil-encoded"  # in the dataset folder: encoded splits (module docstring)
-_ENCODING_MODULES = ("cvil/data/vqa_dataset.py", "cvil/data/encoding.py", "cvil/data/alignment.py",
-                     "cvil/data/codemix.py", "cvil/data/qla.py", "cvil/data/text.py", "cvil/data/label_sets.py",
-                     "cvil/train/data_setup.py")
+_ENCODING_MODULES = ("cvil/inputs/dataset.py", "cvil/inputs/encoding.py", "cvil/inputs/alignment.py",
+                     "cvil/inputs/codemix.py", "cvil/data/tokenizers.py", "cvil/data/qla.py", "cvil/data/text.py",
+                     "cvil/data/label_sets.py", "cvil/train/data_setup.py")
 
 
 def encoded_cache_dir(folder: Path) -> Path:
@@ -249,7 +244,7 @@ def split_dataset(split: str, *, folder: Path, stage: StageConfig, data: DataCon
     """`(VQADataset, SplitInfo)` of a train or val split as the stage trains on it, from the encoded cache when it
     holds this key, else read, checked, encoded and added to it (module docstring). Ranks build a key one at a
     time (a file lock; nothing collective happens while it is held): the first builds, the others open it."""
-    from cvil.data.vqa_dataset import VQADataset
+    from cvil.inputs.dataset import VQADataset
 
     path = layout.qla_path(folder, split)
     if not path.is_file():
@@ -300,7 +295,7 @@ def _release_build_memory() -> None:
     import ctypes
     import gc
 
-    from cvil.data.alignment import clear_walk_cache
+    from cvil.inputs.alignment import clear_walk_cache
 
     clear_walk_cache()
     gc.collect()

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from cvil import tracking_schema as schema
 from cvil.config import DataConfig, RunConfig, StageConfig
 from cvil.data import layout
-from cvil.data.collate import model_inputs
+from cvil.inputs.collate import model_inputs
 from cvil.data.qla import KEY_Q_ID, QLAFile, QLARow, read_qla, read_unknown
 from cvil.eval.datasets import eval_dataset
 from cvil.eval.evaluate import EvalResult, evaluate_predictions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from cvil.data.collate import model_inputs
+from cvil.inputs.collate import model_inputs
 from cvil.eval.soft_score import SoftScore, batch_score_sum
 from cvil.train.data_setup import StageData, to_device
 from cvil.train.distributed import all_reduce_sum

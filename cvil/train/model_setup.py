@@ -23,15 +23,12 @@ import torch
 from torch import nn
 
 from cvil.config import ConfigError, KDConfig, RunConfig, StageConfig
-from cvil.data.errors import DataSetupError
 from cvil.models.config import oscar_config
 from cvil.models.oscar import OscarVQA
 from cvil.train.checkpointing import atomic_torch_save, verified_torch_load, verify_manifest
-from cvil.data import layout
-from cvil.data.feature_store import PackedFeatureStore
-from cvil.torch_files import load_torch_file
 from cvil.data.label_sets import label_maps
-from cvil.train.data_setup import dataset_folder, store_is_current
+from cvil.data.split_features import open_split_features
+from cvil.train.data_setup import dataset_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +40,8 @@ class ResumeError(CvilError, ValueError):
 def _first_stage_shapes(cfg: RunConfig) -> tuple[int, int]:
     """(num_labels, img_feature_dim) of the first stage's dataset."""
     folder = dataset_folder(cfg.data, cfg.stages[0].dataset)
-    packed = layout.packed_store_path(folder, "train")
-    if store_is_current(folder, "train"):
-        dim = PackedFeatureStore(packed).dim
-    else:  # packed (again) when the stage starts; that pass names any image of another width
-        first = next(iter(sorted(layout.feature_dir(folder, "train").glob("*.pt"))), None)
-        if first is None:
-            raise DataSetupError(f"no region features under {layout.feature_dir(folder, 'train')}")
-        dim = int(load_torch_file(first, what="a region-feature tensor").shape[-1])
+    # a stale store is packed again when the stage starts; that pass names any image of another width
+    dim = open_split_features(folder, "train").dim
     return len(label_maps(folder, cfg.data.label_set)), dim
 
 

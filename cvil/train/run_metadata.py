@@ -36,7 +36,8 @@ def file_digest(path: Path) -> str:
 def features_digest(folder: Path, split: str) -> tuple[str, str]:
     """(digest, location) of a split's region features: the per-image .pt folder (the source of truth) when there
     is one, else the packed store (its index and its files' sizes). Training packs the .pt folder on first use, so
-    preferring it keeps the digest the same before and after packing."""
+    preferring it keeps the digest the same before and after packing. This order is on purpose the reverse of what
+    training reads (`cvil.data.split_features.open_split_features`, the owner of "current store, else .pt files")."""
     pt_dir = layout.feature_dir(folder, split)
     packed = layout.packed_store_path(folder, split)
     h = hashlib.sha256()

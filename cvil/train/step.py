@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cvil.data.collate import model_inputs
+from cvil.inputs.collate import model_inputs
 from cvil.train.objective import LossWindow, StageObjective
 from cvil.precision import autocast
 

@@ -102,7 +102,7 @@ def test_reference_loss_equals_the_pooled_loss(harness):
 
 
 def test_reference_walk_matches_the_module_walk():
-    from cvil.data.alignment import tag_alignment
+    from cvil.inputs.alignment import tag_alignment
 
     teacher = ["[CLS]", "what", "?", "[SEP]", "dog", "cat", "##s", "[SEP]"]
     student = ["[CLS]", "nani", "[SEP]", "dog", "ca", "##t", "##s", "[SEP]"]

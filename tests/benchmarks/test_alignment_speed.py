@@ -24,10 +24,10 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
-from cvil.data.encoding import encode_text
+from cvil.inputs.encoding import encode_text
 from cvil.data.qla import QLARow
-from cvil.data.vqa_dataset import VQADataset
-from cvil.data.alignment import KDSelection
+from cvil.inputs.dataset import VQADataset
+from cvil.inputs.alignment import KDSelection
 from bench.throughput.reference_align import reference_get_align
 
 N_IMAGES, PER_IMAGE, WORDS = 400, 5, 300

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cvil.data.alignment import KDSelection
-from cvil.data.collate import Batch, ExampleBatch, collate
-from cvil.data.vqa_dataset import VQADataset
+from cvil.inputs.alignment import KDSelection
+from cvil.inputs.collate import Batch, ExampleBatch, collate
+from cvil.inputs.dataset import VQADataset
 from cvil.train.data_setup import to_device
 
 DIM = 16

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cvil.data.codemix import (
+from cvil.inputs.codemix import (
     AlignmentFieldError,
     CodeMixer,
     CodeMixPlan,
@@ -152,8 +152,8 @@ def test_rate_and_unit_on_a_real_question(teacher_tok, student_tok, ja_rows, uni
 
 def test_defaults_are_the_release_s_and_bad_options_are_refused(teacher_tok, student_tok, ja_rows):
     from cvil.config import KDConfig
-    from cvil.data.alignment import KDSelection
-    from cvil.data.codemix import CODEMIX_RATE
+    from cvil.inputs.alignment import KDSelection
+    from cvil.inputs.codemix import CODEMIX_RATE
 
     assert KDConfig().codemix_rate == KDSelection().codemix_rate == CODEMIX_RATE == 0.15
     assert KDConfig().codemix_unit == KDSelection().codemix_unit == "subwords"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cvil.data.encoding import encode_batch, encode_text, tags_text, tokenize_batch, truncate_pair, truncated_lengths
+from cvil.data.tokenizers import tokenize_batch
+from cvil.inputs.encoding import encode_batch, encode_text, tags_text, truncate_pair, truncated_lengths
 
 
 def test_layout_and_segments(student_tok):

@@ -71,8 +71,8 @@ def test_validate_accepts_the_release_layout(dataset):
 
 def test_dataset_inputs_equal_the_release_by_hand(data, bert):
     """Token ids written by hand from vocab.txt: a tagged row, an `o: ';'` row and an `o: ''` row."""
-    from cvil.data.vqa_dataset import VQADataset
-    from cvil.data.alignment import COMPONENT_TAG, KDSelection
+    from cvil.inputs.dataset import VQADataset
+    from cvil.inputs.alignment import COMPONENT_TAG, KDSelection
     from cvil.train.data_setup import feature_store
     from cvil.train.distributed import DistInfo
 

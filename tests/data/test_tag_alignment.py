@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from cvil.data.encoding import encode_text
-from cvil.data.alignment import (
+from cvil.inputs.encoding import encode_text
+from cvil.inputs.alignment import (
     COMPONENT_CLS,
     COMPONENT_CODEMIX,
     COMPONENT_TAG,

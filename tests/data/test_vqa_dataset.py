@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from cvil.data.collate import SparseLabels, collate
-from cvil.data.encoding import encode_text
+from cvil.inputs.collate import SparseLabels, collate
+from cvil.inputs.encoding import encode_text
 from cvil.data.qla import QLARow
-from cvil.data.vqa_dataset import VQADataset
-from cvil.data.alignment import (
+from cvil.inputs.dataset import VQADataset
+from cvil.inputs.alignment import (
     COMPONENT_CLS,
     COMPONENT_CODEMIX,
     COMPONENT_IMAGE,
@@ -20,7 +20,7 @@ from cvil.data.alignment import (
     tag_alignment,
     text_pairs,
 )
-from cvil.data.codemix import AlignmentFieldError
+from cvil.inputs.codemix import AlignmentFieldError
 
 R = 5  # max_regions: image 2 has 7 regions (truncated), images 1 and 3 fewer (padded)
 LABELS = 4

@@ -137,8 +137,8 @@ def _tag_example():
     The walk pairs the first `[SEP]`, `dog`, `tree` and the final `[SEP]` (component 2): A over the tag tokens has
     exactly two ones, dog-dog and tree-tree, and t = 4 student tag tokens (dog ca ##t tree).
     """
-    from cvil.data.alignment import KDSelection, tag_alignment, text_pairs
-    from cvil.data.collate import collate
+    from cvil.inputs.alignment import KDSelection, tag_alignment, text_pairs
+    from cvil.inputs.collate import collate
 
     teacher = ["[CLS]", "what", "[SEP]", "dog", "cat", "tree", "[SEP]"]
     student = ["[CLS]", "何", "の", "[SEP]", "dog", "ca", "##t", "tree", "[SEP]"]

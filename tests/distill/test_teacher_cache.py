@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cvil.data.collate import collate
-from cvil.data.alignment import KDSelection
+from cvil.inputs.collate import collate
+from cvil.inputs.alignment import KDSelection
 from cvil.distill.kd_losses import distillation_loss
 from cvil.distill.teacher import FrozenTeacher
 from cvil.distill.teacher_cache import (
@@ -40,7 +40,7 @@ def world(tmp_path_factory):
     from cvil.data.tokenizers import load_tokenizer
     from cvil.train.data_setup import feature_store, split_rows
     from cvil.train.distributed import DistInfo
-    from cvil.data.vqa_dataset import VQADataset
+    from cvil.inputs.dataset import VQADataset
 
     root = tmp_path_factory.mktemp("cache_world") / "tiny"
     generate("tiny", 0, root)

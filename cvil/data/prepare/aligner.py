@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from cvil.data.encoding import tokenize_batch
+from cvil.data.tokenizers import tokenize_batch
 from cvil.data.text import english_words, target_words
 
 from cvil.data.prepare.encoder_folder import METHODS, check_encoder

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cvil.data.alignment import COMPONENT_IMAGE
+from cvil.inputs.alignment import COMPONENT_IMAGE
 
 
 class SparseLabels(NamedTuple):

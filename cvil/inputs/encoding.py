@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from cvil.data.tokenizers import tokenize_batch
+
 CLS, SEP = "[CLS]", "[SEP]"
 MAX_TEXT_LEN = 128
 
@@ -90,20 +92,6 @@ def assemble(
 def encode_text(tokenizer, question: str, tags: str, max_len: int = MAX_TEXT_LEN) -> EncodedText:
     """Encode one example; `tags` is the raw `o` field (`;`-separated). Returns (tokens, input_ids, token_type_ids)."""
     return encode_batch(tokenizer, [question], [tags], max_len)[0]
-
-
-def tokenize_batch(tokenizer, texts: Sequence[str]) -> list[tuple[list[str], list[int]]]:
-    """(pieces, ids) of each text without special tokens, in one batched call of a fast tokenizer.
-
-    Equal to `tokenizer.tokenize(text)` per text (checked in the tests); the batched call avoids the per-call
-    overhead that dominates for short questions.
-    """
-    if not texts:
-        return []
-    enc = tokenizer(
-        list(texts), add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False
-    )
-    return [(enc.tokens(i), list(ids)) for i, ids in enumerate(enc["input_ids"])]
 
 
 Pieces = tuple[list[str], list[int]]  # (pieces, ids) of one text, no special tokens

@@ -7,9 +7,9 @@ at every step. Here the selection is split into its parts, each computed once an
 - image slots: all `max_regions` slots, padded ones included, are implicit and added by the collate function
   (component 1);
 - tags: the first `[SEP]` plus the position-wise equal tag subwords, found by `tag_alignment` (component 2);
-- code-mix: whole-word string matches in the code-mixed question (`cvil.data.codemix`, component 3).
+- code-mix: whole-word string matches in the code-mixed question (`cvil.inputs.codemix`, component 3).
 
-Positions here are *text-relative* (index into `[CLS] q [SEP] tags [SEP]`); `cvil.data.collate` turns them into
+Positions here are *text-relative* (index into `[CLS] q [SEP] tags [SEP]`); `cvil.inputs.collate` turns them into
 absolute positions of the padded batch.
 
 Reference bug kept by default: in the tag walk, a student continuation piece `##x` at offset k of a word is compared
@@ -28,10 +28,11 @@ from functools import lru_cache
 
 import torch
 
-from cvil.data.encoding import MAX_TEXT_LEN, SEP
+from cvil.inputs.encoding import MAX_TEXT_LEN, SEP
 
 COMPONENT_CLS, COMPONENT_IMAGE, COMPONENT_TAG, COMPONENT_CODEMIX = 0, 1, 2, 3
-COMPONENT_NAMES = {COMPONENT_CLS: "cls", COMPONENT_IMAGE: "image", COMPONENT_TAG: "tag", COMPONENT_CODEMIX: "codemix"}
+# The KD loss components by id, spelled once (the batch carries the ids; `cvil.distill.kd_losses` reports per name).
+COMPONENT_NAMES = ("cls", "image", "tag", "codemix")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class KDSelection:
 
     `tags=False` also drops the first `[SEP]`, as in the reference. `codemix=True` both code-mixes the student's
     question (train split) and distills the code-mix matches. `fix_continuation_overrun` see the module docstring.
-    `codemix_rate`/`codemix_unit`: how many words a code-mix draw replaces (`cvil.data.codemix.CodeMixer`).
+    `codemix_rate`/`codemix_unit`: how many words a code-mix draw replaces (`cvil.inputs.codemix.CodeMixer`).
     """
 
     cls: bool = True
@@ -134,4 +135,9 @@ def text_pairs(
     codemix_pairs: Iterable[Pair] = (),
 ) -> torch.Tensor:
     """`select_pairs` as a LongTensor `[P, 3]` (what an example carries as `kd_text_pairs`)."""
-    return torch.tensor(select_pairs(selection, tag_pairs, codemix_pairs), dtype=torch.long).reshape(-1, 3)
+    return pairs_tensor(select_pairs(selection, tag_pairs, codemix_pairs))
+
+
+def pairs_tensor(rows: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """`(student_pos, teacher_pos, component)` rows as a LongTensor `[P, 3]` (`[0, 3]` when there are none)."""
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, 3)

@@ -17,7 +17,7 @@ once the dataset is pickled for spawned ones), so persistent workers see it: set
 iterator (the workers' stale prefetches of the previous iterator are discarded when it is reset).
 
 Two ways to read examples, giving equal batches (tested): `__getitem__` (one example, as above) and `__getitems__`
-(a batch of indices; the DataLoader calls it when the dataset has it), which returns a `cvil.data.collate.ExampleBatch`
+(a batch of indices; the DataLoader calls it when the dataset has it), which returns a `cvil.inputs.collate.ExampleBatch`
 built per batch: all code-mixed questions of the batch tokenised in one fast-tokenizer call, pieces read from a
 cached vocabulary list instead of `convert_ids_to_tokens`, the tag walk of the unmixed text reused whenever the
 code-mixed text keeps the same tags, and the region features read with the store's batch reader (`get_batch`) and
@@ -51,12 +51,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cvil.data.collate import ExampleBatch, SparseLabels
-from cvil.data.encoding import (MAX_TEXT_LEN, SEP, EncodedText, assemble, tokenize_batch, tokenize_pairs,
-                                truncated_lengths)
-from cvil.data.alignment import (COMPONENT_CLS, COMPONENT_CODEMIX, COMPONENT_TAG, KDSelection, _walk_tags,
-                                 select_pairs, tag_alignment)
-from cvil.data.codemix import JOINERS, CodeMixer, CodeMixPlan, codemix_alignment, draw_rng, mix
+from cvil.data.tokenizers import tokenize_batch
+from cvil.inputs.alignment import (COMPONENT_CLS, COMPONENT_CODEMIX, COMPONENT_TAG, KDSelection, _walk_tags,
+                                   pairs_tensor, select_pairs, tag_alignment)
+from cvil.inputs.codemix import JOINERS, CodeMixer, CodeMixPlan, codemix_alignment, draw_rng, mix
+from cvil.inputs.collate import ExampleBatch, SparseLabels
+from cvil.inputs.encoding import MAX_TEXT_LEN, SEP, EncodedText, assemble, tokenize_pairs, truncated_lengths
 
 
 class FeatureLookup(Protocol):
@@ -191,10 +191,6 @@ def _question(row, lang: str) -> str:
 def _segments(length: int, first_sep: int) -> torch.Tensor:
     """0 up to and including the first `[SEP]`, 1 after it (the layout `assemble` builds)."""
     return (torch.arange(length) > first_sep).long()
-
-
-def _pairs_tensor(rows: list[tuple[int, int, int]]) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.long).reshape(-1, 3)
 
 
 COLUMNS_FORMAT = 1  # bump when what the columns hold changes (a cache of another format is rebuilt)
@@ -454,7 +450,7 @@ class VQADataset(Dataset):
         return {
             "input_ids": torch.tensor(enc.input_ids, dtype=torch.long),
             "token_type_ids": torch.tensor(enc.token_type_ids, dtype=torch.long),
-            "kd_text_pairs": _pairs_tensor(self._text_pairs(teacher_tokens, enc.tokens, cm)),
+            "kd_text_pairs": pairs_tensor(self._text_pairs(teacher_tokens, enc.tokens, cm)),
         }
 
     # -- per batch (the DataLoader's path) --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cvil.data.encoding import tokenize_batch
+from cvil.data.tokenizers import tokenize_batch
 from cvil.data.text import english_words
 
 CODEMIX_RATE = 0.15  # the release's share (of subwords); the paper's share of words with unit="words"
