@@ -83,7 +83,8 @@ def register(subparsers) -> None:
     pr.add_argument("--checkpoint", help="a `cvil train` run folder (its output_dir) or its final/ model folder")
     pr.add_argument("--data", help="dataset folder to answer, e.g. <data.root>/vg (default: the run's last stage's)")
     pr.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to answer (default test)")
-    pr.add_argument("--out", help="results JSON to write (default <checkpoint>/predictions/<split>_results.json)")
+    pr.add_argument("--out", help="results JSON to write (default RUN_DIR/predictions/<split>_results.json, also "
+                                  "for --checkpoint RUN_DIR/final)")
     pr.add_argument("--run-id", help="MLflow run to log the summary metrics and files to")
     pr.add_argument("--trust-unverified", action="store_true",
                     help="use a model folder that has no SHA256SUMS checksum manifest (e.g. from an older cvil)")
