@@ -4,8 +4,9 @@ Only rank 0 (the global rank 0, on the first node) writes checkpoints, packs mis
 MLflow; every rank computes. Several machines therefore need the same `data.root` and `output_dir` (a shared
 filesystem): `setup_distributed(..., shared_folders=...)` checks it at start (`check_shared_folders`: rank 0 writes
 a nonce file into each folder, every rank reads it back after a barrier) and stops every rank with one line naming
-the host that cannot see it. Tests spawn processes with a `file://` init method instead of a port (no collisions
-between overlapping runs).
+the host that cannot see it (and the folder it looked in, where its config names another). Tests spawn processes
+with a `file://` init method instead of a port (no collisions between overlapping runs); one test launches two real
+torchrun agents on one machine, `--nnodes 2` (tests/train/test_multinode.py).
 
 Every collective goes through the helpers below (nothing else calls `torch.distributed` collectives; a test scans
 the sources). They move tensors to the process's device first: NCCL refuses CPU tensors, so a CPU tensor reduced
@@ -124,19 +125,21 @@ def check_shared_folders(info: DistInfo, folders: dict[str, str | Path]) -> None
         except OSError:
             return False
 
-    missing = [key for key in written if not sees(folders[key])]
+    missing = {key: str(folders[key]) for key in written if not sees(folders[key])}  # {key: where it looked}
     views = all_gather_objects((info.rank, socket.gethostname(), missing))  # every rank has read by now
     if info.is_main:
         for key in written:
             (Path(folders[key]) / name).unlink(missing_ok=True)
     blind = [(rank, host, keys) for rank, host, keys in views if keys]
     if blind:
-        rank, host, keys = blind[0]
+        rank, host, looked = blind[0]
+        key, theirs = next(iter(looked.items()))
+        where = f" (its {key} is {theirs})" if theirs != written[key] else ""  # a node configured differently
         more = f" ({len(blind) - 1} more rank(s) too)" if len(blind) > 1 else ""
         raise SharedFolderError(
-            f"{keys[0]} {written[keys[0]]} is not shared between the nodes: rank {rank} on host {host} does not see "
-            f"the file rank 0 (on {views[0][1]}) wrote there{more}; every node must see the same data.root and "
-            f"output_dir (a shared filesystem): only rank 0 packs feature stores and writes checkpoints")
+            f"{key} {written[key]} is not shared between the nodes: rank {rank} on host {host} does not see "
+            f"the file rank 0 (on {views[0][1]}) wrote there{where}{more}; every node must see the same data.root "
+            f"and output_dir (a shared filesystem): only rank 0 packs feature stores and writes checkpoints")
 
 
 def teardown_distributed() -> None:
