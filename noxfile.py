@@ -1,9 +1,10 @@
 """Developer sessions: `nox` (= `nox -s tests`), `nox -s ablations`, `leaderboards`, `throughput`, `scale`, `ui`,
 `dashboard`.
 
-Every session installs the project itself (`pip install -e '.[dev]'`) with the pip configuration of the machine
-(the torch build is whatever that index serves for `torch<2.14`: see the README's install section) and reuses its
-virtualenv: a fresh one costs minutes (torch), a reused one seconds; arguments are checked before installing. Arguments after `--` go to the underlying command, e.g.
+Every session installs the project itself (`pip install -e '.[dev]' -c constraints.txt`: the pinned versions behind
+the committed numbers) with the pip configuration of the machine (the torch build is whatever that index serves for
+the pinned torch: see the README's install section) and reuses its virtualenv: a fresh one costs minutes (torch), a
+reused one seconds; arguments are checked before installing. Arguments after `--` go to the underlying command, e.g.
 `nox -s ablations -- --seeds 3`. For the real data and checkpoints use the paper-schedule grid instead:
 `cvil-bench grid paper_table3_ablations data.root=/data/cvil kd.teacher=/ckpt/oscar_plus_vqa model.init=/ckpt/mbert`.
 """
@@ -21,8 +22,11 @@ nox.options.default_venv_backend = "virtualenv"  # not uv: it ignores pip's conf
 GRIDS = sorted(p.stem for p in (Path(__file__).parent / "bench" / "grids").glob("*.yaml"))
 
 
+CONSTRAINTS = ("-c", "constraints.txt")  # tools/freeze_constraints.py writes it
+
+
 def _install(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", *CONSTRAINTS)
 
 
 @nox.session(reuse_venv=True)
@@ -81,7 +85,7 @@ def dashboard(session: nox.Session) -> None:
     Without arguments it opens the only journal under runs/search/ (the search's default storage).
     """
     args = dashboard_args(list(session.posargs), session.error)  # before the minutes-long install
-    session.install("-e", ".[dev,dashboard]")
+    session.install("-e", ".[dev,dashboard]", *CONSTRAINTS)
     session.run("optuna-dashboard", *args)
 
 

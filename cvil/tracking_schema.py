@@ -27,6 +27,27 @@ LOCAL_RESULTS = "cvil.local_results"
 EFFECTIVE_BATCH_SIZE = "effective_batch_size"  # a param: data.batch_size x processes x train.grad_accum
 WORLD = "cvil.world"  # the synthetic world a run read (`cvil.data.synth.manifest.world_identity`: preset, and seed if not 0)
 
+# What a run's numbers depend on besides its config and data (the same config on another torch, or another thread
+# count, gives other losses): set by `cvil.train.run_metadata.environment_tags`, listed (and a mix flagged) in every
+# leaderboard table's provenance (`leaderboards.table.provenance`).
+LIBRARIES = ("torch", "transformers", "tokenizers", "numpy")
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREADS_INTRA_OP = "cvil.threads.intra_op"  # torch.get_num_threads(), once train.threads is applied
+THREADS_INTER_OP = "cvil.threads.inter_op"  # torch.get_num_interop_threads()
+THREADS_PARAM = "train.threads"  # the config's value: a param, with the rest of the config (0 = torch's default)
+UNSET = "unset"  # the value of a thread variable absent from the environment
+
+
+def library_tag(name: str) -> str:
+    """`cvil.version.<distribution>`: the installed version, build label included (`2.13.0+cpu`)."""
+    return f"cvil.version.{name}"
+
+
+def thread_env_tag(var: str) -> str:
+    """`cvil.env.<VAR>`: an environment variable that sets a thread pool's size, or `unset`."""
+    return f"cvil.env.{var}"
+
+
 # grids and searches (bench): set on the children through `tracking.tags.*`, on the parents by bench.tracking
 GRID = "cvil.grid"
 CELL = "cvil.cell"

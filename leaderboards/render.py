@@ -26,7 +26,8 @@ PROVENANCE_LABELS = {
     "dataset": "Dataset", "language": "Language", "split": "Split", "n_questions": "Questions (n)",
     "tokenizer": "Tokeniser", "vqa_evaluator": "VQA evaluator", "bleu_signature": "BLEU signature",
     "teacher": "Teacher", "student_init": "Student init",
-    "commit": "Code commit", "date": "Date", "significance_bleu_signature": "Significance BLEU signature",
+    "commit": "Code commit", "libraries": "Libraries", "threads": "Threads", "date": "Date",
+    "significance_bleu_signature": "Significance BLEU signature",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -21,13 +22,22 @@ from bench import runs as run_store
 from bench.stats import significance as sig
 from bench.stats.by_metric import compare_frames
 from bench.stats.results import TestResult
+from cvil import tracking_schema as schema
 from cvil.eval.question_types import decode as decode_types
 from leaderboards.spec import Column, Row, TableSpec, load_provenance_keys
 
 ALPHA_MARKS = ((0.01, "**"), (0.05, "*"))  # Holm-adjusted p below the threshold -> mark
 PROVENANCE_ORDER = ("dataset", "language", "split", "n_questions", "tokenizer", "vqa_evaluator", "bleu_signature",
-                    "teacher", "student_init", "commit", "date")
+                    "teacher", "student_init", "commit", "libraries", "threads", "date")
 NOT_RECORDED = "not recorded"
+MIXED = "MIXED, the runs disagree: "
+# the provenance lines read from the runs' environment tags (cvil.tracking_schema): (label, lookup key) per fact
+ENVIRONMENT = {
+    "libraries": tuple((name, f"tags.{schema.library_tag(name)}") for name in schema.LIBRARIES),
+    "threads": (("intra-op", f"tags.{schema.THREADS_INTRA_OP}"), ("inter-op", f"tags.{schema.THREADS_INTER_OP}"),
+                *((var, f"tags.{schema.thread_env_tag(var)}") for var in schema.THREAD_ENV_VARS),
+                ("train.threads", f"params.{schema.THREADS_PARAM}")),
+}
 
 
 @dataclass
@@ -273,6 +283,8 @@ def provenance(runs: list[run_store.RunRecord], spec: TableSpec, entries: dict[t
         elif name == "n_questions":
             sizes = sorted({e.n_questions for e in entries.values() if e.n_questions is not None})
             out[name] = ", ".join(str(s) for s in sizes) or NOT_RECORDED
+        elif name in ENVIRONMENT:
+            out[name] = environment_line(runs, ENVIRONMENT[name])
         elif name == "date":
             ends = [r.end_time for r in runs if r.end_time]
             out[name] = (dt.datetime.fromtimestamp(max(ends) / 1000, dt.timezone.utc).strftime("%Y-%m-%d")
@@ -286,6 +298,19 @@ def provenance(runs: list[run_store.RunRecord], spec: TableSpec, entries: dict[t
     if signatures:
         out["significance_bleu_signature"] = ", ".join(signatures)
     return out
+
+
+def environment_line(runs: list[run_store.RunRecord], facts: tuple[tuple[str, str], ...]) -> str:
+    """`torch 2.13.0+cpu, numpy 2.4.6, ...`. Where the runs disagree, each distinct value with its number of runs and
+    the line starts MIXED: a table trained in two environments says so instead of showing one of them."""
+    runs = list({r.run_id: r for r in runs}.values())  # a run behind several columns counts once
+    counts = [(label, Counter(r.lookup(key) or NOT_RECORDED for r in runs)) for label, key in facts]
+    if all(set(c) <= {NOT_RECORDED} for _, c in counts):
+        return NOT_RECORDED
+    parts = [f"{label} " + " / ".join(v if len(c) == 1 else f"{v} ({n} of {len(runs)} runs)"
+                                      for v, n in sorted(c.items()))
+             for label, c in counts]
+    return (MIXED if any(len(c) > 1 for _, c in counts) else "") + ", ".join(parts)
 
 
 def bleu_signature_text(value: str) -> str:

@@ -1,4 +1,5 @@
-"""The floors in pyproject.toml cover the newest API the code calls (a floor below it installs, then fails at run)."""
+"""The floors in pyproject.toml cover the newest API the code calls (a floor below it installs, then fails at run);
+constraints.txt (what nox, CI and the README install with) pins every requirement inside pyproject's ranges."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,3 +40,17 @@ def test_floor_covers_the_api_the_code_calls(dist, needed, file, call):
 
 def test_every_dependency_has_a_floor():
     assert all(v > Version("0") for v in _floors().values()), _floors()
+
+
+def test_constraints_pin_every_requirement_inside_its_range():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = Version(version)
+    for dep in map(Requirement, project["dependencies"] + project["optional-dependencies"]["dev"]):
+        pinned = pins.get(canonicalize_name(dep.name))
+        assert pinned is not None, f"constraints.txt does not pin {dep.name}: run tools/freeze_constraints.py"
+        assert dep.specifier.contains(pinned, prereleases=True), f"{dep.name}=={pinned} is outside {dep.specifier}"
+    assert pins["torch"] < Version("2.14") and not pins["torch"].local  # the CPU wheel here; no CUDA build pinned

@@ -72,12 +72,13 @@ def _run_tags(cfg: RunConfig, digest: str) -> dict:
 
 
 def _describe_run(tracker, cfg: RunConfig) -> None:
-    """Datasets (with digests), source tags and the experiment's kind: what MLflow's run list shows by default."""
+    """Datasets (with digests), source tags and the experiment's kind: what MLflow's run list shows by default; and
+    the library versions and thread settings (`run_metadata.environment_tags`) the numbers depend on."""
     from cvil.train import run_metadata
 
     tracker.mark_experiment()
     world = {} if schema.WORLD in cfg.tracking.tags else run_metadata.world_tags(cfg)  # a tag given wins
-    tracker.set_tags({**world, **run_metadata.source_tags(git_commit())})
+    tracker.set_tags({**world, **run_metadata.source_tags(git_commit()), **run_metadata.environment_tags()})
     tracker.log_datasets(run_metadata.dataset_inputs(cfg))
 
 

@@ -5,6 +5,7 @@
   features (the per-image files' names and sizes, or the packed store's index and sizes: hashing GBs of
   features per run would cost minutes). Two runs with the same digest read the same questions and features.
 * Source: MLflow's own source tags (command line, git commit, user), so the Source column is not empty.
+* Environment: the library versions and thread settings the numbers depend on (`environment_tags`).
 * The final model is logged by `final_eval.finish_run` as a LoggedModel pointing at `<output_dir>/final`.
 """
 
@@ -12,14 +13,15 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import importlib.metadata
 import json
 import os
 import sys
 from pathlib import Path
 
+from cvil import tracking_schema as schema
 from cvil.config import RunConfig
 from cvil.data import layout
-from cvil.tracking_schema import COMMAND, WORLD
 
 _CHUNK = 1 << 20
 DIGEST_CHARS = 16  # MLflow's dataset digest column holds at most 36 characters
@@ -94,7 +96,7 @@ def world_tags(cfg: RunConfig) -> dict[str, str]:
     manifest = Path(cfg.data.root) / "world.json"
     try:
         built = json.loads(manifest.read_text(encoding="utf-8"))
-        return {WORLD: world_identity(str(built["preset"]), int(built.get("seed", 0)))}
+        return {schema.WORLD: world_identity(str(built["preset"]), int(built.get("seed", 0)))}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -117,7 +119,7 @@ def source_tags(git_commit: str) -> dict[str, str]:
     if "--config" in args[:-1]:
         name += ["--config", Path(args[args.index("--config") + 1]).name]
     tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": " ".join(name),
-            COMMAND: " ".join([_command(), *args])[:5000]}
+            schema.COMMAND: " ".join([_command(), *args])[:5000]}
     if git_commit and git_commit != "unknown":
         tags["mlflow.source.git.commit"] = git_commit.split("+", 1)[0]
     try:
@@ -125,3 +127,21 @@ def source_tags(git_commit: str) -> dict[str, str]:
     except (KeyError, OSError):
         pass
     return tags
+
+
+def environment_tags() -> dict[str, str]:
+    """The installed versions of `schema.LIBRARIES` and this process's thread settings (torch's intra- and inter-op
+    pools, the environment variables that size them): a table whose runs disagree on them is not reproducible as one
+    environment. Called after `train.threads` is applied."""
+    import torch
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {**{schema.library_tag(name): version(name) for name in schema.LIBRARIES},
+            schema.THREADS_INTRA_OP: str(torch.get_num_threads()),
+            schema.THREADS_INTER_OP: str(torch.get_num_interop_threads()),
+            **{schema.thread_env_tag(var): os.environ.get(var, schema.UNSET) for var in schema.THREAD_ENV_VARS}}

@@ -17,6 +17,7 @@ from leaderboards import render
 from leaderboards.cli import generate
 from cvil.eval.bleu import JVG_PRESET, corpus_bleu
 from leaderboards.spec import SPEC_DIR, load_published, load_spec
+from leaderboards import table as table_module
 from leaderboards.table import build_table
 
 GRID = "table1_ja"
@@ -92,6 +93,7 @@ def test_seed_aggregation_and_significance(store):
     assert table.entries[("BASELINE", "accuracy")].test is None  # the reference is not tested against itself
     assert table.provenance["commit"] == "abc1234" and table.provenance["date"] == "2026-01-01"
     assert table.provenance["teacher"] == "worlds/tiny/teacher"
+    assert table.provenance["libraries"] == table.provenance["threads"] == "not recorded"  # runs without the tags
     assert any("Holm" in n for n in table.footnotes)
     # stars = the seed-aware test; the BLEU column's test recomputes the logged BLEU (same Δ as the column)
     assert kd.test.test == "two-level bootstrap-t (seeds and questions)" and kd.test.question_level is not None
@@ -132,6 +134,34 @@ def test_missing_and_failed_cells_are_explicit(mlflow_store, tmp_path):
     md = render.to_markdown(table)
     assert "metric test.bleu not logged" in md and "cViL_KD / accuracy: no finished run" in md
     assert "| 0.00" not in md and "|  |" not in md
+
+
+# the environment tags of a training run (cvil.train.run_metadata.environment_tags), as docs/architecture.md §3 names them
+ENV = {"cvil.version.torch": "2.13.0+cpu", "cvil.version.transformers": "5.25.0", "cvil.version.tokenizers": "0.23.3",
+       "cvil.version.numpy": "2.4.6", "cvil.threads.intra_op": "1", "cvil.threads.inter_op": "2",
+       "cvil.env.OMP_NUM_THREADS": "1", "cvil.env.MKL_NUM_THREADS": "unset"}
+
+
+def test_provenance_lists_versions_and_threads_and_flags_a_mix(mlflow_store, tmp_path):
+    c = run_store.client(mlflow_store)
+    exp = c.create_experiment("cvil", artifact_location=str(tmp_path / "artifacts"))
+    parent = c.create_run(exp, run_name=GRID, tags={"cvil.kind": "grid", "cvil.grid": GRID}).info.run_id
+    other = {"cvil.version.torch": "2.12.0", "cvil.threads.intra_op": "2"}  # KD ran elsewhere
+    for cell in CELLS:
+        rid = _child(c, exp, parent, cell, 0, tmp_path, tags=ENV | (other if cell == "KD" else {}))
+        c.log_param(rid, "train.threads", "1")
+    same = [r for r in run_store.find_runs(c, grid=GRID) if r.cell in ("BASELINE", "AUG")]
+    assert table_module.environment_line(same, table_module.ENVIRONMENT["threads"]) == (
+        "intra-op 1, inter-op 2, OMP_NUM_THREADS 1, MKL_NUM_THREADS unset, train.threads 1")
+    table = _build(c, significance=False)
+    md = render.to_markdown(table)
+    print(md)
+    assert ("- Libraries: MIXED, the runs disagree: torch 2.12.0 (1 of 3 runs) / 2.13.0+cpu (2 of 3 runs), "
+            "transformers 5.25.0, tokenizers 0.23.3, numpy 2.4.6\n") in md
+    assert ("- Threads: MIXED, the runs disagree: intra-op 1 (2 of 3 runs) / 2 (1 of 3 runs), inter-op 2, "
+            "OMP_NUM_THREADS 1, MKL_NUM_THREADS unset, train.threads 1\n") in md
+    assert "<dt>Libraries</dt><dd>MIXED, the runs disagree: torch 2.12.0" in render.to_html(table)
+    assert "Threads: MIXED, the runs disagree: intra-op 1" in render.to_latex(table)
 
 
 GOLDEN_MD = """\

@@ -52,6 +52,15 @@ def test_baseline_schedule_end_to_end_with_mlflow(overrides_for, synthetic_confi
     assert run_info.data.params["stages.1.lr"] == str(cfg.stages[1].lr)
     assert run_info.data.params["effective_batch_size"] == "16"  # data.batch_size 16 x 1 process x grad_accum 1
     assert "train.loss" in run_info.data.metrics and "test.accuracy" in run_info.data.metrics
+    # the environment the numbers depend on (cvil.train.run_metadata.environment_tags), read by the leaderboards
+    from importlib.metadata import version
+
+    tags = run_info.data.tags
+    assert {lib: tags[f"cvil.version.{lib}"] for lib in ("torch", "transformers", "tokenizers", "numpy")} == {
+        lib: version(lib) for lib in ("torch", "transformers", "tokenizers", "numpy")}
+    assert tags["cvil.threads.intra_op"] == run_info.data.params["train.threads"] == str(cfg.train.threads) == "1"
+    assert tags["cvil.threads.inter_op"] == str(torch.get_num_interop_threads())
+    assert all(tags[f"cvil.env.{v}"] == os.environ.get(v, "unset") for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
 
 
 def test_kd_schedule_lowers_the_kd_loss_and_beats_chance(overrides_for, synthetic_config, tmp_path):
