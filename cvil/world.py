@@ -2,7 +2,8 @@
 
 `ensure_world(root)` makes whatever is missing, in order, and is idempotent: the world (`cvil synth`), the
 mBERT stand-in (`student_init/`, the teacher's shape over the student tokenizer) and the OSCAR+ stand-in
-(`teacher/oscar/`, trained with `configs/synthetic/teacher.yaml` and exported in the Oscar format). Grids, the
+(`teacher/oscar/`, trained with `configs/synthetic/teacher.yaml`, after pre-training on the world's English-only
+corpus where it has one, `teacher_pretrain.yaml`, and exported in the Oscar format). Grids, the
 README's main job and `nox -s ablations` all start here.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvil.config import SHIPPED_CONFIG_ROOT, load_config
-from cvil.data.synth.manifest import read_world_manifest
+from cvil.data.synth.manifest import GENERATOR_VERSION, read_world_manifest
 
 
 def _say(message: str) -> None:
@@ -64,6 +65,31 @@ def _stoppable(what: str, root: Path):
 
 CONFIG_DIR = SHIPPED_CONFIG_ROOT / "configs"
 TEACHER_CONFIG = CONFIG_DIR / "synthetic" / "teacher.yaml"
+PRETRAIN_TEACHER_CONFIG = CONFIG_DIR / "synthetic" / "teacher_pretrain.yaml"
+
+
+# The teacher's pre-training budget in examples (2 epochs of the default corpus's 36,000 questions = 2,250 steps of
+# 32), whatever the corpus's size: along world v3's knob the teacher sees more or fewer distinct scenes, not more or
+# fewer steps (at a fixed epoch count a 2,000-image corpus would get a third of the steps and stay on the plateau).
+PRETRAIN_EXAMPLES = 72_000
+
+
+def teacher_overrides(root: str | Path) -> list[str]:
+    """The pre-training stage's length for the world in `root` (`PRETRAIN_EXAMPLES` over its corpus's questions)."""
+    from cvil.data.synth.writer import PRETRAIN
+
+    corpus = read_world_manifest(root).get(PRETRAIN)
+    if corpus is None:
+        return []
+    return [f"stages.0.epochs={PRETRAIN_EXAMPLES / corpus['splits']['train']['questions']:.6g}"]
+
+
+def teacher_config(root: str | Path) -> Path:
+    """The teacher's schedule for the world in `root`: pre-training on its English-only corpus first where the world
+    has one (world v3, `pretrain/` in world.json), else the English VQA set alone (world v2)."""
+    from cvil.data.synth.writer import PRETRAIN
+
+    return PRETRAIN_TEACHER_CONFIG if PRETRAIN in read_world_manifest(root) else TEACHER_CONFIG
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,8 @@ def percent(value) -> str:
 
 
 def check_world_matches(root: str | Path, preset: str, seed: int) -> None:
-    """Refuse to reuse a world built with another preset or seed (a UsageError naming both), and an unknown preset.
+    """Refuse to reuse a world built with another preset or seed (a UsageError naming both) or by another generator
+    version (what a preset means changed), and an unknown preset.
 
     Without this a `cvil demo --preset tiny` followed by a plain `cvil demo` in the same folder would silently
     train on the tiny world.
@@ -105,6 +132,10 @@ def check_world_matches(root: str | Path, preset: str, seed: int) -> None:
     if (built.get("preset"), built.get("seed")) != (preset, seed):
         raise UsageError(f"{root} holds the synthetic world preset {built.get('preset')!r} seed {built.get('seed')}, "
                          f"not preset {preset!r} seed {seed}: choose another folder (--root) or the matching preset")
+    if built.get("generator_version") != GENERATOR_VERSION:
+        raise UsageError(f"{root} holds a synthetic world made by generator {built.get('generator_version')!r}, not "
+                         f"{GENERATOR_VERSION!r} (world v3 changed what presets mean; `small-v2` is the former "
+                         f"`small`): delete {root} or choose another folder (--root)")
 
 
 def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed: int = 0, *,
@@ -118,9 +149,11 @@ def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed:
         _say(f"generating the synthetic world (preset {preset}, seed {seed}) in {root}")
         with _stoppable("generating the synthetic world", root):
             generate(preset, seed, root)
-    teacher_cfg = load_config(TEACHER_CONFIG, [f"data.root={root}", f"model.tokenizer={root / 'tokenizers' / 'teacher'}",
+    teacher_yaml = teacher_config(root)
+    teacher_cfg = load_config(teacher_yaml, [f"data.root={root}", f"model.tokenizer={root / 'tokenizers' / 'teacher'}",
                                                f"output_dir={root / 'teacher'}", f"tracking.enabled={str(tracking).lower()}",
-                                               "tracking.run_name=teacher", "tracking.tags.cvil.role=teacher"])
+                                               "tracking.run_name=teacher", "tracking.tags.cvil.role=teacher",
+                                               *teacher_overrides(root)])
     if not (paths.student_init_dir / "config.json").is_file():
         from cvil.models.student_init import make_student_init
 
@@ -130,7 +163,7 @@ def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed:
     if not (paths.teacher_dir / "pytorch_model.bin").is_file():
         from cvil.train.api import run
 
-        _say(f"training the teacher stand-in ({TEACHER_CONFIG.name}; about 2-3 minutes on 2 CPU cores)")
+        _say(f"training the teacher stand-in ({teacher_yaml.name}; about 2-3 minutes on 2 CPU cores)")
         start = time.perf_counter()
         with _stoppable("training the teacher stand-in", root):
             metrics = run(teacher_cfg, resume=True)

@@ -32,7 +32,7 @@ def test_demo_unknown_preset_lists_the_presets(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = _run(cvil_main, ["demo", "--preset", "huge"], capsys)
     assert code == 2 and "Traceback" not in err
-    assert "invalid choice: 'huge'" in err and "'tiny', 'small', 'medium'" in err
+    assert "invalid choice: 'huge'" in err and "'tiny', 'small', 'small-v2', 'medium'" in err
     assert not (tmp_path / "worlds").exists()  # refused before any work
 
 
@@ -48,7 +48,7 @@ def test_demo_uses_one_folder_per_preset(capsys):
     code, out, _ = _run(cvil_main, ["demo", "--help"], capsys)
     text = " ".join(out.split())
     assert code == 0 and "worlds/<preset>" in text and "runs/demo/<preset>" in text
-    assert "tiny, small, medium" in text
+    assert "tiny, small, small-v2, medium" in text
 
 
 def test_ui_port_out_of_range_names_the_port(capsys):

@@ -11,6 +11,9 @@ and its cells, each a run config plus overrides::
       KD:            {config: configs/synthetic/kd.yaml}
       w/o CLS:       {config: configs/synthetic/kd.yaml, overrides: [kd.cls=false]}
 
+A grid with `extends: other.yaml` (one level) takes the other file's keys and replaces those it gives itself, e.g.
+the same cells on another `world:`; its name is its own file's stem unless it names itself.
+
 `expand` turns a spec into one `Job` per cell × seed with the exact `cvil train` argument list, so the runner,
 the launchers and the skip-on-rerun check all agree on what a job *is*. Keeping the world logic here
 (`world_overrides`) lets the Optuna search resolve the same world the same way.
@@ -94,8 +97,7 @@ def shipped_grids() -> list[str]:
     return sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
 
 
-def load_grid(name_or_path: str) -> GridSpec:
-    path = find_grid(name_or_path)
+def _read_grid_yaml(path: Path) -> tuple[str, dict]:
     try:
         text = path.read_text(encoding="utf-8")
         raw = yaml.safe_load(text) or {}
@@ -103,6 +105,19 @@ def load_grid(name_or_path: str) -> GridSpec:
         raise ConfigError(f"{path}: not a readable YAML grid file: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return text, raw
+
+
+def load_grid(name_or_path: str) -> GridSpec:
+    path = find_grid(name_or_path)
+    text, raw = _read_grid_yaml(path)
+    if "extends" in raw:  # the same cells on another world: the keys given here replace the parent's, one level
+        parent = path.parent / str(raw.pop("extends"))
+        parent_text, parent_raw = _read_grid_yaml(parent)
+        if "extends" in parent_raw:
+            raise ConfigError(f"{path}: extends {parent}, which extends another grid (one level only)")
+        raw = {**parent_raw, "name": path.stem, **raw}  # never the parent's name: its runs are other jobs
+        text = f"{text}\n# {parent.name}, which it extends:\n{parent_text}"
     known = {"name", "cells", "seeds", "world", "paths", "overrides", "experiment", "train_cmd", "description",
              "slurm"}
     unknown = sorted(set(raw) - known)

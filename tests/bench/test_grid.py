@@ -279,7 +279,12 @@ def test_shipped_grids_name_their_cells_and_configs():
         "table2_hi": {"BASELINE": "hindi_baseline", "KD": "hindi_kd"},
         "table4_vqa_ja": {"AUG": "vqa_ja_aug", "KD": "vqa_ja_kd"},
     }
-    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh"}
+    v3 = {f"{name}_t{t}" for name in ("table1_ja", "table3_ablations", "table4_vqa_ja") for t in (0, 2000)}
+    v2 = {f"{name}_v2" for name in (*expected, "table3_ablations")}
+    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh", *v3, *v2}
+    for name in v2:  # world v2's tables stay reproducible: the same cells on the world they were made on
+        assert load_grid(name).world == {"preset": "small-v2", "root": "worlds/small-v2", "seed": 0}
+        assert load_grid(name).cells == load_grid(name[:-3]).cells
     zh = load_grid("table_zh")  # a third language (not a paper table): its own world, with Chinese added
     assert {c.name: c.config for c in zh.cells} == {k: f"configs/synthetic/zh_{k.lower()}.yaml"
                                                     for k in ("BASELINE", "AUG", "KD")}
@@ -294,7 +299,9 @@ def test_shipped_grids_name_their_cells_and_configs():
     for name, cells in expected.items():
         spec = load_grid(name)
         assert {c.name: c.config for c in spec.cells} == {k: f"configs/synthetic/{v}.yaml" for k, v in cells.items()}
-        assert spec.seeds == (0, 1, 2) and spec.world == {"preset": "small", "root": "worlds/small", "seed": 0}
+        # Tables I and IV (KD vs AUG, world v3's main comparison) over 5 seeds, the others over 3
+        assert spec.seeds == ((0, 1, 2, 3, 4) if name in ("table1_ja", "table4_vqa_ja") else (0, 1, 2))
+        assert spec.world == {"preset": "small", "root": "worlds/small", "seed": 0}
     ablations = {c.name: c.overrides for c in load_grid("table3_ablations").cells}
     assert ablations["w/o CLS"] == ("kd.cls=false",) and ablations["w/o code-mixed"] == ("kd.codemix=false",)
     assert ablations["w/o image tokens"] == ("kd.image=false",) and ablations["w/o object tags"] == ("kd.tags=false",)
@@ -347,3 +354,19 @@ def test_seeds_are_values_and_a_seed_override_is_refused(tmp_path):
         grid.write_text(f"seeds: 1\n{where}\n", encoding="utf-8")
         with pytest.raises(ConfigError, match="train.seed=.*seeds: \\[88\\]"):
             load_grid(str(grid))
+
+
+def test_a_grid_extends_another_on_another_world(tmp_path):
+    """World v3's knob grids: the parent's cells and seeds, their own world and name, the source of both logged."""
+    t0 = load_grid("table1_ja_t0")
+    parent = load_grid("table1_ja")
+    assert t0.cells == parent.cells and t0.seeds == parent.seeds == (0, 1, 2, 3, 4)
+    assert t0.name == "table1_ja_t0" and t0.world["preset"] == "small@teacher=0"
+    assert "extends: table1_ja.yaml" in t0.source and "cells:" in t0.source
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: c.yaml\ncells: {X: {config: configs/synthetic/kd.yaml}}\n")
+    with pytest.raises(ConfigError, match="one level only"):
+        load_grid(str(tmp_path / "a.yaml"))
+    (tmp_path / "d.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: not a readable YAML grid file"):
+        load_grid(str(tmp_path / "d.yaml"))

@@ -256,12 +256,14 @@ def test_jvg_set(world):
         assert word in text, word
 
 
-def test_small_preset_is_learnable_by_design():
-    p = PRESETS["small"]
+@pytest.mark.parametrize("name, translated", [("small", (5_500, 6_500)), ("small-v2", (11_000, 13_000))])
+def test_small_presets_are_learnable_by_design(name, translated):
+    p = PRESETS[name]
     assert p.regions_small[1] <= 12 and p.regions_large[1] <= 12 and p.max_tags <= 12
     assert p.n_classes == 16 and p.n_colours == 8
-    assert (p.vqa_mix["color"] + p.vqa_mix["position"]) / sum(p.vqa_mix.values()) >= 0.8
-    assert 11_000 <= p.vqa_images["train"] * p.vqa_q_per_image <= 13_000
+    for mix in (p.vqa_mix, p.teacher_mix):  # the teacher's corpus too: colour + position dominate (DESIGN.md §3)
+        assert (mix["color"] + mix["position"]) / sum(mix.values()) >= 0.8
+    assert translated[0] <= p.vqa_images["train"] * p.vqa_q_per_image <= translated[1]
     assert 1_800 <= p.jvg_images["train"] * p.jvg_q_per_image <= 2_200
 
 

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET, metavar="PRESET",
                    help=f"world size: {', '.join(sorted(PRESETS))} (default: {DEFAULT_PRESET}); PRESET+LANG adds the "
                         f"questions and alignments of another language ({', '.join(sorted(EXTRA_LEXICONS))}), e.g. "
-                        f"small+zh")
+                        f"small+zh; PRESET@teacher=N,mvqa=N,jvg=N sets the train images of the teacher's English-only corpus, the "
+                        f"translated set and the JVG-like set (teacher=0: no corpus), e.g. small@teacher=0")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--force", action="store_true", help="replace an existing synthetic world in --out")
@@ -39,5 +40,9 @@ def run(args: argparse.Namespace) -> int:
           + f"; {manifest['vqa']['num_labels']} labels ({manifest['vqa']['num_hindi_labels']} Hindi)")
     print("  vg questions:  " + ", ".join(f"{s} {v['questions']} ({v['coverage']:.0%} covered)"
                                           for s, v in vg.items()) + f"; {manifest['vg']['num_labels']} labels")
+    if "pretrain" in manifest:
+        pre = manifest["pretrain"]["splits"]
+        print("  teacher's English-only corpus: " + ", ".join(f"{s} {v['questions']}" for s, v in pre.items())
+              + f" questions; {manifest['pretrain']['num_labels']} labels")
     print("  size MB: " + ", ".join(f"{k} {v}" for k, v in manifest["size_mb"].items()))
     return 0

@@ -209,8 +209,16 @@ VQA_TEMPLATES: tuple[Template, ...] = (
 )
 
 
+# English-only templates of the teacher's pre-training corpus (`Preset.teacher_images`): never translated, so they
+# carry no Japanese / Hindi rendering, and no preset may put their types in `vqa_mix`.
+TEACHER_TEMPLATES: tuple[Template, ...] = (
+    Template("size", "how big is the {c}?", "how big is the", "other", (), ()),
+    Template("size", "what size is the {c}?", "what size is the", "other", (), ()),
+)
+
+
 def templates_of(qtype: str) -> tuple[Template, ...]:
-    out = tuple(t for t in VQA_TEMPLATES if t.qtype == qtype)
+    out = tuple(t for t in VQA_TEMPLATES + TEACHER_TEMPLATES if t.qtype == qtype)
     if not out:
         raise KeyError(f"no template for question type {qtype!r}")
     return out

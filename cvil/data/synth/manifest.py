@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# what the presets mean: 1.2 is world v3 (`small` has the teacher's English-only corpus; `small-v2` is 1.1's `small`,
+# file for file); a world made by another version is refused rather than reused under a name that now means more
+GENERATOR_VERSION = "1.2"
+
 
 def world_identity(preset: str, seed: int = 0) -> str:
     """What tells two synthetic worlds apart in run names and the `cvil.world` tag: the preset, and the world's seed

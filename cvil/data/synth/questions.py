@@ -20,7 +20,7 @@ import numpy as np
 
 from cvil.data.synth.lexicon import (CLASSES, COLOURS, JUNK_ANSWERS, NUMBER_WORDS, POSITION_BY_CELL, POSITIONS,
                                      SYNONYMS, Position, Template, templates_of)
-from cvil.data.synth.scenes import Scene
+from cvil.data.synth.scenes import SIZES, Scene
 
 N_ANNOTATORS = 10
 
@@ -84,7 +84,7 @@ def _choice(rng: np.random.Generator, items):
 def make_question(rng: np.random.Generator, scene: Scene, qtype: str, n_classes: int, n_colours: int):
     """One question of `qtype` about `scene`, or None when the scene cannot support it."""
     template = _choice(rng, templates_of(qtype))
-    if qtype in ("color", "position", "is_color"):
+    if qtype in ("color", "position", "is_color", "size"):
         uniq = scene.unique_classes()
         if not uniq:
             return None
@@ -94,6 +94,8 @@ def make_question(rng: np.random.Generator, scene: Scene, qtype: str, n_classes:
             return Question(qtype, template, cls, None, None, COLOURS[region.colour].en)
         if qtype == "position":
             return Question(qtype, template, cls, None, None, region.position)
+        if qtype == "size":
+            return Question(qtype, template, cls, None, None, SIZES[region.size])
         if rng.random() < 0.5:
             return Question(qtype, template, cls, region.colour, None, "yes")
         other = [c for c in range(n_colours) if c != region.colour]
@@ -116,9 +118,11 @@ def make_question(rng: np.random.Generator, scene: Scene, qtype: str, n_classes:
     raise KeyError(f"unknown question type {qtype!r}")
 
 
-def make_questions(rng: np.random.Generator, scene: Scene, preset, n: int) -> list[Question]:
-    types = list(preset.vqa_mix)
-    w = np.array([preset.vqa_mix[t] for t in types], dtype=float)
+def make_questions(rng: np.random.Generator, scene: Scene, preset, n: int, mix: dict | None = None) -> list[Question]:
+    """`n` distinct questions about `scene`, their types drawn from `mix` (the preset's `vqa_mix` by default)."""
+    mix = preset.vqa_mix if mix is None else mix
+    types = list(mix)
+    w = np.array([mix[t] for t in types], dtype=float)
     w /= w.sum()
     out: list[Question] = []
     seen: set[str] = set()
@@ -156,6 +160,8 @@ def _mistake(rng: np.random.Generator, q: Question, n_classes: int, n_colours: i
         p = next(p for p in POSITIONS if p.en == a)
         near = [x.en for x in POSITIONS if abs(x.row - p.row) + abs(x.col - p.col) == 1]
         return _choice(rng, near)
+    if q.qtype == "size":
+        return _choice(rng, [s for s in SIZES if s != a])
     if a in ("yes", "no"):
         return "no" if a == "yes" else "yes"
     if a.isdigit():

@@ -24,22 +24,24 @@ from cvil.errors import OutputExistsError
 from cvil.data.synth import questions as Q
 from cvil.data.synth.jvg import make_jvg_questions, top_k_vocabulary
 from cvil.data.synth.lexicon import CLASSES, COLOURS, HI, JA, hindi_answer
+from cvil.data.synth.manifest import GENERATOR_VERSION
 from cvil.data.synth.presets import get_preset
 from cvil.data.synth.scenes import Prototypes, make_scene, scene_features, zipf_weights
 from cvil.data.synth.tokenizers import build_tokenizers
 from cvil.data.synth.translate import translate_extra, translate_row
 from cvil.languages import get_language
 
-GENERATOR_VERSION = "1.1"
 PICKLE_PROTOCOL = 4
 OFFICIAL_SUBTYPE = {"val": "val2014", "test": "test-dev2015"}
 WORLD_FILE = "world.json"
 TIMING_FILE = "world_timing.json"
-OWNED_ENTRIES = (WORLD_FILE, TIMING_FILE, "vqa", "vg", "tokenizers")
+PRETRAIN = "pretrain"  # the teacher's English-only corpus (world v3), a VQA-format dataset folder of its own
+OWNED_ENTRIES = (WORLD_FILE, TIMING_FILE, "vqa", "vg", "tokenizers", PRETRAIN)
 
 # stream ids of the random generators (never reorder: changing one would change every world)
 S_PROTO, S_IDS, S_SCENE, S_FEAT, S_QUESTION, S_ANNOT, S_TRANSLATE, S_JVG_W, S_JVG = range(1, 10)
 S_TRANSLATE_EXTRA = 10  # a language of `Preset.languages`: its own stream per (language, split), drawn after the rest
+S_PRETRAIN = 11  # the teacher's corpus: its ids, scenes, features, questions, annotators (after every other stream)
 SPLIT_NO = {"train": 0, "val": 1, "test": 2}
 EMPTY_TAGS_EVERY = 16  # every 16th image of a split (the first included) has `o: ''`, as real Oscar test rows
 
@@ -231,6 +233,56 @@ def _jvg(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
     return {"splits": counts_out, "num_labels": len(vocab)}, texts
 
 
+# ------------------------------------------------------------------------------------------------------ teacher
+def _pretrain(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]:
+    """The teacher's English-only pre-training corpus: VQA-format rows (English fields only) over scenes of its own,
+    with the question mix `preset.teacher_mix` (sizes, what-is-where, counts besides colour and position) and the
+    same annotators; its own label maps. Every draw comes from `S_PRETRAIN` streams, so the translated and JVG-like
+    files are byte-identical whatever its size."""
+    folder = root / PRETRAIN
+    counts = {split: preset.teacher_images.get(split, 0) for split in layout.SPLITS}
+    ids = _image_ids(seed, S_PRETRAIN, counts, 2_000_000, 3_000_000)
+    class_w = zipf_weights(preset.n_classes, 0.4)
+    colour_w = zipf_weights(preset.n_colours, 0.2)
+    items, tags = {}, []
+    for split in (s for s in layout.SPLITS if counts[s]):
+        k = SPLIT_NO[split]
+        r_scene, r_feat = _rng(seed, S_PRETRAIN, S_SCENE, k), _rng(seed, S_PRETRAIN, S_FEAT, k)
+        r_q, r_ann = _rng(seed, S_PRETRAIN, S_QUESTION, k), _rng(seed, S_PRETRAIN, S_ANNOT, k)
+        fdir = layout.feature_dir(folder, split)
+        fdir.mkdir(parents=True, exist_ok=True)
+        items[split] = []
+        for img_id in ids[split]:
+            scene = make_scene(r_scene, img_id, preset, class_w, colour_w)
+            _save_features(fdir, img_id, scene_features(r_feat, scene, protos, preset))
+            if split == "train":
+                tags.append(scene.tags.replace(";", " "))
+            for j, q in enumerate(Q.make_questions(r_q, scene, preset, preset.teacher_q_per_image, preset.teacher_mix)):
+                items[split].append((scene, img_id * 1000 + j, q, Q.annotate(r_ann, q, preset)))
+    counts_a = Counter(Q.normalize_answer(a) for split in items for *_, raw in items[split] for a in raw)
+    answers = sorted((a for a, n in counts_a.items() if n >= preset.answer_min_count), key=lambda a: (-counts_a[a], a))
+    ans2label = {a: i for i, a in enumerate(answers)}
+    _write_pickle(folder / layout.ANS2LABEL, ans2label)
+    _write_pickle(folder / layout.LABEL2ANS, list(answers))
+    summary = {}
+    for split, split_items in items.items():
+        rows = []
+        untagged = _empty_tag_images(ids[split])
+        for scene, q_id, q, raw in split_items:
+            scores = Q.soft_scores([Q.normalize_answer(a) for a in raw])
+            labelled = sorted(((ans2label[a], sc) for a, sc in scores.items() if a in ans2label),
+                              key=lambda x: (-x[1], x[0]))
+            rows.append({"en": q.en, "o": "" if scene.img_id in untagged else scene.tags,
+                         "an": [a for a, _ in labelled], "s": [sc for _, sc in labelled],
+                         "img_id": scene.img_id, "q_id": q_id,
+                         "answer_type": q.template.answer_type, "question_type": q.template.question_type})
+        _write_json(layout.qla_path(folder, split), rows)
+        summary[split] = {"images": len(ids[split]), "questions": len(rows),
+                          "types": dict(sorted(Counter(q.qtype for *_, q, _ in split_items).items()))}
+    texts = {"en": [q.en for *_, q, _ in items.get("train", [])], "tags": tags, "answers": answers}
+    return {"splits": summary, "num_labels": len(answers)}, texts
+
+
 # ------------------------------------------------------------------------------------------------------ world
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -261,6 +313,10 @@ def generate(preset_name: str, seed: int, out: str | Path, *, force: bool = Fals
         vqa_summary, vqa_texts = _vqa(tmp, preset, seed, protos)
         jvg_summary, jvg_texts = _jvg(tmp, preset, seed, protos)
         english = vqa_texts["en"] + vqa_texts["tags"] + vqa_texts["answers_en"]
+        pretrain_summary = None
+        if preset.teacher_images:  # the teacher's words only: the student's tokenizer never sees this corpus
+            pretrain_summary, pretrain_texts = _pretrain(tmp, preset, seed, protos)
+            english += pretrain_texts["en"] + pretrain_texts["tags"] + pretrain_texts["answers"]
         # the student sees less English than the teacher, so some English words end up split differently
         multilingual = (vqa_texts[JA] + vqa_texts[HI] + vqa_texts["en"][::4] + vqa_texts["tags"][::4]
                         + vqa_texts["answers_hi"] + jvg_texts[JA] + jvg_texts["answers_ja"] + jvg_texts["tags"]
@@ -284,6 +340,10 @@ def generate(preset_name: str, seed: int, out: str | Path, *, force: bool = Fals
         }
         if preset.languages:  # absent from the default worlds' manifests (byte-identical to before)
             manifest["languages"] = list(preset.languages)
+        if pretrain_summary is not None:  # absent from world v2's manifest
+            manifest[PRETRAIN] = pretrain_summary
+            manifest["size_mb"][PRETRAIN] = round(_dir_size(tmp / PRETRAIN) / 2**20, 3)
+            manifest["files"][PRETRAIN] = _files(tmp / PRETRAIN)
         _write_json(tmp / WORLD_FILE, manifest, indent=2)
         if out.exists():
             for name in OWNED_ENTRIES:

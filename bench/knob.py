@@ -1,0 +1,130 @@
+"""World v3's curve: what distillation hands the student as the teacher's English-only corpus grows.
+
+For each setting of the knob (the shipped table grids on the default world, teacher=6000, and their `_t0` / `_t2000`
+variants: the same cells on worlds whose students' files are byte-identical and whose teachers saw 0, 2,000 or 6,000
+extra English scenes) the table gives KD − AUG on
+the JVG-like test (Table I) and on the translated test (Table IV), and each Table III ablation − KD, with the
+seed-aware test of `cvil-bench compare` (two-level bootstrap over seeds and questions; Holm over the comparisons of
+one knob setting), every seed's value (a cell that flips between plateau and no plateau shows as a wide range, never
+hidden behind a mean) and the teacher's English accuracy.
+
+    python -m bench.knob [--tracking-uri sqlite:///mlflow.db] [--out leaderboards/rendered/world_v3_knob]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench.compare import compare, load_system
+from bench.grid.spec import load_grid
+from bench.stats.significance import holm
+from cvil.errors import UsageError
+
+KNOBS = {0: "_t0", 2000: "_t2000", 6000: ""}  # train images of the teacher's corpus -> the grids' suffix
+DEFAULT_SUFFIX = ""
+ABLATIONS = ("w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags", "w/o intermediate layers")
+# (paper table, grid of A, cell A, grid of B, cell B): Δ = B − A. Table III's reference is the KD of Table I's grid
+# (the same config and seeds), so the knob's other settings run only the ablations of `table3_ablations`.
+COMPARISONS = (("I", "table1_ja", "AUG", "table1_ja", "KD"), ("IV", "table4_vqa_ja", "AUG", "table4_vqa_ja", "KD"),
+               *(("III", "table1_ja", "KD", "table3_ablations", cell) for cell in ABLATIONS))
+TEACHERLESS = ("AUG",)  # cells that never load the teacher: their runs on the default world serve every setting
+WIDE_RANGE = 5.0  # points between a cell's best and worst seed that mark it (a plateau reached by some seeds only)
+
+
+def teacher_accuracy(world: dict) -> float | None:
+    """The world's teacher's English val accuracy (`teacher_metrics.json`, written by `cvil.world.ensure_world`)."""
+    path = Path(world.get("root", "")) / "teacher" / "teacher_metrics.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("val.accuracy") if path.is_file() else None
+
+
+def _seeds_text(report: dict, side: int) -> str:
+    values = report["systems"][side].get("per_seed") or {}
+    return " / ".join(f"{v:.1f}" for _, v in sorted(values.items()))
+
+
+def _system(cell: str, grid: str, suffix: str, tracking_uri: str | None):
+    """A cell's runs in the grid of this knob setting, or, for a cell that never loads the teacher, in the default
+    world's grid: its files are byte-identical at every setting (`tests/data/test_world_v3.py`), so those runs are
+    its runs here and `--cells` leaves it out of the other settings' grids."""
+    try:
+        return load_system(f"cell={cell}", tracking_uri=tracking_uri, grid=grid + suffix)
+    except UsageError:
+        if cell not in TEACHERLESS or suffix == DEFAULT_SUFFIX:
+            raise
+        return load_system(f"cell={cell}", tracking_uri=tracking_uri, grid=grid + DEFAULT_SUFFIX)
+
+
+def knob_rows(teacher_images: int, tracking_uri: str | None) -> list[dict]:
+    """One row per comparison at one knob setting; a cell without finished runs is a row saying so."""
+    suffix = KNOBS[teacher_images]
+    world = load_grid("table1_ja" + suffix).world or {}
+    teacher = teacher_accuracy(world)
+    rows = []
+    for table, grid_a, a, grid_b, b in COMPARISONS:
+        row = {"teacher_images": teacher_images, "world": world.get("preset"), "teacher_en_val": teacher,
+               "table": table, "A": a, "B": b}
+        try:
+            report = compare(_system(a, grid_a, suffix, tracking_uri), _system(b, grid_b, suffix, tracking_uri))
+        except Exception as exc:  # noqa: BLE001 - a missing cell is reported in the table, not fatal
+            rows.append({**row, "note": " ".join(str(exc).split())})
+            continue
+        c, (sa, sb) = report["comparison"], report["systems"]
+        values_b = [v for _, v in sorted((sb.get("per_seed") or {}).items())]
+        rows.append({**row, "seeds": min(sa["n_seeds"], sb["n_seeds"]), "mean_A": sa["mean"], "mean_B": sb["mean"],
+                     "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p": c["p_value"],
+                     "A_seeds": _seeds_text(report, 0), "B_seeds": _seeds_text(report, 1),
+                     "B_range": (max(values_b) - min(values_b)) if values_b else None, "note": ""})
+    tested = [i for i, r in enumerate(rows) if r.get("p") is not None]
+    for i, p_adj in zip(tested, holm([rows[i]["p"] for i in tested])):
+        rows[i]["p_holm"] = float(p_adj)
+    return rows
+
+
+def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame([row for t in settings for row in knob_rows(t, tracking_uri)])
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    def fmt(x, digits=2):
+        return "" if x is None or x != x else f"{x:.{digits}f}"
+
+    lines = ["| teacher images | teacher EN val % | table | B − A | seeds | mean A | mean B | Δ | 95 % CI | p (Holm) | "
+             "B per seed |", "|" + "---|" * 11]
+    for r in frame.to_dict("records"):
+        flag = " ⚠ wide" if (r.get("B_range") or 0) >= WIDE_RANGE else ""
+        lines.append(f"| {r['teacher_images']} | {fmt(r['teacher_en_val'])} | {r['table']} | {r['B']} − {r['A']} | "
+                     f"{r.get('seeds', '') if r.get('seeds') == r.get('seeds') else ''} | {fmt(r.get('mean_A'))} | "
+                     f"{fmt(r.get('mean_B'))} | {fmt(r.get('delta'))} | "
+                     f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}] | {fmt(r.get('p_holm'), 4)} | "
+                     f"{r.get('B_seeds') or r.get('note', '')}{flag} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.knob", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument("--out", default="leaderboards/rendered/world_v3_knob",
+                   help="stem of the .md and .csv written (default %(default)s)")
+    p.add_argument("--teacher-images", nargs="+", type=int, default=list(KNOBS), choices=list(KNOBS),
+                   help="the knob settings to report (default: all)")
+    args = p.parse_args(argv)
+    from bench.tracking import tracking_uri
+
+    frame = knob_table(args.teacher_images, tracking_uri(args.tracking_uri))
+    markdown = to_markdown(frame)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    frame.to_csv(out.with_suffix(".csv"), index=False)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
