@@ -94,7 +94,8 @@ def long_frame(table: Table) -> pd.DataFrame:
             records.append({
                 "source": OURS_LABEL, "system": row.label, "column": col.label, "metric": col.metric,
                 "status": e.status, "reason": e.reason, "mean": e.mean, "std": e.std, "ci_low": e.ci_low,
-                "ci_high": e.ci_high, "n_seeds": e.n_seeds, "seeds": ";".join(e.seeds), "n_questions": e.n_questions,
+                "ci_high": e.ci_high, "n_seeds": e.n_seeds, "seeds": ";".join(e.seeds),
+                "per_seed": ";".join(f"{k}={v:.6g}" for k, v in e.per_seed.items()), "n_questions": e.n_questions,
                 "reference": table.spec.reference,
                 "delta": t.delta * col.delta_scale if t else None,
                 "delta_ci_low": t.ci_low * col.delta_scale if t and t.ci_low is not None else None,

@@ -53,6 +53,7 @@ class Entry:
     ci_low: float | None = None
     ci_high: float | None = None
     seeds: tuple[str, ...] = ()
+    per_seed: dict = field(default_factory=dict)  # seed -> value: what a fresh clone must reproduce (`reproduce`)
     n_questions: int | None = None
     test: TestResult | None = None
     mark: str = ""
@@ -137,7 +138,7 @@ def _aggregate(row: Row, col: Column, records: list[run_store.RunRecord],
         return Entry(row.label, col.key, "missing", f"metric {col.metric} not logged"), []
     spread = sig.seed_spread({r.seed: r.metrics[col.metric] * col.scale for r in with_metric})
     return Entry(row.label, col.key, "ok", mean=spread.mean, std=spread.std, ci_low=spread.ci_low,
-                 ci_high=spread.ci_high, seeds=tuple(spread.per_seed)), with_metric
+                 ci_high=spread.ci_high, seeds=tuple(spread.per_seed), per_seed=dict(spread.per_seed)), with_metric
 
 
 class _FrameCache:

@@ -285,3 +285,23 @@ def test_comparisons_in_a_process_pool_give_the_same_table(store):
     assert {k: e.test.to_dict() for k, e in parallel.entries.items() if e.test is not None} == tested
     assert [e.mark for e in serial.entries.values()] == [e.mark for e in parallel.entries.values()]
     assert serial.footnotes == parallel.footnotes
+
+
+def test_a_store_reproduces_the_committed_per_seed_values_within_the_seed_spread(store, tmp_path, capsys):
+    """`leaderboards.reproduce`: the CSV keeps every seed's value; the same store reproduces them (exit 0), a store
+    whose seed-0 KD run moved by more than KD's seed spread is named (exit 1)."""
+    from leaderboards import reproduce
+
+    c, exp, parent = store
+    rendered = tmp_path / "rendered"
+    generate(c, rendered, table_ids=["table1a"], generated="2026-01-02", n_resamples=99, aso=False)
+    frame = pd.read_csv(rendered / "table1a.csv", dtype={"per_seed": str})
+    kd = frame[(frame["source"] == "ours") & (frame["system"] == "cViL_KD") & (frame["column"] == "Accuracy")].iloc[0]
+    assert kd["per_seed"] == ";".join(f"{s}={100 * _frame('KD', s)['score'].mean():.6g}" for s in (0, 1))
+    argv = ["--tables", "table1a", "--seeds", "0", "--rendered", str(rendered)]  # the store: MLFLOW_TRACKING_URI
+    assert reproduce.main(argv) == 0
+    assert "committed values reproduced within their cell's seed spread" in capsys.readouterr().out
+    _child(c, exp, parent, "KD", 0, tmp_path / "again", metrics={"test.accuracy": 5.0})  # a later seed-0 run
+    assert reproduce.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "OUTSIDE the seed spread" in out and "cViL_KD" in out
