@@ -245,9 +245,9 @@ def _check_image_labels(folder: Path, report: DatasetReport) -> None:
 
 
 def dataset_folders(path: str | Path) -> list[Path]:
-    """`path` itself, or its `vqa/` and `vg/` subfolders when it is a dataset ROOT."""
+    """`path` itself, or its `vqa/`, `vg/` (and a synthetic world v3's `pretrain/`) subfolders when it is a dataset ROOT."""
     path = Path(path)
-    children = [path / name for name in ("vqa", "vg") if (path / name).is_dir()]
+    children = [path / name for name in ("vqa", "vg", "pretrain") if (path / name).is_dir()]
     has_own = any(layout.qla_path(path, s).exists() for s in layout.SPLITS)
     return children if children and not has_own else [path]
 

@@ -90,3 +90,12 @@ def test_a_world_of_another_generator_version_is_refused(worlds, tmp_path):
     with pytest.raises(UsageError, match=r"generator '1.1'.*small-v2"):
         check_world_matches(old, "tiny", 0)
     check_world_matches(worlds["tiny"], "tiny", 0)
+
+
+def test_validate_checks_the_corpus_beside_vqa_and_vg(worlds):
+    from cvil.data.validate import dataset_folders, validate_dataset
+
+    root = worlds["tiny@teacher=40"]
+    assert [p.name for p in dataset_folders(root)] == ["vqa", "vg", PRETRAIN]
+    report = validate_dataset(root / PRETRAIN)
+    assert not report.errors and [s.name for s in report.splits] == ["train", "val"]
