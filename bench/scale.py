@@ -18,7 +18,8 @@ KD stage's train split: code-mixed Japanese, KD on CLS, image and tags):
   rank, and for DataLoader workers after `--batches` batches (PSS splits shared pages among the processes that map
   them, so it is what a process really adds; RSS counts shared pages in full in every process);
 - `kd_samples_per_cpu_s`: KD batches (dataset + collate, code-mixing on, batch 32, shuffled indices) per CPU-second of
-  all processes (main + workers), for the batch path (`VQADataset.__getitems__`: the DataLoader's path) and the
+  all processes (main + workers), for the batch path (`VQADataset.__getitems__` through the training code's
+  `cvil.inputs.loader.FeatureLoader`, whose workers leave the region features to the main process) and the
   per-example path (`__getitem__` + collate of dicts, the path before batching), both in the same process, with
   `--workers` workers each; `ratio_new_over_old` is the figure to compare across machines, not the absolutes.
 
@@ -162,9 +163,8 @@ class _PerExample:
 def _throughput(ds, batches: int, workers: int, seed: int = 0) -> dict[str, Any]:
     """KD samples per CPU-second (main + workers) of the batch path and of the per-example path."""
     import torch
-    from torch.utils.data import DataLoader
-
     from cvil.inputs.collate import collate
+    from cvil.inputs.loader import FeatureLoader
 
     order = np.random.default_rng(seed).permutation(len(ds))[: batches * BATCH].tolist()
     chunks = [order[k : k + BATCH] for k in range(0, len(order), BATCH)]
@@ -178,12 +178,12 @@ def _throughput(ds, batches: int, workers: int, seed: int = 0) -> dict[str, Any]
                 collate(dataset.__getitems__(chunk) if name == "new" else [ds[i] for i in chunk])
             cpu, worker_memory = time.process_time() - start, []
         else:
-            loader = DataLoader(dataset, batch_sampler=chunks, num_workers=workers, collate_fn=collate,
+            loader = FeatureLoader(dataset, batch_sampler=chunks, num_workers=workers, collate_fn=collate,
                                 persistent_workers=True)
             for _ in loader:  # a first pass: fork the workers, warm them (as above)
                 pass
             it = iter(loader)
-            pids = [w.pid for w in it._workers]
+            pids = [w.pid for w in loader._iterator._workers]  # the persistent workers' iterator, kept by the loader
             before = time.process_time() + sum(_cpu_seconds(p) for p in pids)
             for _ in it:
                 pass

@@ -136,9 +136,8 @@ def measure_loading(world: BenchWorld, rounds: int, workers: Sequence[int] = (0,
                     device: torch.device, sync: Callable[[], None], batch_size: int, max_regions: int,
                     num_labels: int, seed: int) -> list[Row]:
     """DataLoader throughput over the KD dataset with code-mixing (the KD stage's train loader) of `world`."""
-    from torch.utils.data import DataLoader
-
     from cvil.inputs.collate import collate
+    from cvil.inputs.loader import FeatureLoader
     from cvil.inputs.dataset import VQADataset
     from cvil.inputs.alignment import KDSelection
 
@@ -155,7 +154,7 @@ def measure_loading(world: BenchWorld, rounds: int, workers: Sequence[int] = (0,
         ds = VQADataset(w.rows, w.student_tokenizer, features, num_labels, LANG, r,
                         teacher_tokenizer=w.teacher_tokenizer, kd=KDSelection(codemix=True), seed=seed)
         fn = (lambda ex: collate(ex, fixed_text_len=FIXED_TEXT)) if fixed else collate
-        loaders[name] = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=n, pin_memory=pin,
+        loaders[name] = FeatureLoader(ds, batch_size=batch_size, shuffle=False, num_workers=n, pin_memory=pin,
                                    collate_fn=fn, persistent_workers=n > 0, drop_last=True)
     n_samples = (len(ds) // batch_size) * batch_size
     times: dict[str, list[float]] = {name: [] for name in loaders}

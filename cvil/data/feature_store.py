@@ -379,23 +379,34 @@ class PackedFeatureStore:
         offset, n = self._entry(img_id)
         return padded_regions(np.array(self.array[offset : offset + min(n, max_regions)]), max_regions)
 
+    def _entries_of(self, img_ids: Sequence[int]) -> np.ndarray:
+        return np.array([self._entry(i) for i in img_ids], dtype=np.int64).reshape(-1, 2)
+
+    def region_counts(self, img_ids: Sequence[int], max_regions: int) -> np.ndarray:
+        """The `n_regions` (int64 [B]) that `get_batch` gives, from the index alone: a DataLoader worker that leaves
+        the features to the main process (`cvil.inputs.loader.FeatureLoader`) still builds the attention mask."""
+        return np.minimum(self._entries_of(img_ids)[:, 1], max_regions)
+
     def get_batch(self, img_ids: Sequence[int], max_regions: int, dtype: torch.dtype = torch.float32,
                   out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`([B, max_regions, D], n_regions long [B])`, each image as `get` gives it. `dtype=torch.float16` keeps the
         stored values as they are (no widening: the batch path moves them to the device in fp16, half the bytes);
-        `out`: a zero-filled fp16 `[B, max_regions, D]` tensor to fill (e.g. in shared memory, in a DataLoader worker,
-        so that handing the batch to the main process copies nothing)."""
-        entries = np.array([self._entry(i) for i in img_ids], dtype=np.int64).reshape(-1, 2)
+        `out`: an fp16 `[B, max_regions, D]` tensor to fill, every row written (e.g. pinned memory, so that the batch
+        reaches the accelerator without another copy)."""
+        entries = self._entries_of(img_ids)
         n = np.minimum(entries[:, 1], max_regions)
         if dtype == torch.float16:  # one copy per image, straight from the memmap into the batch
             shape = (len(entries), max_regions, self.dim)
-            if out is None:
+            fresh = out is None
+            if fresh:
                 out = torch.from_numpy(np.zeros(shape, dtype=DTYPE))
             elif tuple(out.shape) != shape or out.dtype != torch.float16:
                 raise ValueError(f"out is {out.dtype} {tuple(out.shape)}, not float16 {shape}")
             array, target = self.array.view(np.ndarray), out.numpy()  # plain slices: a memmap's cost ~10 µs each
             for b, (offset, k) in enumerate(zip(entries[:, 0].tolist(), n.tolist())):
                 target[b, :k] = array[offset : offset + k]
+                if not fresh:
+                    target[b, k:] = 0
             return out, torch.from_numpy(n)
         mask = np.arange(max_regions)[None, :] < n[:, None]
         rows = (entries[:, :1] + np.arange(max_regions)[None, :])[mask]

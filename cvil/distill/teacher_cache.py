@@ -51,9 +51,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader
 
 from cvil.inputs.collate import collate
+from cvil.inputs.loader import FeatureLoader
 from cvil.distill.kd_losses import map_layers
 from cvil.fileio import atomic_write, sha256_file
 
@@ -170,7 +170,7 @@ def build_teacher_cache(
     for stale in list(out.glob("shard-*.safetensors")) + [out / MANIFEST]:
         stale.unlink(missing_ok=True)
     device = next(teacher.model.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    loader = FeatureLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     question_ids: list[int] = []
     text_lengths: list[int] = []
     shards: list[dict] = []

@@ -14,6 +14,8 @@ Two inputs, one output: a list of example dicts (`VQADataset.__getitem__`), or a
 as arrays, with the region features already stacked by one batched read of the store and kept in the store's
 fp16 until the device (`cvil.train.data_setup.to_device` widens them; the values are the store's, so the model
 sees exactly what the fp32 per-example path gives it). Both give equal tensors (tested), apart from that dtype.
+In a `cvil.inputs.loader.FeatureLoader`'s workers the batch's `img_feats` is a `PendingFeatures` instead (which
+images, no tensor): the loader reads them from the packed store in the main process.
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ _PACK_LIMIT = 1 << 20  # tensors of at least this many bytes (the region feature
 class Batch(dict):
     """A collated batch (`collate` of an `ExampleBatch`): a dict of tensors that leaves a DataLoader worker as at most
     two shared-memory buffers, the region features and everything else packed into one, instead of one buffer per
-    tensor (each costs the main process a file-descriptor hand-over, ~0.2 ms, in the training loop's thread). It
-    arrives as a plain dict of tensors (views into the packed buffer); in-process it is used as it is."""
+    tensor (each costs the main process a file-descriptor hand-over, ~0.2 ms, in the training loop's thread); one
+    buffer from a `FeatureLoader`'s workers, which leave the features out (`PendingFeatures`). It arrives as a plain
+    dict of tensors (views into the packed buffer); in-process it is used as it is."""
 
     def __copy__(self) -> "Batch":  # `copy.copy` (the DataLoader's pin_memory) would otherwise pack and unpack
         return Batch(self)
@@ -105,6 +108,16 @@ def _unpack_batch(packed: torch.Tensor, meta: list, other: dict, order: list) ->
     return {key: values[key] for key in order}
 
 
+@dataclass(frozen=True)
+class PendingFeatures:
+    """Region features not read yet: a batch's image ids, which `cvil.inputs.loader.FeatureLoader` reads from the
+    packed store in the main process (a worker that filled a fresh shared-memory tensor spent more time on its page
+    faults and its hand-over than on everything else of the batch)."""
+
+    img_ids: list[int]
+    max_regions: int
+
+
 @dataclass(eq=False)
 class ExampleBatch(Sequence):
     """The examples of one batch as arrays (`VQADataset.__getitems__`): ragged fields as one integer array per example,
@@ -113,7 +126,7 @@ class ExampleBatch(Sequence):
 
     input_ids: list[np.ndarray]
     first_sep: np.ndarray  # [B] position of the first [SEP] (segment 0 up to and including it)
-    img_feats: torch.Tensor  # [B, R, D]
+    img_feats: torch.Tensor | PendingFeatures  # [B, R, D], or read later (`PendingFeatures`)
     n_regions: np.ndarray  # [B]
     label_ids: list[np.ndarray]
     label_scores: list[np.ndarray]  # float32
@@ -179,7 +192,7 @@ def _collate_batch(eb: ExampleBatch, fixed_text_len: int | None) -> dict[str, to
     """`collate` of an `ExampleBatch`: the same tensors, built with whole-batch array operations."""
     lens = np.fromiter(map(len, eb.input_ids), np.int64, len(eb))
     t_s = _length_of(lens, fixed_text_len, "student")
-    r = eb.img_feats.shape[1]
+    r = eb.img_feats.max_regions if isinstance(eb.img_feats, PendingFeatures) else eb.img_feats.shape[1]
     n_regions = np.asarray(eb.n_regions, dtype=np.int64)
     label_lens = np.fromiter(map(len, eb.label_ids), np.int64, len(eb))
     labels = torch.zeros((len(eb), eb.num_labels), dtype=torch.float32)

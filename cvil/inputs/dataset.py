@@ -21,7 +21,9 @@ Two ways to read examples, giving equal batches (tested): `__getitem__` (one exa
 built per batch: all code-mixed questions of the batch tokenised in one fast-tokenizer call, pieces read from a
 cached vocabulary list instead of `convert_ids_to_tokens`, the tag walk of the unmixed text reused whenever the
 code-mixed text keeps the same tags, and the region features read with the store's batch reader (`get_batch`) and
-left in the store's fp16 (widened on the device by `cvil.train.data_setup.to_device`).
+left in the store's fp16 (widened on the device by `cvil.train.data_setup.to_device`). In the workers of a
+`cvil.inputs.loader.FeatureLoader` (`features_in_main`) they are not read at all: the batch names its images
+(`PendingFeatures`) and the loader reads them in the main process (`read_features`).
 
 Code-mix plans are columns too (word ids into one string table, candidate (word index, English word id) pairs, n),
 not one `CodeMixPlan` object per row; `_plans[i]` rebuilds row i's plan. Ids are stored as int32, positions as int16
@@ -55,14 +57,15 @@ from cvil.data.tokenizers import tokenize_batch
 from cvil.inputs.alignment import (COMPONENT_CLS, COMPONENT_CODEMIX, COMPONENT_TAG, KDSelection, _walk_tags,
                                    pairs_tensor, select_pairs, tag_alignment)
 from cvil.inputs.codemix import JOINERS, CodeMixer, CodeMixPlan, codemix_alignment, draw_rng, mix
-from cvil.inputs.collate import ExampleBatch, SparseLabels
+from cvil.inputs.collate import ExampleBatch, PendingFeatures, SparseLabels
 from cvil.inputs.encoding import MAX_TEXT_LEN, SEP, EncodedText, assemble, tokenize_pairs, truncated_lengths
 
 
 class FeatureLookup(Protocol):
     """What the dataset needs from a feature store (`PackedFeatureStore` has it). A store may also offer
-    `get_batch(img_ids, max_regions, dtype=...)` -> `([B, R, D], n_regions)` (the packed store does): batches are
-    then read with it, in fp16; otherwise they stack `get`."""
+    `get_batch(img_ids, max_regions, dtype=..., out=...)` -> `([B, R, D], n_regions)` and
+    `region_counts(img_ids, max_regions)` (the packed store does): batches are then read with it, in fp16, and may be
+    read in the main process (`features_in_main`); otherwise they stack `get`."""
 
     def get(self, img_id: int, max_regions: int) -> tuple[torch.Tensor, int]: ...
 
@@ -105,20 +108,6 @@ def _mapped(path: Path) -> np.ndarray:
 
 
 _NO_DRAW = random.Random(0)  # stands in for a draw's RNG where the draw uses none (`random.shuffle` of < 2 items)
-
-
-def _shared_zeros(shape: tuple[int, ...]) -> torch.Tensor | None:
-    """In a DataLoader worker, a zero-filled fp16 tensor in shared memory (what `default_collate` does for its
-    outputs): the batch then reaches the main process without the copy into shared memory its pickling would make.
-    None in the main process."""
-    from torch.utils.data import get_worker_info
-
-    if get_worker_info() is None:
-        return None
-    numel = int(np.prod(shape))
-    storage = torch.UntypedStorage._new_shared(numel * 2)  # fresh shared memory is zero-filled
-    strides = tuple(int(np.prod(shape[k + 1 :])) for k in range(len(shape)))
-    return torch.empty(0, dtype=torch.float16).set_(storage, 0, shape, strides)
 
 
 def _long(array: np.ndarray) -> torch.Tensor:
@@ -221,6 +210,8 @@ class VQADataset(Dataset):
             raise ValueError("a KD dataset needs the teacher's tokenizer")
         self.student, self.teacher, self.features = student_tokenizer, teacher_tokenizer, features
         self.label_count, self.lang, self.max_regions, self.kd = label_count, lang, max_regions, kd
+        # set in the workers of a `cvil.inputs.loader.FeatureLoader` only: batches then leave their features to it
+        self.features_in_main = False
         self._epoch = _EpochCell()
         self.seed, self.epoch, self.max_text_len = seed, 0, max_text_len
         self.row_identity = row_identity  # QLAFile.key_description of the rows' file: what `question_ids` mean
@@ -479,15 +470,29 @@ class VQADataset(Dataset):
             batch.teacher_first_sep, batch.kd_text_pairs, batch.kd_image = self._t_sep[idx], pairs, kd.image
         return batch
 
-    def _features_batch(self, idx: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    @property
+    def reads_batches(self) -> bool:
+        """Whether the store has the batch reader (the packed store): only then can a batch's features be read apart
+        from the batch, in the main process (`features_in_main`, `read_features`)."""
+        return hasattr(self.features, "get_batch")
+
+    def read_features(self, img_ids: list[int], *, pin_memory: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+        """fp16 `[B, max_regions, D]` features of `img_ids` from the batch reader, and their `n_regions`;
+        `pin_memory`: read straight into pinned memory (one copy, not a read plus the DataLoader's pinned copy)."""
+        out = None
+        if pin_memory:
+            out = torch.empty((len(img_ids), self.max_regions, self.features.dim), dtype=torch.float16,
+                              pin_memory=True)
+        feats, n = self.features.get_batch(img_ids, self.max_regions, dtype=torch.float16, out=out)
+        return feats, np.asarray(n, dtype=np.int64)
+
+    def _features_batch(self, idx: np.ndarray) -> tuple[torch.Tensor | PendingFeatures, np.ndarray]:
         img_ids = self.img_ids[idx].tolist()
-        get_batch = getattr(self.features, "get_batch", None)
-        if get_batch is not None:
-            dim = getattr(self.features, "dim", None)
-            out = _shared_zeros((len(img_ids), self.max_regions, dim)) if isinstance(dim, int) else None
-            feats, n = get_batch(img_ids, self.max_regions, dtype=torch.float16, **({"out": out} if out is not None
-                                                                                      else {}))
-            return feats, np.asarray(n, dtype=np.int64)
+        if self.reads_batches and self.features_in_main:  # a FeatureLoader's worker: only the counts (the mask)
+            n = self.features.region_counts(img_ids, self.max_regions)
+            return PendingFeatures(img_ids, self.max_regions), np.asarray(n, dtype=np.int64)
+        if self.reads_batches:
+            return self.read_features(img_ids)
         got = [self.features.get(i, self.max_regions) for i in img_ids]
         if not got:
             return torch.zeros(0, self.max_regions, 0), np.zeros(0, np.int64)

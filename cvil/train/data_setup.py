@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from cvil.config import DataConfig, KDConfig, StageConfig
 from cvil.data import layout
 from cvil.inputs.collate import collate
+from cvil.inputs.loader import FeatureLoader
 from cvil.data.feature_store import (DEFAULT_MAX_REGIONS, INDEX_FILE, PackedFeatureStore, pack_features,
                                      source_fingerprint)
 from cvil.data.errors import DataFormatError, DataSetupError
@@ -350,13 +351,14 @@ def build_stage_data(stage: StageConfig, data: DataConfig, kd: KDConfig, *, toke
                              f"checkpoint on the val score (select: val_score): add labelled val rows, or set "
                              f"select: last for this stage")
     sampler = ResumableSampler(len(train_ds), seed=seed, rank=dist.rank, world_size=dist.world_size)
-    # persistent workers: forked once per stage, not every epoch; `VQADataset.set_epoch` reaches them (shared memory)
+    # persistent workers: forked once per stage, not every epoch; `VQADataset.set_epoch` reaches them (shared memory);
+    # they leave the region features to the main process (`FeatureLoader`: reading them there is cheaper)
     loader_kw = dict(collate_fn=make_collate(data), num_workers=data.num_workers,
                      pin_memory=data.pin_memory and dist.device.type == "cuda",
                      persistent_workers=data.num_workers > 0, generator=torch.Generator().manual_seed(seed))
-    train = DataLoader(train_ds, batch_size=data.batch_size, sampler=sampler, drop_last=False, **loader_kw)
-    val = DataLoader(val_ds, batch_size=data.eval_batch_size,
-                     sampler=ShardSampler(len(val_ds), rank=dist.rank, world_size=dist.world_size), **loader_kw)
+    train = FeatureLoader(train_ds, batch_size=data.batch_size, sampler=sampler, drop_last=False, **loader_kw)
+    val = FeatureLoader(val_ds, batch_size=data.eval_batch_size,
+                        sampler=ShardSampler(len(val_ds), rank=dist.rank, world_size=dist.world_size), **loader_kw)
     return StageData(train, val, sampler, len(label_maps(folder, data.label_set)), val_info.dropped,
                      train_rows=len(train_ds), train_kept=train_info.kept,
                      train_dropped=dict(train_info.dropped_by_reason))

@@ -16,4 +16,6 @@ def test_the_batch_path_beats_the_per_example_path_at_paper_dimensions(tmp_path)
     assert len(ds) == 20_000 and ds._ids.flat.flags.writeable is False
     figures = _throughput(ds, batches=15, workers=0)
     assert figures["ratio_new_over_old"] >= 1.5, figures
+    with_workers = _throughput(ds, batches=3, workers=2)  # the training code's loader, whose workers skip features
+    assert all(len(with_workers[path]["worker_memory"]) == 2 for path in ("new", "old")), with_workers
     assert _memory()["rss_mb"] > 0

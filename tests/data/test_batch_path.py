@@ -183,3 +183,53 @@ def test_the_training_code_opens_a_split_from_the_encoded_cache(world, monkeypat
     with caplog.at_level("WARNING", logger="cvil.train.data_setup"):
         in_memory, _ = data_setup.split_dataset("train", **other)
     assert "could not write the encoded cache" in caplog.text and len(in_memory) == len(cold)
+
+
+def test_a_feature_loader_reads_the_features_in_the_main_process(world, monkeypatch):
+    """`FeatureLoader` with workers gives the batches it gives without (same tensors, dtypes and key order, over
+    epochs of persistent workers), and its workers never read a region feature: their batches name the images
+    (`PendingFeatures`) and the main process reads them from the packed store (issue 27)."""
+    from torch.utils.data import get_worker_info
+
+    from cvil.data.feature_store import PackedFeatureStore
+    from cvil.inputs.collate import PendingFeatures
+    from cvil.inputs.loader import FeatureLoader
+
+    real = PackedFeatureStore.get_batch
+
+    def main_only(self, *args, **kwargs):
+        assert get_worker_info() is None, "a DataLoader worker read region features"
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PackedFeatureStore, "get_batch", main_only)  # forked workers inherit it
+    ds = _dataset(world, KDSelection(codemix=True), seed=4)
+    assert isinstance(ds.features, PackedFeatureStore)
+    chunks = _chunks(len(ds), 16)
+
+    def epochs(workers: int) -> list[dict]:
+        loader = FeatureLoader(ds, batch_sampler=chunks, num_workers=workers, persistent_workers=workers > 0,
+                               collate_fn=collate)
+        assert loader.reads_features == (workers > 0)
+        got = []
+        for epoch in (0, 1):
+            ds.set_epoch(epoch)
+            got += list(loader)
+        return got
+
+    for plain, loaded in zip(epochs(0), epochs(2), strict=True):
+        assert loaded["img_feats"].dtype == torch.float16
+        _assert_same_batch(plain, loaded)
+    raw = next(iter(DataLoader.__iter__(FeatureLoader(ds, batch_sampler=chunks, num_workers=1, collate_fn=collate))))
+    assert raw["img_feats"] == PendingFeatures([int(i) for i in ds.img_ids[chunks[0]]], 50)
+    assert not ds.features_in_main  # set in the workers' copies only
+
+    ids = [int(i) for i in ds.img_ids[:4]]
+    dirty = torch.full((4, 50, DIM), float("nan"), dtype=torch.float16)  # `out` need not be zero-filled
+    assert torch.equal(real(ds.features, ids, 50, torch.float16, out=dirty)[0], ds.read_features(ids)[0])
+
+    class PerImage:  # no batch reader: workers read the features as before
+        def get(self, img_id, max_regions):
+            return world.store.get(img_id, max_regions)
+
+    per_image = VQADataset(world.rows, world.student_tokenizer, PerImage(), world.num_labels, "ja", 50)
+    assert not FeatureLoader(per_image, num_workers=2).reads_features
