@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -93,15 +94,16 @@ def to_markdown(frame: pd.DataFrame) -> str:
     def fmt(x, digits=2):
         return "" if x is None or x != x else f"{x:.{digits}f}"
 
+    frame = frame.astype(object).where(frame.notna(), None)  # missing cells: None, not NaN
     lines = ["| teacher images | teacher EN val % | table | B − A | seeds | mean A | mean B | Δ | 95 % CI | p (Holm) | "
              "B per seed |", "|" + "---|" * 11]
     for r in frame.to_dict("records"):
         flag = " ⚠ wide" if (r.get("B_range") or 0) >= WIDE_RANGE else ""
+        ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else ""
+        seeds = int(r["seeds"]) if r.get("seeds") is not None else ""
         lines.append(f"| {r['teacher_images']} | {fmt(r['teacher_en_val'])} | {r['table']} | {r['B']} − {r['A']} | "
-                     f"{r.get('seeds', '') if r.get('seeds') == r.get('seeds') else ''} | {fmt(r.get('mean_A'))} | "
-                     f"{fmt(r.get('mean_B'))} | {fmt(r.get('delta'))} | "
-                     f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}] | {fmt(r.get('p_holm'), 4)} | "
-                     f"{r.get('B_seeds') or r.get('note', '')}{flag} |")
+                     f"{seeds} | {fmt(r.get('mean_A'))} | {fmt(r.get('mean_B'))} | {fmt(r.get('delta'))} | {ci} | "
+                     f"{fmt(r.get('p_holm'), 4)} | {r.get('B_seeds') or r.get('note') or ''}{flag} |")
     return "\n".join(lines)
 
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-images", nargs="+", type=int, default=list(KNOBS), choices=list(KNOBS),
                    help="the knob settings to report (default: all)")
     args = p.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded CSV otherwise
     from bench.tracking import tracking_uri
 
     frame = knob_table(args.teacher_images, tracking_uri(args.tracking_uri))
