@@ -87,6 +87,17 @@ def _save_features(folder: Path, img_id: int, feats: np.ndarray) -> None:
     torch.save(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), folder / f"{img_id}.pt")
 
 
+def _scenes(folder: Path, split: str, img_ids: list[int], r_scene, r_feat, preset, class_w, colour_w, protos):
+    """Each image's scene, in order, once its features are written to `folder`'s feature folder of `split` (the
+    scene's draws, then its features', so every world keeps its bytes whatever else its loop draws)."""
+    fdir = layout.feature_dir(folder, split)
+    fdir.mkdir(parents=True, exist_ok=True)
+    for img_id in img_ids:
+        scene = make_scene(r_scene, img_id, preset, class_w, colour_w)
+        _save_features(fdir, img_id, scene_features(r_feat, scene, protos, preset))
+        yield img_id, scene
+
+
 # ------------------------------------------------------------------------------------------------------ VQA
 def _vqa(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]:
     vqa = root / "vqa"
@@ -98,13 +109,9 @@ def _vqa(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
         k = SPLIT_NO[split]
         r_scene, r_feat, r_q = _rng(seed, S_SCENE, 0, k), _rng(seed, S_FEAT, 0, k), _rng(seed, S_QUESTION, 0, k)
         r_ann, r_tr = _rng(seed, S_ANNOT, 0, k), _rng(seed, S_TRANSLATE, 0, k)
-        fdir = layout.feature_dir(vqa, split)
-        fdir.mkdir(parents=True, exist_ok=True)
         scenes[split], items[split] = [], []
-        for img_id in ids[split]:
-            scene = make_scene(r_scene, img_id, preset, class_w, colour_w)
+        for img_id, scene in _scenes(vqa, split, ids[split], r_scene, r_feat, preset, class_w, colour_w, protos):
             scenes[split].append(scene)
-            _save_features(fdir, img_id, scene_features(r_feat, scene, protos, preset))
             for j, q in enumerate(Q.make_questions(r_q, scene, preset, preset.vqa_q_per_image)):
                 raw = Q.annotate(r_ann, q, preset)
                 items[split].append((scene, img_id * 1000 + j, q, raw, translate_row(r_tr, q, preset)))
@@ -193,12 +200,8 @@ def _jvg(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, dict]
     for split in layout.SPLITS:
         k = SPLIT_NO[split]
         r_scene, r_feat, r_q = _rng(seed, S_SCENE, 1, k), _rng(seed, S_FEAT, 1, k), _rng(seed, S_JVG, k)
-        fdir = layout.feature_dir(vg, split)
-        fdir.mkdir(parents=True, exist_ok=True)
         items[split] = []
-        for img_id in ids[split]:
-            scene = make_scene(r_scene, img_id, preset, class_w, colour_w)
-            _save_features(fdir, img_id, scene_features(r_feat, scene, protos, preset))
+        for img_id, scene in _scenes(vg, split, ids[split], r_scene, r_feat, preset, class_w, colour_w, protos):
             for j, q in enumerate(make_jvg_questions(r_q, scene, preset)):
                 items[split].append((scene, img_id * 1000 + j, q))
 
@@ -249,12 +252,8 @@ def _pretrain(root: Path, preset, seed: int, protos: Prototypes) -> tuple[dict, 
         k = SPLIT_NO[split]
         r_scene, r_feat = _rng(seed, S_PRETRAIN, S_SCENE, k), _rng(seed, S_PRETRAIN, S_FEAT, k)
         r_q, r_ann = _rng(seed, S_PRETRAIN, S_QUESTION, k), _rng(seed, S_PRETRAIN, S_ANNOT, k)
-        fdir = layout.feature_dir(folder, split)
-        fdir.mkdir(parents=True, exist_ok=True)
         items[split] = []
-        for img_id in ids[split]:
-            scene = make_scene(r_scene, img_id, preset, class_w, colour_w)
-            _save_features(fdir, img_id, scene_features(r_feat, scene, protos, preset))
+        for img_id, scene in _scenes(folder, split, ids[split], r_scene, r_feat, preset, class_w, colour_w, protos):
             if split == "train":
                 tags.append(scene.tags.replace(";", " "))
             for j, q in enumerate(Q.make_questions(r_q, scene, preset, preset.teacher_q_per_image, preset.teacher_mix)):
