@@ -5,8 +5,8 @@ variants: the same cells on worlds whose students' files are byte-identical and 
 extra English scenes) the table gives KD − AUG on
 the JVG-like test (Table I) and on the translated test (Table IV), and each Table III ablation − KD, with the
 seed-aware test of `cvil-bench compare` (two-level bootstrap over seeds and questions; Holm over the comparisons of
-one knob setting), every seed's value (a cell that flips between plateau and no plateau shows as a wide range, never
-hidden behind a mean) and the teacher's English accuracy.
+one knob setting), every seed's value of both sides (a cell that flips between plateau and no plateau is marked "wide",
+never hidden behind a mean) and the teacher's English accuracy.
 
     python -m bench.knob [--tracking-uri sqlite:///mlflow.db] [--out leaderboards/rendered/world_v3_knob]
 """
@@ -75,10 +75,11 @@ def knob_rows(teacher_images: int, tracking_uri: str | None) -> list[dict]:
             rows.append({**row, "note": " ".join(str(exc).split())})
             continue
         c, (sa, sb) = report["comparison"], report["systems"]
-        values_b = [v for _, v in sorted((sb.get("per_seed") or {}).items())]
-        rows.append({**row, "seeds": min(sa["n_seeds"], sb["n_seeds"]), "mean_A": sa["mean"], "mean_B": sb["mean"],
+        values_a, values_b = ([v for _, v in sorted((x.get("per_seed") or {}).items())] for x in (sa, sb))
+        rows.append({**row, "seeds": f"{sa['n_seeds']}/{sb['n_seeds']}", "mean_A": sa["mean"], "mean_B": sb["mean"],
                      "delta": c["delta"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p": c["p_value"],
                      "A_seeds": _seeds_text(report, 0), "B_seeds": _seeds_text(report, 1),
+                     "A_range": (max(values_a) - min(values_a)) if values_a else None,
                      "B_range": (max(values_b) - min(values_b)) if values_b else None, "note": ""})
     tested = [i for i, r in enumerate(rows) if r.get("p") is not None]
     for i, p_adj in zip(tested, holm([rows[i]["p"] for i in tested])):
@@ -95,15 +96,18 @@ def to_markdown(frame: pd.DataFrame) -> str:
         return "" if x is None or x != x else f"{x:.{digits}f}"
 
     frame = frame.astype(object).where(frame.notna(), None)  # missing cells: None, not NaN
-    lines = ["| teacher images | teacher EN val % | table | B − A | seeds | mean A | mean B | Δ | 95 % CI | p (Holm) | "
-             "B per seed |", "|" + "---|" * 11]
+    def flag(r, side):
+        return " ⚠ wide" if (r.get(f"{side}_range") or 0) >= WIDE_RANGE else ""
+
+    lines = ["| teacher images | teacher EN val % | table | B − A | seeds A/B | mean A | mean B | Δ | 95 % CI | p (Holm) | "
+             "A per seed | B per seed |", "|" + "---|" * 12]
     for r in frame.to_dict("records"):
-        flag = " ⚠ wide" if (r.get("B_range") or 0) >= WIDE_RANGE else ""
         ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else ""
-        seeds = int(r["seeds"]) if r.get("seeds") is not None else ""
+        seeds = r.get("seeds") or ""
         lines.append(f"| {r['teacher_images']} | {fmt(r['teacher_en_val'])} | {r['table']} | {r['B']} − {r['A']} | "
                      f"{seeds} | {fmt(r.get('mean_A'))} | {fmt(r.get('mean_B'))} | {fmt(r.get('delta'))} | {ci} | "
-                     f"{fmt(r.get('p_holm'), 4)} | {r.get('B_seeds') or r.get('note') or ''}{flag} |")
+                     f"{fmt(r.get('p_holm'), 4)} | {r.get('A_seeds') or ''}{flag(r, 'A')} | "
+                     f"{r.get('B_seeds') or r.get('note') or ''}{flag(r, 'B')} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,31 @@
+"""`python -m bench.knob`: world v3's knob table — comparisons per knob setting, wide seed ranges marked, missing
+cells said, never silently dropped."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.knob import COMPARISONS, KNOBS, to_markdown
+from bench.grid.spec import load_grid
+
+
+def test_every_knob_setting_names_grids_that_exist_on_its_world():
+    for teacher_images, suffix in KNOBS.items():
+        for table, grid_a, _, grid_b, _ in COMPARISONS:
+            for grid in {grid_a + suffix, grid_b + suffix}:
+                world = load_grid(grid).world
+                assert world["preset"] == ("small" if teacher_images == 6000 else f"small@teacher={teacher_images}")
+
+
+def test_markdown_marks_a_wide_seed_range_and_says_why_a_cell_is_missing():
+    frame = pd.DataFrame([
+        {"teacher_images": 0, "teacher_en_val": 91.2, "table": "I", "A": "AUG", "B": "KD", "seeds": "5/5",
+         "mean_A": 37.8, "mean_B": 33.8, "delta": -4.0, "ci_low": -12.0, "ci_high": -0.5, "p": 0.1, "p_holm": 0.3,
+         "A_seeds": "36.8 / 37.7", "B_seeds": "36.1 / 26.7", "A_range": 0.9, "B_range": 9.4, "note": ""},
+        {"teacher_images": 0, "teacher_en_val": 91.2, "table": "III", "A": "KD", "B": "w/o CLS",
+         "note": "no finished runs for cell 'w/o CLS' in grid 'table3_ablations_t0'"},
+    ])
+    lines = to_markdown(frame).splitlines()
+    assert lines[2].endswith("| 36.8 / 37.7 | 36.1 / 26.7 ⚠ wide |") and "| -4.00 | [-12.00, -0.50] | 0.3000 |" in lines[2]
+    assert lines[3].endswith("| no finished runs for cell 'w/o CLS' in grid 'table3_ablations_t0' |")
+    assert "nan" not in "\n".join(lines)
