@@ -98,7 +98,8 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=1, help="student seeds per system (default 1)")
     p.add_argument("--no-kd", dest="kd", action="store_false",
                    help="skip the cViL_KD student (BASELINE and AUG only; the default trains Table I(a)'s three rows)")
-    p.add_argument("--kd", action="store_true", help=argparse.SUPPRESS)  # the default since world v3; still accepted
+    p.add_argument("--kd", action="store_true",
+                   help="no effect: cViL_KD is trained by default (kept for commands written before it was)")
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="students trained at once, one thread each (default: one per CPU core)")
     p.add_argument("--out", default=None, help="root of the students' run folders (default runs/demo/<preset>)")
