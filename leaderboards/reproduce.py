@@ -27,7 +27,7 @@ def committed_values(csv_path: Path) -> dict[tuple[str, str], tuple[dict[str, fl
     """(system, column label) -> ({seed: value}, std over seeds) of our rows in a committed table's CSV."""
     frame = pd.read_csv(csv_path, dtype={"per_seed": str}, keep_default_na=False)
     if "per_seed" not in frame.columns:
-        raise SystemExit(f"{csv_path}: no per_seed column (rendered before per-seed values were kept): "
+        raise ValueError(f"{csv_path}: no per_seed column (rendered before per-seed values were kept): "
                          "re-render the table from its runs with `cvil-bench leaderboard`")
     out = {}
     for rec in frame[(frame["source"] == "ours") & (frame["status"] == "ok")].to_dict("records"):
@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"leaderboards.reproduce: unknown table(s) {unknown}; known: {', '.join(sorted(specs))}", file=sys.stderr)
         return 2
     client = run_store.client(tracking_uri(args.tracking_uri))
-    records = [r for t in args.tables for r in check_table(specs[t], args.seeds, client, Path(args.rendered))]
+    try:
+        records = [r for t in args.tables for r in check_table(specs[t], args.seeds, client, Path(args.rendered))]
+    except (OSError, ValueError) as exc:  # a committed CSV missing or without per-seed values: one line, exit 2
+        print(f"leaderboards.reproduce: {exc}", file=sys.stderr)
+        return 2
     if not records:
         print("leaderboards.reproduce: nothing to compare (no committed per-seed values for these seeds)",
               file=sys.stderr)
