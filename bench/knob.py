@@ -6,7 +6,8 @@ extra English scenes) the table gives KD − AUG on
 the JVG-like test (Table I) and on the translated test (Table IV), and each Table III ablation − KD, with the
 seed-aware test of `cvil-bench compare` (two-level bootstrap over seeds and questions; Holm over the comparisons of
 one knob setting), every seed's value of both sides (a cell that flips between plateau and no plateau is marked "wide",
-never hidden behind a mean) and the teacher's English accuracy.
+never hidden behind a mean), the teacher's English accuracy, and the teacher's accuracy over its own train seeds
+(`bench.teacher_seeds`).
 
     python -m bench.knob [--tracking-uri sqlite:///mlflow.db] [--out leaderboards/rendered/world_v3_knob]
 """
@@ -91,6 +92,37 @@ def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.Dat
     return pd.DataFrame([row for t in settings for row in knob_rows(t, tracking_uri)])
 
 
+def teacher_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
+    """The teacher's English val accuracy per train seed at each knob setting (`bench.teacher_seeds`'s grids) beside
+    the world's own teacher, the one every student distils from."""
+    from bench.teacher_seeds import seed_accuracies
+
+    rows = []
+    for images in settings:
+        scores = seed_accuracies(KNOBS[images], tracking_uri)
+        values = pd.Series(list(scores.values()), dtype=float)
+        rows.append({"teacher_images": images,
+                     "students_teacher": teacher_accuracy(load_grid("table1_ja" + KNOBS[images]).world or {}),
+                     "seeds": len(scores), "per_seed": " / ".join(f"{s}: {v:.2f}" for s, v in sorted(scores.items())),
+                     "mean": values.mean() if len(values) else None, "std": values.std() if len(values) > 1 else None,
+                     "min": values.min() if len(values) else None, "max": values.max() if len(values) else None})
+    return pd.DataFrame(rows)
+
+
+def teacher_markdown(frame: pd.DataFrame) -> str:
+    def fmt(x):
+        return "" if x is None or x != x else f"{x:.2f}"
+
+    lines = ["| teacher images | the students' teacher (seed 1) % | seeds | English val % per train seed | mean | std | "
+             "min – max |", "|" + "---|" * 7]
+    for r in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+        span = f"{fmt(r['min'])} – {fmt(r['max'])}" if r["min"] is not None else ""
+        lines.append(f"| {r['teacher_images']} | {fmt(r['students_teacher'])} | {r['seeds']} | "
+                     f"{r['per_seed'] or 'not trained: python -m bench.teacher_seeds'} | {fmt(r['mean'])} | "
+                     f"{fmt(r['std'])} | {span} |")
+    return "\n".join(lines)
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     def fmt(x, digits=2):
         return "" if x is None or x != x else f"{x:.{digits}f}"
@@ -123,12 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded CSV otherwise
     from bench.tracking import tracking_uri
 
-    frame = knob_table(args.teacher_images, tracking_uri(args.tracking_uri))
-    markdown = to_markdown(frame)
+    uri = tracking_uri(args.tracking_uri)
+    frame, teachers = knob_table(args.teacher_images, uri), teacher_table(args.teacher_images, uri)
+    markdown = to_markdown(frame) + "\n\nThe teacher over its own train seeds (`python -m bench.teacher_seeds`):\n\n" \
+        + teacher_markdown(teachers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     frame.to_csv(out.with_suffix(".csv"), index=False)
+    teachers.to_csv(out.parent / f"{out.name}_teacher_seeds.csv", index=False)
     print(markdown)
     return 0
 

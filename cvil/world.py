@@ -92,6 +92,15 @@ def teacher_config(root: str | Path) -> Path:
     return PRETRAIN_TEACHER_CONFIG if PRETRAIN in read_world_manifest(root) else TEACHER_CONFIG
 
 
+def teacher_recipe(root: str | Path) -> tuple[Path, list[str]]:
+    """The config and overrides that train the teacher stand-in of the world in `root` (its data, its tokenizer, its
+    pre-training length), where it is written left out: the world's own teacher and `bench.teacher_seeds`'s
+    re-trainings over seeds are the same recipe."""
+    root = Path(root)
+    return teacher_config(root), [f"data.root={root}", f"model.tokenizer={root / 'tokenizers' / 'teacher'}",
+                                  *teacher_overrides(root)]
+
+
 @dataclass(frozen=True)
 class WorldPaths:
     root: Path
@@ -149,11 +158,10 @@ def ensure_world(root: str | Path = "worlds/small", preset: str = "small", seed:
         _say(f"generating the synthetic world (preset {preset}, seed {seed}) in {root}")
         with _stoppable("generating the synthetic world", root):
             generate(preset, seed, root)
-    teacher_yaml = teacher_config(root)
-    teacher_cfg = load_config(teacher_yaml, [f"data.root={root}", f"model.tokenizer={root / 'tokenizers' / 'teacher'}",
-                                               f"output_dir={root / 'teacher'}", f"tracking.enabled={str(tracking).lower()}",
-                                               "tracking.run_name=teacher", "tracking.tags.cvil.role=teacher",
-                                               *teacher_overrides(root)])
+    teacher_yaml, recipe = teacher_recipe(root)
+    teacher_cfg = load_config(teacher_yaml, [*recipe, f"output_dir={root / 'teacher'}",
+                                             f"tracking.enabled={str(tracking).lower()}",
+                                             "tracking.run_name=teacher", "tracking.tags.cvil.role=teacher"])
     if not (paths.student_init_dir / "config.json").is_file():
         from cvil.models.student_init import make_student_init
 
