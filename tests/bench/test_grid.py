@@ -281,7 +281,11 @@ def test_shipped_grids_name_their_cells_and_configs():
     }
     v3 = {f"{name}_t{t}" for name in ("table1_ja", "table3_ablations", "table4_vqa_ja") for t in (0, 2000)}
     v2 = {f"{name}_v2" for name in (*expected, "table3_ablations")}
+    v3 |= {"table1_ja_m300"}  # world v3 with a smaller translated set (the mvqa knob)
     assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh", *v3, *v2}
+    for name in v3:  # the same cells as the default world's grid, on the world of one knob setting
+        assert load_grid(name).cells == load_grid(name.rsplit("_", 1)[0]).cells
+        assert load_grid(name).world["preset"] in {"small@teacher=0", "small@teacher=2000", "small@mvqa=300"}
     for name in v2:  # world v2's tables stay reproducible: the same cells on the world they were made on
         assert load_grid(name).world == {"preset": "small-v2", "root": "worlds/small-v2", "seed": 0}
         assert load_grid(name).cells == load_grid(name[:-3]).cells
