@@ -23,12 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import compare, load_system
-from bench.grid.spec import load_grid
+from bench.knob_settings import DEFAULT_SUFFIX, KNOBS, knob_world
+from bench.teacher_seeds import seed_accuracies
 from bench.stats.significance import holm
 from cvil.errors import UsageError
 
-KNOBS = {0: "_t0", 2000: "_t2000", 6000: ""}  # train images of the teacher's corpus -> the grids' suffix
-DEFAULT_SUFFIX = ""
 ABLATIONS = ("w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags", "w/o intermediate layers")
 # (paper table, grid of A, cell A, grid of B, cell B): Δ = B − A. Table III's reference is the KD of Table I's grid
 # (the same config and seeds), so the knob's other settings run only the ablations of `table3_ablations`.
@@ -64,7 +63,7 @@ def _system(cell: str, grid: str, suffix: str, tracking_uri: str | None):
 def knob_rows(teacher_images: int, tracking_uri: str | None) -> list[dict]:
     """One row per comparison at one knob setting; a cell without finished runs is a row saying so."""
     suffix = KNOBS[teacher_images]
-    world = load_grid("table1_ja" + suffix).world or {}
+    world = knob_world(suffix)
     teacher = teacher_accuracy(world)
     rows = []
     for table, grid_a, a, grid_b, b in COMPARISONS:
@@ -95,14 +94,12 @@ def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.Dat
 def teacher_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
     """The teacher's English val accuracy per train seed at each knob setting (`bench.teacher_seeds`'s grids) beside
     the world's own teacher, the one every student distils from."""
-    from bench.teacher_seeds import seed_accuracies
-
     rows = []
     for images in settings:
         scores = seed_accuracies(KNOBS[images], tracking_uri)
         values = pd.Series(list(scores.values()), dtype=float)
         rows.append({"teacher_images": images,
-                     "students_teacher": teacher_accuracy(load_grid("table1_ja" + KNOBS[images]).world or {}),
+                     "students_teacher": teacher_accuracy(knob_world(KNOBS[images])),
                      "seeds": len(scores), "per_seed": " / ".join(f"{s}: {v:.2f}" for s, v in sorted(scores.items())),
                      "mean": values.mean() if len(values) else None, "std": values.std() if len(values) > 1 else None,
                      "min": values.min() if len(values) else None, "max": values.max() if len(values) else None})

@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.grid.spec import Cell, GridSpec, load_grid
+from bench.grid.spec import Cell, GridSpec
+from bench.knob_settings import KNOBS, knob_world
 
 GRID = "teacher_seeds"
 CELL = "teacher"
 METRIC = "val.accuracy"
-
-
-def knob_world(suffix: str) -> dict:
-    """The synthetic world of a knob setting: the one its Table I grid (`table1_ja<suffix>`) runs on."""
-    return dict(load_grid("table1_ja" + suffix).world or {})
 
 
 def teacher_grid(world: dict, suffix: str, seeds: int) -> GridSpec:
@@ -50,7 +46,6 @@ def seed_accuracies(suffix: str, tracking_uri: str | None) -> dict[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.grid.runner import GridRunner
-    from bench.knob import KNOBS
     from bench.tracking import tracking_uri
     from cvil.world import ensure_world
 
