@@ -7,9 +7,10 @@ the JVG-like test (Table I) and on the translated test (Table IV), and each Tabl
 seed-aware test of `cvil-bench compare` (two-level bootstrap over seeds and questions; Holm over the comparisons of
 one knob setting), every seed's value of both sides (a cell that flips between plateau and no plateau is marked "wide",
 never hidden behind a mean), the teacher's English accuracy, and the teacher's accuracy over its own train seeds
-(`bench.teacher_seeds`).
+(`bench.teacher_seeds`). With `--paired` the KD side comes from the `knob_paired` grids, where each student seed
+distils from the teacher trained with its own seed, so the seeds vary the teacher too.
 
-    python -m bench.knob [--tracking-uri sqlite:///mlflow.db] [--out leaderboards/rendered/world_v3_knob]
+    python -m bench.knob [--paired] [--tracking-uri sqlite:///mlflow.db] [--out leaderboards/rendered/world_v3_knob]
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ ABLATIONS = ("w/o CLS", "w/o code-mixed", "w/o image tokens", "w/o object tags",
 # (the same config and seeds), so the knob's other settings run only the ablations of `table3_ablations`.
 COMPARISONS = (("I", "table1_ja", "AUG", "table1_ja", "KD"), ("IV", "table4_vqa_ja", "AUG", "table4_vqa_ja", "KD"),
                *(("III", "table1_ja", "KD", "table3_ablations", cell) for cell in ABLATIONS))
+# The same comparisons with the teacher's seed paired to the student's (`bench/grids/knob_paired*.yaml`: student seed s
+# distils from the world's teacher re-trained with seed s); AUG, which never loads a teacher, is the tables' AUG.
+PAIRED_COMPARISONS = (("I", "table1_ja", "AUG", "knob_paired", "KD"),
+                      ("IV", "table4_vqa_ja", "AUG", "knob_paired", "KD (translated)"),
+                      *(("III", "knob_paired", "KD", "knob_paired", cell) for cell in ABLATIONS))
 TEACHERLESS = ("AUG",)  # cells that never load the teacher: their runs on the default world serve every setting
 WIDE_RANGE = 5.0  # points between a cell's best and worst seed that mark it (a plateau reached by some seeds only)
 
@@ -60,13 +66,13 @@ def _system(cell: str, grid: str, suffix: str, tracking_uri: str | None):
         return load_system(f"cell={cell}", tracking_uri=tracking_uri, grid=grid + DEFAULT_SUFFIX)
 
 
-def knob_rows(teacher_images: int, tracking_uri: str | None) -> list[dict]:
+def knob_rows(teacher_images: int, tracking_uri: str | None, comparisons=COMPARISONS) -> list[dict]:
     """One row per comparison at one knob setting; a cell without finished runs is a row saying so."""
     suffix = KNOBS[teacher_images]
     world = knob_world(suffix)
     teacher = teacher_accuracy(world)
     rows = []
-    for table, grid_a, a, grid_b, b in COMPARISONS:
+    for table, grid_a, a, grid_b, b in comparisons:
         row = {"teacher_images": teacher_images, "world": world.get("preset"), "teacher_en_val": teacher,
                "table": table, "A": a, "B": b}
         try:
@@ -87,8 +93,8 @@ def knob_rows(teacher_images: int, tracking_uri: str | None) -> list[dict]:
     return rows
 
 
-def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
-    return pd.DataFrame([row for t in settings for row in knob_rows(t, tracking_uri)])
+def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None, comparisons=COMPARISONS) -> pd.DataFrame:
+    return pd.DataFrame([row for t in settings for row in knob_rows(t, tracking_uri, comparisons)])
 
 
 def teacher_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
@@ -144,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.knob", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
-    p.add_argument("--out", default="leaderboards/rendered/world_v3_knob",
-                   help="stem of the .md and .csv written (default %(default)s)")
+    p.add_argument("--out", default=None, help="stem of the .md and .csv written (default "
+                   "leaderboards/rendered/world_v3_knob, with --paired world_v3_knob_paired)")
+    p.add_argument("--paired", action="store_true",
+                   help="the KD side from the knob_paired grids: each student seed distils from the teacher of its "
+                        "own seed (python -m bench.teacher_seeds), not from the world's one teacher")
     p.add_argument("--teacher-images", nargs="+", type=int, default=list(KNOBS), choices=list(KNOBS),
                    help="the knob settings to report (default: all)")
     args = p.parse_args(argv)
@@ -153,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     from bench.tracking import tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
-    frame, teachers = knob_table(args.teacher_images, uri), teacher_table(args.teacher_images, uri)
+    comparisons = PAIRED_COMPARISONS if args.paired else COMPARISONS
+    frame, teachers = knob_table(args.teacher_images, uri, comparisons), teacher_table(args.teacher_images, uri)
     markdown = to_markdown(frame) + "\n\nThe teacher over its own train seeds (`python -m bench.teacher_seeds`):\n\n" \
         + teacher_markdown(teachers)
-    out = Path(args.out)
+    out = Path(args.out or "leaderboards/rendered/world_v3_knob" + ("_paired" if args.paired else ""))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     frame.to_csv(out.with_suffix(".csv"), index=False)

@@ -11,6 +11,9 @@ and its cells, each a run config plus overrides::
       KD:            {config: configs/synthetic/kd.yaml}
       w/o CLS:       {config: configs/synthetic/kd.yaml, overrides: [kd.cls=false]}
 
+`{seed}` in an override (the grid's or a cell's) is replaced by each job's seed, e.g. a teacher per seed:
+`kd.teacher=runs/teacher_seeds/teacher/seed{seed}/oscar` (`bench.teacher_seeds`).
+
 A grid with `extends: other.yaml` (one level) takes the other file's keys and replaces those it gives itself, e.g.
 the same cells on another `world:`; its name is its own file's stem unless it names itself.
 
@@ -36,6 +39,7 @@ from cvil.suggest import did_you_mean
 
 GRIDS_DIR = Path(__file__).resolve().parents[1] / "grids"  # bench/grids/
 WORLD_KEYS = ("data.root", "kd.teacher", "model.init")  # what a world (synthetic or real) provides to every cell
+SEED_FIELD = "{seed}"  # in a grid's or a cell's override: the job's seed
 
 
 @dataclass(frozen=True)
@@ -263,8 +267,7 @@ def expand(
             run_name = f"{slug(cell.name)}-s{seed}"
             overrides = (
                 *world,
-                *spec.overrides,
-                *cell.overrides,
+                *(o.replace(SEED_FIELD, str(seed)) for o in (*spec.overrides, *cell.overrides)),
                 *extra_overrides,
                 f"train.seed={seed}",
                 f"output_dir={out}",

@@ -270,7 +270,7 @@ def test_expand_builds_the_contract_overrides():
                  "tracking.tags.cvil.grid=table3_ablations", "tracking.tags.cvil.cell=w/o intermediate layers",
                  "tracking.tags.cvil.seed=0"):
         assert item in j.overrides
-    assert len(expand(spec)) == 21 and slug("w/o CLS") == "wo-CLS"
+    assert len(expand(spec)) == 35 and slug("w/o CLS") == "wo-CLS"  # 7 cells x 5 seeds
 
 
 def test_shipped_grids_name_their_cells_and_configs():
@@ -282,7 +282,9 @@ def test_shipped_grids_name_their_cells_and_configs():
     v3 = {f"{name}_t{t}" for name in ("table1_ja", "table3_ablations", "table4_vqa_ja") for t in (0, 2000)}
     v2 = {f"{name}_v2" for name in (*expected, "table3_ablations")}
     v3 |= {"table1_ja_m300"}  # world v3 with a smaller translated set (the mvqa knob)
-    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh", *v3, *v2}
+    paired = {"knob_paired", "knob_paired_t0", "knob_paired_t2000"}  # the knob with a teacher per seed
+    assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh", *v3, *v2,
+                                    *paired}
     for name in v3:  # the same cells as the default world's grid, on the world of one knob setting
         assert load_grid(name).cells == load_grid(name.rsplit("_", 1)[0]).cells
         assert load_grid(name).world["preset"] in {"small@teacher=0", "small@teacher=2000", "small@mvqa=300"}
@@ -374,3 +376,14 @@ def test_a_grid_extends_another_on_another_world(tmp_path):
     (tmp_path / "d.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(ConfigError, match="missing.yaml: not a readable YAML grid file"):
         load_grid(str(tmp_path / "d.yaml"))
+
+
+def test_seed_in_an_override_becomes_each_job_s_seed_and_other_braces_stay(tmp_path):
+    grid = tmp_path / "paired.yaml"
+    grid.write_text("name: paired\nseeds: [3, 7]\noverrides: ['kd.teacher=t/seed{seed}/oscar']\n"
+                    "cells: {KD: {config: c.yaml, overrides: ['model.from_scratch={hidden_size: 32}', 'x=a{seed}b']}}\n")
+    jobs = expand(load_grid(str(grid)))
+    assert [j.seed for j in jobs] == [3, 7]
+    for j in jobs:
+        assert j.overrides[:3] == (f"kd.teacher=t/seed{j.seed}/oscar", "model.from_scratch={hidden_size: 32}",
+                                   f"x=a{j.seed}b")

@@ -5,16 +5,31 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.knob import COMPARISONS, KNOBS, to_markdown
+from bench.grid.spec import expand
+from bench.knob import COMPARISONS, KNOBS, PAIRED_COMPARISONS, to_markdown
 from bench.grid.spec import load_grid
 
 
 def test_every_knob_setting_names_grids_that_exist_on_its_world():
     for teacher_images, suffix in KNOBS.items():
-        for table, grid_a, _, grid_b, _ in COMPARISONS:
-            for grid in {grid_a + suffix, grid_b + suffix}:
-                world = load_grid(grid).world
-                assert world["preset"] == ("small" if teacher_images == 6000 else f"small@teacher={teacher_images}")
+        for table, grid_a, cell_a, grid_b, cell_b in (*COMPARISONS, *PAIRED_COMPARISONS):
+            for grid, cell in {(grid_a + suffix, cell_a), (grid_b + suffix, cell_b)}:
+                spec = load_grid(grid)
+                assert spec.world["preset"] == ("small" if teacher_images == 6000 else f"small@teacher={teacher_images}")
+                assert cell in {c.name for c in spec.cells}
+
+
+def test_a_paired_grid_gives_each_student_seed_the_teacher_of_its_own_seed():
+    for suffix in KNOBS.values():
+        spec = load_grid("knob_paired" + suffix)
+        for job in expand(spec, world=["kd.teacher=worlds/any/teacher/oscar"]):
+            teachers = [o for o in job.overrides if o.startswith("kd.teacher=")]
+            # the world's teacher first, then the seed's (the last one wins), trained by `bench.teacher_seeds`
+            assert teachers[-1] == f"kd.teacher=runs/teacher_seeds{suffix}/teacher/seed{job.seed}/oscar"
+        # the cells are those of the tables they stand in for, with the same configs and overrides
+        assert {(c.config, c.overrides) for c in spec.cells} == {(c.config, c.overrides) for g in ("table3_ablations",
+                                                                   "table4_vqa_ja") for c in load_grid(g).cells
+                                                                 if c.name != "BASELINE" and c.name != "AUG"}
 
 
 def test_markdown_marks_a_wide_seed_range_and_says_why_a_cell_is_missing():
