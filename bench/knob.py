@@ -10,7 +10,8 @@ never hidden behind a mean), the teacher's English accuracy, and the teacher's a
 (`bench.teacher_seeds`). With `--paired` the KD side comes from the `knob_paired` grids, where each student seed
 distils from the teacher trained with its own seed, so the seeds vary the teacher too.
 
-    python -m bench.knob [--paired] [--tracking-uri sqlite:///mlflow.db] [--out leaderboards/rendered/world_v3_knob]
+    python -m bench.knob [--paired] [--tables I IV III] [--tracking-uri sqlite:///mlflow.db]
+                         [--out leaderboards/rendered/world_v3_knob]
 """
 
 from __future__ import annotations
@@ -157,12 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                         "own seed (python -m bench.teacher_seeds), not from the world's one teacher")
     p.add_argument("--teacher-images", nargs="+", type=int, default=list(KNOBS), choices=list(KNOBS),
                    help="the knob settings to report (default: all)")
+    p.add_argument("--tables", nargs="+", default=["I", "IV", "III"], choices=["I", "IV", "III"],
+                   help="the paper tables whose comparisons to report (default: all)")
     args = p.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded CSV otherwise
     from bench.tracking import tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
-    comparisons = PAIRED_COMPARISONS if args.paired else COMPARISONS
+    comparisons = [c for c in (PAIRED_COMPARISONS if args.paired else COMPARISONS) if c[0] in args.tables]
     frame, teachers = knob_table(args.teacher_images, uri, comparisons), teacher_table(args.teacher_images, uri)
     markdown = to_markdown(frame) + "\n\nThe teacher over its own train seeds (`python -m bench.teacher_seeds`):\n\n" \
         + teacher_markdown(teachers)

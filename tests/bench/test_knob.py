@@ -44,3 +44,15 @@ def test_markdown_marks_a_wide_seed_range_and_says_why_a_cell_is_missing():
     assert lines[2].endswith("| 36.8 / 37.7 | 36.1 / 26.7 ⚠ wide |") and "| -4.00 | [-12.00, -0.50] | 0.3000 |" in lines[2]
     assert lines[3].endswith("| no finished runs for cell 'w/o CLS' in grid 'table3_ablations_t0' |")
     assert "nan" not in "\n".join(lines)
+
+
+def test_the_command_reports_the_chosen_tables_and_says_what_is_missing(mlflow_store, tmp_path):
+    from bench.knob import main
+
+    assert main(["--paired", "--tables", "I", "--out", str(tmp_path / "knob")]) == 0
+    lines = (tmp_path / "knob.md").read_text(encoding="utf-8").splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "KD − AUG" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 2000", "| 6000"]  # Table I only, every knob setting
+    assert all("no finished runs for cell 'AUG' in grid 'table1_ja'" in r for r in rows)
+    assert sum("not trained: python -m bench.teacher_seeds" in line for line in lines) == 3
+    assert (tmp_path / "knob.csv").is_file() and (tmp_path / "knob_teacher_seeds.csv").is_file()
