@@ -26,6 +26,7 @@ import pandas as pd
 
 from bench.compare import compare, load_system
 from bench.knob_settings import DEFAULT_SUFFIX, KNOBS, knob_world
+from bench.markdown import markdown_table
 from bench.teacher_seeds import seed_accuracies
 from bench.stats.significance import holm
 from cvil.errors import UsageError
@@ -100,51 +101,47 @@ def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None, compariso
 
 def teacher_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
     """The teacher's English val accuracy per train seed at each knob setting (`bench.teacher_seeds`'s grids) beside
-    the world's own teacher, the one every student distils from."""
+    the world's own teacher, the one every student distils from (statistics are NaN where too few seeds ran)."""
     rows = []
     for images in settings:
         scores = seed_accuracies(KNOBS[images], tracking_uri)
         values = pd.Series(list(scores.values()), dtype=float)
-        rows.append({"teacher_images": images,
-                     "students_teacher": teacher_accuracy(knob_world(KNOBS[images])),
+        rows.append({"teacher_images": images, "students_teacher": teacher_accuracy(knob_world(KNOBS[images])),
                      "seeds": len(scores), "per_seed": " / ".join(f"{s}: {v:.2f}" for s, v in sorted(scores.items())),
-                     "mean": values.mean() if len(values) else None, "std": values.std() if len(values) > 1 else None,
-                     "min": values.min() if len(values) else None, "max": values.max() if len(values) else None})
+                     "mean": values.mean(), "std": values.std(), "min": values.min(), "max": values.max()})
     return pd.DataFrame(rows)
 
 
-def teacher_markdown(frame: pd.DataFrame) -> str:
-    def fmt(x):
-        return "" if x is None or x != x else f"{x:.2f}"
+def _fmt(x, digits: int = 2) -> str:
+    return "" if x is None or x != x else f"{x:.{digits}f}"
 
-    lines = ["| teacher images | the students' teacher (seed 1) % | seeds | English val % per train seed | mean | std | "
-             "min – max |", "|" + "---|" * 7]
-    for r in frame.astype(object).where(frame.notna(), None).to_dict("records"):
-        span = f"{fmt(r['min'])} – {fmt(r['max'])}" if r["min"] is not None else ""
-        lines.append(f"| {r['teacher_images']} | {fmt(r['students_teacher'])} | {r['seeds']} | "
-                     f"{r['per_seed'] or 'not trained: python -m bench.teacher_seeds'} | {fmt(r['mean'])} | "
-                     f"{fmt(r['std'])} | {span} |")
-    return "\n".join(lines)
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """The frame's rows with missing cells as None, not NaN."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def teacher_markdown(frame: pd.DataFrame) -> str:
+    header = ("teacher images", "the students' teacher (seed 1) %", "seeds", "English val % per train seed", "mean",
+              "std", "min – max")
+    return markdown_table(header, [
+        (r["teacher_images"], _fmt(r["students_teacher"]), r["seeds"],
+         r["per_seed"] or "not trained: python -m bench.teacher_seeds", _fmt(r["mean"]), _fmt(r["std"]),
+         f"{_fmt(r['min'])} – {_fmt(r['max'])}" if r["min"] is not None else "") for r in _records(frame)])
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
-    def fmt(x, digits=2):
-        return "" if x is None or x != x else f"{x:.{digits}f}"
-
-    frame = frame.astype(object).where(frame.notna(), None)  # missing cells: None, not NaN
     def flag(r, side):
         return " ⚠ wide" if (r.get(f"{side}_range") or 0) >= WIDE_RANGE else ""
 
-    lines = ["| teacher images | teacher EN val % | table | B − A | seeds A/B | mean A | mean B | Δ | 95 % CI | p (Holm) | "
-             "A per seed | B per seed |", "|" + "---|" * 12]
-    for r in frame.to_dict("records"):
-        ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else ""
-        seeds = r.get("seeds") or ""
-        lines.append(f"| {r['teacher_images']} | {fmt(r['teacher_en_val'])} | {r['table']} | {r['B']} − {r['A']} | "
-                     f"{seeds} | {fmt(r.get('mean_A'))} | {fmt(r.get('mean_B'))} | {fmt(r.get('delta'))} | {ci} | "
-                     f"{fmt(r.get('p_holm'), 4)} | {r.get('A_seeds') or ''}{flag(r, 'A')} | "
-                     f"{r.get('B_seeds') or r.get('note') or ''}{flag(r, 'B')} |")
-    return "\n".join(lines)
+    header = ("teacher images", "teacher EN val %", "table", "B − A", "seeds A/B", "mean A", "mean B", "Δ", "95 % CI",
+              "p (Holm)", "A per seed", "B per seed")
+    return markdown_table(header, [
+        (r["teacher_images"], _fmt(r["teacher_en_val"]), r["table"], f"{r['B']} − {r['A']}", r.get("seeds") or "",
+         _fmt(r.get("mean_A")), _fmt(r.get("mean_B")), _fmt(r.get("delta")),
+         f"[{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "",
+         _fmt(r.get("p_holm"), 4), f"{r.get('A_seeds') or ''}{flag(r, 'A')}",
+         f"{r.get('B_seeds') or r.get('note') or ''}{flag(r, 'B')}") for r in _records(frame)])
 
 
 def main(argv: list[str] | None = None) -> int:

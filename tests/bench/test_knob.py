@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.grid.spec import expand
+from bench.grid.spec import expand, load_grid
 from bench.knob import COMPARISONS, KNOBS, PAIRED_COMPARISONS, to_markdown
-from bench.grid.spec import load_grid
 
 
 def test_every_knob_setting_names_grids_that_exist_on_its_world():
