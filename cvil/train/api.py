@@ -160,8 +160,9 @@ def run(cfg: RunConfig, *, resume: bool = False, on_eval: EvalCallback | None = 
     run_layout.check_no_symlinks(out)  # before anything is written (cvil never makes one: run_layout)
     stale = existing_outputs(out, resume=resume, overwrite=overwrite)  # every rank, before any rank writes
     dist = setup_distributed(init_method, shared_folders={"data.root": cfg.data.root, "output_dir": cfg.output_dir})
-    lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
+    lock = None
     try:
+        lock = RunLock(out).acquire() if dist.is_main else None  # one writer per run folder (cvil.train.run_lock)
         return _run_locked(cfg, out, dist, stale, resume=resume, on_eval=on_eval, trust_unverified=trust_unverified)
     finally:
         if lock is not None:

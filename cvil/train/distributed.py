@@ -92,7 +92,11 @@ def setup_distributed(init_method: str | None = None, *, shared_folders: dict[st
                                 timeout=timedelta(minutes=10))
     info = DistInfo(rank, world_size, local_rank, device)
     if shared_folders:
-        check_shared_folders(info, shared_folders)
+        try:
+            check_shared_folders(info, shared_folders)
+        except BaseException:  # the caller never gets a group to tear down: a live gloo group aborts the exit
+            teardown_distributed()
+            raise
     return info
 
 
