@@ -68,15 +68,19 @@ def _system(cell: str, grid: str, suffix: str, tracking_uri: str | None):
         return load_system(f"cell={cell}", tracking_uri=tracking_uri, grid=grid + DEFAULT_SUFFIX)
 
 
-def knob_rows(teacher_images: int, tracking_uri: str | None, comparisons=COMPARISONS) -> list[dict]:
-    """One row per comparison at one knob setting; a cell without finished runs is a row saying so."""
+def knob_rows(teacher_images: int, tracking_uri: str | None, comparisons=COMPARISONS,
+              paired: bool = False) -> list[dict]:
+    """One row per comparison at one knob setting; a cell without finished runs is a row saying so. `paired`: the
+    KD side distils from a teacher per seed, so the row names those teachers' accuracies, not the world's one."""
     suffix = KNOBS[teacher_images]
     world = knob_world(suffix)
-    teacher = teacher_accuracy(world)
+    teacher = None if paired else teacher_accuracy(world)
+    per_seed = " / ".join(f"{v:.1f}" for _, v in sorted(seed_accuracies(suffix, tracking_uri).items())) if paired \
+        else ""
     rows = []
     for table, grid_a, a, grid_b, b in comparisons:
         row = {"teacher_images": teacher_images, "world": world.get("preset"), "teacher_en_val": teacher,
-               "table": table, "A": a, "B": b}
+               "teachers_per_seed": per_seed, "table": table, "A": a, "B": b}
         try:
             report = compare(_system(a, grid_a, suffix, tracking_uri), _system(b, grid_b, suffix, tracking_uri))
         except Exception as exc:  # noqa: BLE001 - a missing cell is reported in the table, not fatal
@@ -95,8 +99,9 @@ def knob_rows(teacher_images: int, tracking_uri: str | None, comparisons=COMPARI
     return rows
 
 
-def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None, comparisons=COMPARISONS) -> pd.DataFrame:
-    return pd.DataFrame([row for t in settings for row in knob_rows(t, tracking_uri, comparisons)])
+def knob_table(settings=tuple(KNOBS), tracking_uri: str | None = None, comparisons=COMPARISONS,
+               paired: bool = False) -> pd.DataFrame:
+    return pd.DataFrame([row for t in settings for row in knob_rows(t, tracking_uri, comparisons, paired)])
 
 
 def teacher_table(settings=tuple(KNOBS), tracking_uri: str | None = None) -> pd.DataFrame:
@@ -134,10 +139,10 @@ def to_markdown(frame: pd.DataFrame) -> str:
     def flag(r, side):
         return " ⚠ wide" if (r.get(f"{side}_range") or 0) >= WIDE_RANGE else ""
 
-    header = ("teacher images", "teacher EN val %", "table", "B − A", "seeds A/B", "mean A", "mean B", "Δ", "95 % CI",
+    header = ("teacher images", "teacher EN val % (per teacher seed when paired)", "table", "B − A", "seeds A/B", "mean A", "mean B", "Δ", "95 % CI",
               "p (Holm)", "A per seed", "B per seed")
     return markdown_table(header, [
-        (r["teacher_images"], _fmt(r["teacher_en_val"]), r["table"], f"{r['B']} − {r['A']}", r.get("seeds") or "",
+        (r["teacher_images"], _fmt(r["teacher_en_val"]) or r.get("teachers_per_seed") or "", r["table"], f"{r['B']} − {r['A']}", r.get("seeds") or "",
          _fmt(r.get("mean_A")), _fmt(r.get("mean_B")), _fmt(r.get("delta")),
          f"[{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "",
          _fmt(r.get("p_holm"), 4), f"{r.get('A_seeds') or ''}{flag(r, 'A')}",
@@ -163,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     uri = tracking_uri(args.tracking_uri)
     comparisons = [c for c in (PAIRED_COMPARISONS if args.paired else COMPARISONS) if c[0] in args.tables]
-    frame, teachers = knob_table(args.teacher_images, uri, comparisons), teacher_table(args.teacher_images, uri)
+    frame = knob_table(args.teacher_images, uri, comparisons, paired=args.paired)
+    teachers = teacher_table(args.teacher_images, uri)
     markdown = to_markdown(frame) + "\n\nThe teacher over its own train seeds (`python -m bench.teacher_seeds`):\n\n" \
         + teacher_markdown(teachers)
     out = Path(args.out or "leaderboards/rendered/world_v3_knob" + ("_paired" if args.paired else ""))

@@ -148,6 +148,13 @@ def read_summary(path: Path) -> tuple[list[JobResult], str]:
     return rows, ""
 
 
+def headline(metrics: dict) -> str:
+    """The score a job's progress line shows: the test score, else (a teacher: no test split) the official val
+    accuracy, else the in-loop val score; "" when it logged none of them."""
+    key = next((k for k in ("test.accuracy", "val.accuracy", "val.score") if k in metrics), None)
+    return f" {key}={metrics[key]:.4f}" if key else ""
+
+
 class GridRunner:
     """Plans, launches and summarises one grid; `run()` returns the per-job results."""
 
@@ -394,8 +401,7 @@ class GridRunner:
                 ok, error = False, "the train command succeeded but logged no child run under the grid's parent run"
         result = JobResult(job.cell, job.seed, "finished" if ok else "failed", run.info.run_id if run else "",
                            round(seconds, 2), outcome.returncode, p.resume, error, metrics)
-        headline = next(iter(k for k in ("test.accuracy", "val.score") if k in result.metrics), None)
-        extra = f" {headline}={result.metrics[headline]:.4f}" if headline else ""
+        extra = headline(result.metrics)
         last = error.strip().splitlines()[-1] if error.strip() else ""
         self.echo(f"[grid {self.spec.name}] {'done  ' if ok else 'FAILED'} {job.key} in {seconds:.1f}s"
                   + (extra if ok else f" (exit {outcome.returncode}): {last}"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import tracking
-from bench.grid.runner import GridRunner, has_checkpoint
+from bench.grid.runner import GridRunner, has_checkpoint, headline
 from cvil.config import load_config
 from bench.grid.spec import expand, load_grid, shipped_grids, slug
 from cvil.config import ConfigError
@@ -273,6 +273,26 @@ def test_expand_builds_the_contract_overrides():
     assert len(expand(spec)) == 35 and slug("w/o CLS") == "wo-CLS"  # 7 cells x 5 seeds
 
 
+def test_the_progress_line_shows_the_test_score_else_a_teachers_val_accuracy():
+    assert headline({"test.accuracy": 36.875, "val.accuracy": 45.9, "val.score": 45.9}) == " test.accuracy=36.8750"
+    assert headline({"val.accuracy": 96.37, "val.score": 96.0}) == " val.accuracy=96.3700"  # a teacher: no test split
+    assert headline({"val.score": 0.4}) == " val.score=0.4000" and headline({"train.loss": 1.0}) == ""
+
+
+def test_the_teacher_probe_varies_only_the_first_step_and_names_existing_teachers():
+    spec = load_grid("teacher_probe")
+    kd = load_config(REPO / "cvil/configs/synthetic/kd.yaml")
+    assert kd.stages[0].objective == "kd"  # the probe's premise: the shipped KD stage is pure distillation
+    for cell in spec.cells:
+        assert cell.config == "configs/synthetic/kd.yaml"
+        teacher = [o for o in cell.overrides if o.startswith("kd.teacher=")]
+        assert len(teacher) == 1 and teacher[0].startswith("kd.teacher=runs/teacher_seeds/teacher/seed")
+        changed = [o.split("=")[0] for o in cell.overrides if not o.startswith("kd.teacher=")]
+        assert set(changed) <= {"kd.reduction", "stages.0.objective", "stages.0.epochs"}
+        cfg = load_config(REPO / cell.config, list(cell.overrides))
+        assert cfg.stages[1:] == kd.stages[1:]  # the JVG steps are the tables' KD steps
+
+
 def test_shipped_grids_name_their_cells_and_configs():
     expected = {
         "table1_ja": {"BASELINE": "baseline", "AUG": "aug", "KD": "kd"},
@@ -284,7 +304,7 @@ def test_shipped_grids_name_their_cells_and_configs():
     v3 |= {"table1_ja_m300"}  # world v3 with a smaller translated set (the mvqa knob)
     paired = {"knob_paired", "knob_paired_t0", "knob_paired_t2000"}  # the knob with a teacher per seed
     assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh", *v3, *v2,
-                                    *paired}
+                                    *paired, "teacher_probe"}
     for name in v3:  # the same cells as the default world's grid, on the world of one knob setting
         assert load_grid(name).cells == load_grid(name.rsplit("_", 1)[0]).cells
         assert load_grid(name).world["preset"] in {"small@teacher=0", "small@teacher=2000", "small@mvqa=300"}

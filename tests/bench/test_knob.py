@@ -38,8 +38,12 @@ def test_markdown_marks_a_wide_seed_range_and_says_why_a_cell_is_missing():
          "A_seeds": "36.8 / 37.7", "B_seeds": "36.1 / 26.7", "A_range": 0.9, "B_range": 9.4, "note": ""},
         {"teacher_images": 0, "teacher_en_val": 91.2, "table": "III", "A": "KD", "B": "w/o CLS",
          "note": "no finished runs for cell 'w/o CLS' in grid 'table3_ablations_t0'"},
+        # --paired: no one teacher for the row, each seed's own (the world's teacher would be the wrong number)
+        {"teacher_images": 0, "teacher_en_val": None, "teachers_per_seed": "93.4 / 91.2", "table": "I", "A": "AUG",
+         "B": "KD", "note": "no finished runs for cell 'KD' in grid 'knob_paired_t0'"},
     ])
     lines = to_markdown(frame).splitlines()
+    assert lines[4].startswith("| 0 | 93.4 / 91.2 | I | KD − AUG |")
     assert lines[2].endswith("| 36.8 / 37.7 | 36.1 / 26.7 ⚠ wide |") and "| -4.00 | [-12.00, -0.50] | 0.3000 |" in lines[2]
     assert lines[3].endswith("| no finished runs for cell 'w/o CLS' in grid 'table3_ablations_t0' |")
     assert "nan" not in "\n".join(lines)
