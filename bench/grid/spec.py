@@ -11,8 +11,9 @@ and its cells, each a run config plus overrides::
       KD:            {config: configs/synthetic/kd.yaml}
       w/o CLS:       {config: configs/synthetic/kd.yaml, overrides: [kd.cls=false]}
 
-`{seed}` in an override (the grid's or a cell's) is replaced by each job's seed, e.g. a teacher per seed:
-`kd.teacher=runs/teacher_seeds/teacher/seed{seed}/oscar` (`bench.teacher_seeds`).
+`{seed}` in an override (the grid's or a cell's) is replaced by each job's seed and `{runs_dir}` by the grid's runs
+folder (`--runs-dir`, default runs), e.g. a teacher per seed that `bench.teacher_seeds --runs-dir` trained there:
+`kd.teacher={runs_dir}/teacher_seeds/teacher/seed{seed}/oscar`.
 
 A grid with `extends: other.yaml` (one level) takes the other file's keys and replaces those it gives itself, e.g.
 the same cells on another `world:`; its name is its own file's stem unless it names itself.
@@ -40,6 +41,7 @@ from cvil.suggest import did_you_mean
 GRIDS_DIR = Path(__file__).resolve().parents[1] / "grids"  # bench/grids/
 WORLD_KEYS = ("data.root", "kd.teacher", "model.init")  # what a world (synthetic or real) provides to every cell
 SEED_FIELD = "{seed}"  # in a grid's or a cell's override: the job's seed
+RUNS_DIR_FIELD = "{runs_dir}"  # ... and the folder the grid's runs go to (where other grids' runs are too)
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ def expand(
             run_name = f"{slug(cell.name)}-s{seed}"
             overrides = (
                 *world,
-                *(o.replace(SEED_FIELD, str(seed)) for o in (*spec.overrides, *cell.overrides)),
+                *(o.replace(SEED_FIELD, str(seed)).replace(RUNS_DIR_FIELD, str(runs_dir))
+                  for o in (*spec.overrides, *cell.overrides)),
                 *extra_overrides,
                 f"train.seed={seed}",
                 f"output_dir={out}",

@@ -286,7 +286,7 @@ def test_the_teacher_probe_varies_only_the_first_step_and_names_existing_teacher
     for cell in spec.cells:
         assert cell.config == "configs/synthetic/kd.yaml"
         teacher = [o for o in cell.overrides if o.startswith("kd.teacher=")]
-        assert len(teacher) == 1 and teacher[0].startswith("kd.teacher=runs/teacher_seeds/teacher/seed")
+        assert len(teacher) == 1 and teacher[0].startswith("kd.teacher={runs_dir}/teacher_seeds/teacher/seed")
         changed = [o.split("=")[0] for o in cell.overrides if not o.startswith("kd.teacher=")]
         assert set(changed) <= {"kd.reduction", "stages.0.objective", "stages.0.epochs"}
         cfg = load_config(REPO / cell.config, list(cell.overrides))

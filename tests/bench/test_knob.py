@@ -25,6 +25,10 @@ def test_a_paired_grid_gives_each_student_seed_the_teacher_of_its_own_seed():
             teachers = [o for o in job.overrides if o.startswith("kd.teacher=")]
             # the world's teacher first, then the seed's (the last one wins), trained by `bench.teacher_seeds`
             assert teachers[-1] == f"kd.teacher=runs/teacher_seeds{suffix}/teacher/seed{job.seed}/oscar"
+        # `--runs-dir` moves where `bench.teacher_seeds --runs-dir` put the teachers, and the grid follows
+        for job in expand(spec, runs_dir="/elsewhere/runs"):
+            assert f"kd.teacher=/elsewhere/runs/teacher_seeds{suffix}/teacher/seed{job.seed}/oscar" in job.overrides
+            assert job.output_dir.startswith("/elsewhere/runs/knob_paired")
         # the cells are those of the tables they stand in for, with the same configs and overrides
         assert {(c.config, c.overrides) for c in spec.cells} == {(c.config, c.overrides) for g in ("table3_ablations",
                                                                    "table4_vqa_ja") for c in load_grid(g).cells
