@@ -3,7 +3,8 @@
 A and B are each one of
   - a per-question CSV file (question_id, prediction, ground_truth, score, question_type),
   - an MLflow run id (its ``predictions/<split>_per_question.csv`` artifact is fetched),
-  - ``cell=NAME`` (all finished seeds of that grid cell; ``--grid`` narrows to one grid).
+  - ``cell=NAME`` (all finished seeds of that grid cell; ``--grid`` narrows to one grid, ``--grid-a`` / ``--grid-b``
+    to one grid per side, e.g. a cell of another grid against the tables' AUG).
 
 Accuracy-like metrics are compared by a two-level bootstrap-t over seeds and questions (`sig.compare_seeds`; the
 question-level paired permutation test on seed-averaged scores is reported beside it, with ASO over the seeds); BLEU with sacrebleu's paired bootstrap / approximate randomisation on the seeds pooled as one corpus.
@@ -14,6 +15,7 @@ a system is named by its run (the run name, or a run folder's `tracking.run_name
     cvil-bench compare runs/base.csv runs/kd.csv
     cvil-bench compare cell=baseline cell=kd --grid paper-ja --tracking-uri sqlite:///mlflow.db --json
     cvil-bench compare RUN_ID_A RUN_ID_B --metric bleu --tokenize ja-mecab
+    cvil-bench compare cell=AUG "cell=KD, 9 KD epochs" --grid-a table1_ja --grid-b kd_epochs
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ def register(subparsers) -> None:
                    help="accuracy (per-question scores, reported in %%) or bleu (0-100) (default accuracy)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLflow's own resolution)")
     p.add_argument("--grid", default=None, help="restrict cell=NAME selectors to this grid")
+    p.add_argument("--grid-a", default=None, help="restrict A's cell=NAME to this grid (default --grid)")
+    p.add_argument("--grid-b", default=None, help="restrict B's cell=NAME to this grid (default --grid)")
     p.add_argument("--split", default="test", help="split of the runs' per-question CSVs (default test)")
     p.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples (default 9999)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
@@ -191,8 +195,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the report
-    a = load_system(args.a, tracking_uri=args.tracking_uri, grid=args.grid, split=args.split)
-    b = load_system(args.b, tracking_uri=args.tracking_uri, grid=args.grid, split=args.split)
+    a = load_system(args.a, tracking_uri=args.tracking_uri, grid=args.grid_a or args.grid, split=args.split)
+    b = load_system(args.b, tracking_uri=args.tracking_uri, grid=args.grid_b or args.grid, split=args.split)
     report = compare(a, b, metric=args.metric, n_resamples=args.n_resamples, seed=args.seed,
                      bleu_test=args.bleu_test, bleu_tokenize=args.tokenize, bleu_seed=args.bleu_seed,
                      bleu_preset=args.bleu_preset)

@@ -162,6 +162,18 @@ def test_compare_cell_selectors_from_mlflow(mlflow_store, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert [s["n_seeds"] for s in report["systems"]] == [2, 2]
     assert report["comparison"]["n"] == 80 and report["comparison"]["p_value"] < 0.05
+    # one grid per side: the same cell name in two grids is told apart by --grid-a / --grid-b
+    rid_other = c.create_run(exp, tags={"cvil.grid": "h", "cvil.cell": "KD", "cvil.seed": "0"}).info.run_id
+    (tmp_path / rid_other).mkdir()
+    c.log_artifact(rid_other, _csv(tmp_path / rid_other / "test_per_question.csv", np.ones(80)), "predictions")
+    c.set_terminated(rid_other, "FINISHED")
+    assert main(["compare", "cell=KD", "cell=KD", "--grid-a", "g", "--grid-b", "h", "--tracking-uri", mlflow_store,
+                 "--n-resamples", "199", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["n_seeds"] for s in report["systems"]] == [2, 1] and report["systems"][1]["mean"] == 100
+    # without them the name is ambiguous, and said so in one line (exit 2)
+    assert main(["compare", "cell=BASELINE", "cell=KD", "--tracking-uri", mlflow_store, "--n-resamples", "99"]) == 2
+    assert "cell 'KD' exists in several grids ['g', 'h']: pass --grid" in capsys.readouterr().err
     # a run id works too (one seed)
     assert main(["compare", rid, rid, "--tracking-uri", mlflow_store, "--n-resamples", "99", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["comparison"]["delta"] == 0
