@@ -8,9 +8,10 @@ seed-aware test of `cvil-bench compare` (two-level bootstrap over seeds and ques
 one knob setting), every seed's value of both sides (a cell that flips between plateau and no plateau is marked "wide",
 never hidden behind a mean), the teacher's English accuracy, and the teacher's accuracy over its own train seeds
 (`bench.teacher_seeds`). With `--paired` the KD side comes from the `knob_paired` grids, where each student seed
-distils from the teacher trained with its own seed, so the seeds vary the teacher too.
+distils from the teacher trained with its own seed, so the seeds vary the teacher too. With `--kd-epochs` the KD side
+comes from the `kd_epochs` grids, whose distillation stage runs AUG's 9 epochs on the translated set instead of 3.
 
-    python -m bench.knob [--paired] [--tables I IV III] [--tracking-uri sqlite:///mlflow.db]
+    python -m bench.knob [--paired | --kd-epochs] [--tables I IV III] [--tracking-uri sqlite:///mlflow.db]
                          [--out leaderboards/rendered/world_v3_knob]
 """
 
@@ -41,6 +42,12 @@ COMPARISONS = (("I", "table1_ja", "AUG", "table1_ja", "KD"), ("IV", "table4_vqa_
 PAIRED_COMPARISONS = (("I", "table1_ja", "AUG", "knob_paired", "KD"),
                       ("IV", "table4_vqa_ja", "AUG", "knob_paired", "KD (translated)"),
                       *(("III", "knob_paired", "KD", "knob_paired", cell) for cell in ABLATIONS))
+# KD's distillation stage at AUG's 9 epochs on the translated set (`bench/grids/kd_epochs*.yaml`), against AUG and
+# against the tables' 3-epoch KD, with the world's teacher and with a teacher per seed.
+KD_EPOCHS_COMPARISONS = (("I", "table1_ja", "AUG", "kd_epochs", "KD, 9 KD epochs"),
+                         ("I", "table1_ja", "KD", "kd_epochs", "KD, 9 KD epochs"),
+                         ("I", "table1_ja", "AUG", "kd_epochs", "KD paired, 9 KD epochs"),
+                         ("I", "knob_paired", "KD", "kd_epochs", "KD paired, 9 KD epochs"))
 TEACHERLESS = ("AUG",)  # cells that never load the teacher: their runs on the default world serve every setting
 WIDE_RANGE = 5.0  # points between a cell's best and worst seed that mark it (a plateau reached by some seeds only)
 
@@ -154,10 +161,14 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
     p.add_argument("--out", default=None, help="stem of the .md and .csv written (default "
-                   "leaderboards/rendered/world_v3_knob, with --paired world_v3_knob_paired)")
-    p.add_argument("--paired", action="store_true",
-                   help="the KD side from the knob_paired grids: each student seed distils from the teacher of its "
-                        "own seed (python -m bench.teacher_seeds), not from the world's one teacher")
+                   "leaderboards/rendered/world_v3_knob, with --paired or --kd-epochs that stem + _paired or _kd_epochs)")
+    table = p.add_mutually_exclusive_group()  # two different tables: argparse says so in one line (exit 2)
+    table.add_argument("--paired", action="store_true",
+                       help="the KD side from the knob_paired grids: each student seed distils from the teacher of its "
+                            "own seed (python -m bench.teacher_seeds), not from the world's one teacher")
+    table.add_argument("--kd-epochs", action="store_true",
+                       help="Table I with KD's distillation stage at AUG's 9 epochs (the kd_epochs grids) against AUG and "
+                            "against the tables' 3-epoch KD, one teacher and a teacher per seed")
     p.add_argument("--teacher-images", nargs="+", type=int, default=list(KNOBS), choices=list(KNOBS),
                    help="the knob settings to report (default: all)")
     p.add_argument("--tables", nargs="+", default=["I", "IV", "III"], choices=["I", "IV", "III"],
@@ -167,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.tracking import tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
-    comparisons = [c for c in (PAIRED_COMPARISONS if args.paired else COMPARISONS) if c[0] in args.tables]
+    chosen = KD_EPOCHS_COMPARISONS if args.kd_epochs else PAIRED_COMPARISONS if args.paired else COMPARISONS
+    comparisons = [c for c in chosen if c[0] in args.tables]
     frame = knob_table(args.teacher_images, uri, comparisons, paired=args.paired)
     teachers = teacher_table(args.teacher_images, uri)
     markdown = to_markdown(frame) + "\n\nThe teacher over its own train seeds (`python -m bench.teacher_seeds`):\n\n" \
         + teacher_markdown(teachers)
-    out = Path(args.out or "leaderboards/rendered/world_v3_knob" + ("_paired" if args.paired else ""))
+    out = Path(args.out or "leaderboards/rendered/world_v3_knob" + ("_paired" if args.paired else "")
+               + ("_kd_epochs" if args.kd_epochs else ""))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     frame.to_csv(out.with_suffix(".csv"), index=False)

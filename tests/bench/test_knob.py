@@ -4,14 +4,15 @@ cells said, never silently dropped."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from bench.grid.spec import expand, load_grid
-from bench.knob import COMPARISONS, KNOBS, PAIRED_COMPARISONS, to_markdown
+from bench.knob import COMPARISONS, KD_EPOCHS_COMPARISONS, KNOBS, PAIRED_COMPARISONS, to_markdown
 
 
 def test_every_knob_setting_names_grids_that_exist_on_its_world():
     for teacher_images, suffix in KNOBS.items():
-        for table, grid_a, cell_a, grid_b, cell_b in (*COMPARISONS, *PAIRED_COMPARISONS):
+        for table, grid_a, cell_a, grid_b, cell_b in (*COMPARISONS, *PAIRED_COMPARISONS, *KD_EPOCHS_COMPARISONS):
             for grid, cell in {(grid_a + suffix, cell_a), (grid_b + suffix, cell_b)}:
                 spec = load_grid(grid)
                 assert spec.world["preset"] == ("small" if teacher_images == 6000 else f"small@teacher={teacher_images}")
@@ -63,3 +64,11 @@ def test_the_command_reports_the_chosen_tables_and_says_what_is_missing(mlflow_s
     assert all("no finished runs for cell 'AUG' in grid 'table1_ja'" in r for r in rows)
     assert sum("not trained: python -m bench.teacher_seeds" in line for line in lines) == 3
     assert (tmp_path / "knob.csv").is_file() and (tmp_path / "knob_teacher_seeds.csv").is_file()
+
+    assert main(["--kd-epochs", "--teacher-images", "6000", "--out", str(tmp_path / "kd9")]) == 0
+    rows = [line for line in (tmp_path / "kd9.md").read_text(encoding="utf-8").splitlines() if line.startswith("| 6000") and " − " in line]
+    assert [r.split(" | ")[3] for r in rows] == ["KD, 9 KD epochs − AUG", "KD, 9 KD epochs − KD",
+                                                 "KD paired, 9 KD epochs − AUG", "KD paired, 9 KD epochs − KD"]
+    with pytest.raises(SystemExit) as stop:  # two tables at once: one line from argparse, exit 2
+        main(["--paired", "--kd-epochs"])
+    assert stop.value.code == 2
