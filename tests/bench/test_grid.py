@@ -294,18 +294,20 @@ def test_the_teacher_probe_varies_only_the_first_step_and_names_existing_teacher
 
 
 def test_kd_epochs_changes_only_the_length_of_the_distillation_stage():
-    spec, kd = load_grid("kd_epochs"), load_config(REPO / "cvil/configs/synthetic/kd.yaml")
-    assert spec.seeds == (0, 1, 2, 3, 4) and spec.world == load_grid("table1_ja").world
+    kd = load_config(REPO / "cvil/configs/synthetic/kd.yaml")
     aug = load_config(REPO / "cvil/configs/synthetic/aug.yaml")
     translated = sum(s.epochs for s in aug.stages if s.dataset == "vqa")  # AUG's epochs on the translated set
-    for job in expand(spec, world=["kd.teacher=worlds/small/teacher/oscar"]):
-        cfg = load_config(job.config, list(job.overrides))
-        assert cfg.stages[0].epochs == translated == 9 and cfg.stages[0].objective == "kd"
-        assert cfg.stages[1:] == kd.stages[1:] and cfg.kd == kd.kd.__class__(**{**kd.kd.__dict__,
-                                                                                "teacher": cfg.kd.teacher})
-        paired = "paired" in job.cell
-        assert cfg.kd.teacher == (f"runs/teacher_seeds/teacher/seed{job.seed}/oscar" if paired
-                                  else "worlds/small/teacher/oscar")
+    for suffix in ("", "_t0", "_t2000"):  # each knob setting, on the world of table1_ja's grid for that setting
+        spec = load_grid("kd_epochs" + suffix)
+        assert spec.seeds == (0, 1, 2, 3, 4) and spec.world == load_grid("table1_ja" + suffix).world
+        for job in expand(spec, world=["kd.teacher=worlds/w/teacher/oscar"]):
+            cfg = load_config(job.config, list(job.overrides))
+            assert cfg.stages[0].epochs == translated == 9 and cfg.stages[0].objective == "kd"
+            assert cfg.stages[1:] == kd.stages[1:] and cfg.kd == kd.kd.__class__(**{**kd.kd.__dict__,
+                                                                                    "teacher": cfg.kd.teacher})
+            paired = "paired" in job.cell
+            assert cfg.kd.teacher == (f"runs/teacher_seeds{suffix}/teacher/seed{job.seed}/oscar" if paired
+                                      else "worlds/w/teacher/oscar")
 
 
 def test_shipped_grids_name_their_cells_and_configs():
@@ -319,7 +321,7 @@ def test_shipped_grids_name_their_cells_and_configs():
     v3 |= {"table1_ja_m300"}  # world v3 with a smaller translated set (the mvqa knob)
     paired = {"knob_paired", "knob_paired_t0", "knob_paired_t2000"}  # the knob with a teacher per seed
     assert set(shipped_grids()) == {*expected, "table3_ablations", "paper_table3_ablations", "table_zh", *v3, *v2,
-                                    *paired, "teacher_probe", "kd_epochs"}
+                                    *paired, "teacher_probe", "kd_epochs", "kd_epochs_t0", "kd_epochs_t2000"}
     for name in v3:  # the same cells as the default world's grid, on the world of one knob setting
         assert load_grid(name).cells == load_grid(name.rsplit("_", 1)[0]).cells
         assert load_grid(name).world["preset"] in {"small@teacher=0", "small@teacher=2000", "small@mvqa=300"}
